@@ -1,0 +1,102 @@
+//! Request and response bodies shared by the programs (one definition, used by both ends).
+//!
+//! Verifier: `POST /v1/challenge` → [`ChallengeResponse`] (JSON); `POST /v1/attest` takes
+//! [`AttestRequest`] and answers [`AttestResponse`], both CBOR (`application/cbor`).
+//! Enclave: `POST /v1/attestation` takes [`SessionAttestationRequest`] and answers
+//! [`SessionAttestationResponse`] (JSON, binary fields base64).
+
+use serde::{Deserialize, Serialize};
+
+use crate::evidence::Evidence;
+
+/// Content type of CBOR bodies.
+pub const CBOR_CONTENT_TYPE: &str = "application/cbor";
+
+/// Largest `POST /v1/attest` body a verifier accepts.
+pub const MAX_ATTEST_BODY: usize = 512 * 1024;
+
+/// `POST /v1/challenge` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeResponse {
+    /// 32 random bytes, hex.
+    pub nonce: String,
+    /// Unix seconds after which the nonce is refused.
+    pub expires_at: u64,
+}
+
+/// `POST /v1/attest` body (CBOR).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestRequest {
+    #[serde(with = "serde_bytes")]
+    pub nonce: Vec<u8>,
+    pub evidence: Evidence,
+    /// DER SubjectPublicKeyInfo of the enclave's TLS key.
+    #[serde(with = "serde_bytes")]
+    pub tls_spki: Vec<u8>,
+    /// X25519 public key the model key is wrapped to.
+    #[serde(with = "serde_bytes")]
+    pub wrap_pk: Vec<u8>,
+    /// Which model the enclave asks the key for.
+    pub model_id: String,
+    /// Host names and IP addresses the enclave's certificate should name.
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    #[serde(default)]
+    pub ip_addresses: Vec<String>,
+}
+
+/// `POST /v1/attest` success reply (CBOR).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestResponse {
+    /// COSE_Sign1 attestation result.
+    #[serde(with = "serde_bytes")]
+    pub result: Vec<u8>,
+    /// Leaf certificate for the enclave TLS key (DER), issued by the verifier CA.
+    #[serde(with = "serde_bytes")]
+    pub certificate: Vec<u8>,
+    /// The verifier CA certificate (DER), for the chain the enclave presents.
+    #[serde(with = "serde_bytes")]
+    pub ca_certificate: Vec<u8>,
+    /// The model key, HPKE-wrapped to `wrap_pk`.
+    pub wrapped_key: WrappedKeyWire,
+}
+
+/// An HPKE-wrapped model key on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKeyWire {
+    pub key_id: String,
+    /// HPKE encapsulated key.
+    #[serde(with = "serde_bytes")]
+    pub enc: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// Error body of every JSON API: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// A stable machine-readable code and a human message that never carries internals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// `POST /v1/attestation` on the enclave: a client's fresh nonce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionAttestationRequest {
+    /// 32 bytes, hex.
+    pub nonce: String,
+}
+
+/// `POST /v1/attestation` reply: evidence with purpose `session` over this connection's exporter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionAttestationResponse {
+    /// CBOR [`Evidence`], base64 (standard alphabet, padded).
+    pub evidence: String,
+    /// The model digest the binding used, hex.
+    pub model_digest: String,
+}

@@ -1,0 +1,1 @@
+//! Evidence producers for the enclave.

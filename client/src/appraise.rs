@@ -1,0 +1,291 @@
+//! The attestation checks, as pure functions of bytes and the current time (no I/O): the
+//! certificate appraisal run inside the TLS handshake, and the session appraisal run on the reply
+//! of `POST /v1/attestation`. Their outputs, [`VerifiedPeer`] and [`VerifiedSession`], can only be
+//! made here, and a [`crate::Connection`] can only be made from them.
+
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use confidant_attestation::binding::{Binding, BindingInput, Purpose};
+use confidant_attestation::certext;
+use confidant_attestation::evidence::Evidence;
+use crate::resultapi::{ResultClaims, ResultError, ResultVerifier, Status};
+use confidant_attestation::snp::TcbVersion;
+use confidant_attestation::verify::{
+    EvidenceClaims, TrustAnchors, VerifiedEvidence, VerifiedKind, verify_evidence,
+};
+
+use crate::config::Mode;
+use crate::error::{AttestError, EvidenceFault};
+use crate::policy::ClientPolicy;
+
+/// Audience the verifier puts in results for enclave certificates.
+pub const RESULT_AUDIENCE: &str = crate::resultapi::AUDIENCE_ENCLAVE;
+
+/// Runs the checks with one client's settings.
+#[derive(Debug)]
+pub(crate) struct Appraiser {
+    results: ResultVerifier,
+    policy: ClientPolicy,
+    mode: Mode,
+    anchors: TrustAnchors,
+}
+
+/// A server certificate that passed every check of the client's mode. Only
+/// [`Appraiser::appraise_certificate`] makes one.
+#[derive(Debug, Clone)]
+pub(crate) struct VerifiedPeer {
+    cert_der: Vec<u8>,
+    spki_der: Vec<u8>,
+    spki_sha256: [u8; 32],
+    result: ResultClaims,
+    /// The launch measurement the enclave was attested with.
+    measurement: Vec<u8>,
+    model_digest: [u8; 32],
+    mode: Mode,
+    evidence: Option<EvidenceClaims>,
+}
+
+impl VerifiedPeer {
+    pub(crate) fn certificate_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+}
+
+/// Session evidence that verified and is bound to this nonce, key, TLS session and model. Only
+/// [`Appraiser::appraise_session`] makes one.
+#[derive(Debug, Clone)]
+pub(crate) struct VerifiedSession {
+    nonce: [u8; 32],
+    evidence: EvidenceClaims,
+}
+
+/// What the client verified about the enclave of one connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttestationClaims {
+    /// `passport` or `direct`.
+    pub mode: Mode,
+    /// The verifier's signed result (signature, expiry, status and claims checked).
+    pub result: ResultClaims,
+    /// `direct` mode: the certificate's evidence, verified by the client itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_evidence: Option<EvidenceClaims>,
+    /// `fresh` mode: the session evidence bound to this TLS connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionClaims>,
+    /// SHA-256 of the enclave's TLS SubjectPublicKeyInfo, hex.
+    pub tls_spki_sha256: String,
+}
+
+/// The fresh session evidence of a connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionClaims {
+    /// The client's nonce, hex.
+    pub nonce: String,
+    pub evidence: EvidenceClaims,
+}
+
+impl AttestationClaims {
+    pub(crate) fn new(peer: VerifiedPeer, session: Option<VerifiedSession>) -> Self {
+        AttestationClaims {
+            mode: peer.mode,
+            tls_spki_sha256: hex::encode(peer.spki_sha256),
+            result: peer.result,
+            certificate_evidence: peer.evidence,
+            session: session.map(|s| SessionClaims {
+                nonce: hex::encode(s.nonce),
+                evidence: s.evidence,
+            }),
+        }
+    }
+
+    /// True while the attestation result is unexpired.
+    pub fn valid_at(&self, now_unix: u64) -> bool {
+        now_unix < self.result.exp
+    }
+
+    /// True when the enclave runs on development (simulated) evidence.
+    pub fn is_dev(&self) -> bool {
+        self.result.dev
+    }
+}
+
+impl Appraiser {
+    pub(crate) fn new(
+        results: ResultVerifier,
+        policy: ClientPolicy,
+        mode: Mode,
+        anchors: TrustAnchors,
+    ) -> Self {
+        Appraiser {
+            results,
+            policy,
+            mode,
+            anchors,
+        }
+    }
+
+    /// Everything checkable from the certificate (the chain was checked by webpki already).
+    pub(crate) fn appraise_certificate(
+        &self,
+        cert_der: &[u8],
+        now: u64,
+    ) -> Result<VerifiedPeer, AttestError> {
+        let ext = certext::parse(cert_der).map_err(AttestError::MissingExtension)?;
+        let verified = self
+            .results
+            .verify(&ext.result, RESULT_AUDIENCE, now)
+            .map_err(result_error)?;
+        let claims = verified.claims().clone();
+        if claims.status != Status::Affirming {
+            return Err(AttestError::ResultStatus(claims.status));
+        }
+        if !bool::from(claims.tls_spki_sha256.ct_eq(&ext.spki_sha256)) {
+            return Err(AttestError::KeyBindingMismatch);
+        }
+        self.policy.check_dev(claims.dev)?;
+        self.policy
+            .check_model(&claims.model_id, &claims.model_digest)?;
+        self.policy.check_measurement(&claims.measurement)?;
+        self.policy.check_tcb(claims.tcb.as_ref())?;
+
+        let evidence = match self.mode {
+            Mode::Passport => None,
+            Mode::Direct => Some(self.appraise_certificate_evidence(&ext.evidence, &claims)?),
+        };
+        let spki_der = spki_of(cert_der)?;
+        Ok(VerifiedPeer {
+            cert_der: cert_der.to_vec(),
+            spki_der,
+            spki_sha256: ext.spki_sha256,
+            measurement: claims.measurement.clone(),
+            model_digest: claims.model_digest,
+            result: claims,
+            mode: self.mode,
+            evidence,
+        })
+    }
+
+    /// `direct` mode: the embedded evidence verifies against the client's own anchors, is the
+    /// evidence the result names, and meets the client's own reference values.
+    fn appraise_certificate_evidence(
+        &self,
+        evidence_cbor: &[u8],
+        result: &ResultClaims,
+    ) -> Result<EvidenceClaims, AttestError> {
+        let evidence = Evidence::from_cbor(evidence_cbor)
+            .map_err(|e| AttestError::EvidenceInvalid(EvidenceFault::Decode(e)))?;
+        let verified = verify_evidence(&evidence, &self.anchors)
+            .map_err(|e| AttestError::EvidenceInvalid(EvidenceFault::Verify(e)))?;
+        if !bool::from(verified.digest().ct_eq(&result.evidence_digest)) {
+            return Err(AttestError::EvidenceMismatch);
+        }
+        let platform = self.appraise_platform(&verified)?;
+        if platform.measurement != result.measurement || verified.is_dev() != result.dev {
+            return Err(AttestError::EvidenceMismatch);
+        }
+        Ok(verified.claims())
+    }
+
+    /// Reference-value checks on verified evidence: development root, debug policy, measurement,
+    /// TCB floor.
+    fn appraise_platform(&self, verified: &VerifiedEvidence) -> Result<Platform, AttestError> {
+        self.policy.check_dev(verified.is_dev())?;
+        let platform = Platform::of(verified);
+        if platform.debug {
+            return Err(AttestError::DebugEnabled);
+        }
+        self.policy.check_measurement(&platform.measurement)?;
+        self.policy.check_tcb(platform.tcb.as_ref())?;
+        Ok(platform)
+    }
+
+    /// `fresh`: the session evidence verifies, is bound to (session, nonce, this key, this
+    /// connection's exporter, the attested model), and comes from the attested enclave image.
+    pub(crate) fn appraise_session(
+        &self,
+        peer: &VerifiedPeer,
+        nonce: &[u8; 32],
+        exporter: &[u8; 32],
+        evidence_cbor: &[u8],
+        claimed_model_digest: &[u8; 32],
+    ) -> Result<VerifiedSession, AttestError> {
+        let evidence = Evidence::from_cbor(evidence_cbor)
+            .map_err(|e| AttestError::SessionEvidenceInvalid(EvidenceFault::Decode(e)))?;
+        let verified = verify_evidence(&evidence, &self.anchors)
+            .map_err(|e| AttestError::SessionEvidenceInvalid(EvidenceFault::Verify(e)))?;
+        if claimed_model_digest != &peer.model_digest {
+            return Err(AttestError::SessionBindingMismatch);
+        }
+        let expected = Binding::compute(&BindingInput {
+            purpose: Purpose::Session,
+            nonce,
+            tls_spki_der: &peer.spki_der,
+            channel: exporter,
+            model_digest: &peer.model_digest,
+        });
+        let bound = verified
+            .bind(&expected)
+            .map_err(|_| AttestError::SessionBindingMismatch)?;
+        let platform = self.appraise_platform(bound.verified())?;
+        if platform.measurement != peer.measurement {
+            return Err(AttestError::SessionEvidenceMismatch);
+        }
+        Ok(VerifiedSession {
+            nonce: *nonce,
+            evidence: bound.verified().claims(),
+        })
+    }
+}
+
+/// The reference-value-relevant facts of verified evidence.
+struct Platform {
+    measurement: Vec<u8>,
+    tcb: Option<TcbVersion>,
+    debug: bool,
+}
+
+impl Platform {
+    fn of(verified: &VerifiedEvidence) -> Self {
+        match verified.kind() {
+            VerifiedKind::SevSnp(r) => {
+                let report = r.report();
+                Platform {
+                    measurement: report.measurement.to_vec(),
+                    tcb: Some(report.reported_tcb),
+                    debug: report.policy.debug(),
+                }
+            }
+            VerifiedKind::Tpm(q) => Platform {
+                measurement: tpm_measurement(q.pcrs()),
+                tcb: None,
+                debug: false,
+            },
+        }
+    }
+}
+
+/// TPM launch measurement: SHA-256 over the quoted SHA-256 PCR values in ascending index order
+/// (the quote's `pcrDigest`).
+fn tpm_measurement(pcrs: &std::collections::BTreeMap<u8, [u8; 32]>) -> Vec<u8> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for value in pcrs.values() {
+        ctx.update(value);
+    }
+    ctx.finish().as_ref().to_vec()
+}
+
+fn result_error(e: ResultError) -> AttestError {
+    match e {
+        ResultError::Expired { .. } | ResultError::NotYetValid { .. } => AttestError::ResultExpired,
+        other => AttestError::ResultSignature(other),
+    }
+}
+
+/// The DER SubjectPublicKeyInfo of a certificate.
+fn spki_of(cert_der: &[u8]) -> Result<Vec<u8>, AttestError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|_| AttestError::MissingExtension(certext::CertExtError::BadCertificate))?;
+    Ok(cert.tbs_certificate.subject_pki.raw.to_vec())
+}

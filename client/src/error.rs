@@ -1,0 +1,176 @@
+//! Errors, one enum per layer: [`AttestError`] names the attestation check that refused a server,
+//! [`ClientError`] wraps it with configuration, transport and API failures.
+
+use confidant_attestation::certext::CertExtError;
+use crate::resultapi::{ResultError, Status};
+use confidant_attestation::verify::VerifyError;
+
+/// The attestation check that refused the server. Every variant is raised before the first
+/// request byte is written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttestError {
+    /// The certificate does not chain to the pinned verifier CA.
+    #[error("certificate does not chain to the pinned verifier CA")]
+    UntrustedCa,
+    /// The certificate chains to the CA but is unusable (expired, wrong name, wrong usage).
+    #[error("certificate rejected: {0:?}")]
+    Certificate(rustls::CertificateError),
+    /// The certificate carries no (or malformed) attestation extensions.
+    #[error("certificate lacks valid attestation extensions: {0}")]
+    MissingExtension(#[source] CertExtError),
+    /// The attestation result is not a valid signature by the pinned result-signing key.
+    #[error("attestation result signature or encoding invalid: {0}")]
+    ResultSignature(#[source] ResultError),
+    /// The attestation result has expired (or is not yet valid).
+    #[error("attestation result expired or not yet valid")]
+    ResultExpired,
+    /// The verifier did not affirm the enclave.
+    #[error("attestation result status is {0:?}, not affirming")]
+    ResultStatus(Status),
+    /// The model id or digest is not in the client policy.
+    #[error("model {model_id} (digest {model_digest}) is not allowed by the client policy")]
+    ModelNotAllowed {
+        model_id: String,
+        model_digest: String,
+    },
+    /// The launch measurement is not in the client policy.
+    #[error("measurement {0} is not allowed by the client policy")]
+    MeasurementNotAllowed(String),
+    /// A TCB component is below the client's floor.
+    #[error("TCB component {component} is {found}, below the floor {floor}")]
+    TcbBelowFloor {
+        component: &'static str,
+        found: u8,
+        floor: u8,
+    },
+    /// The evidence chains to a development root and the policy does not accept that.
+    #[error("development (simulated) evidence is not allowed by the client policy")]
+    DevNotAllowed,
+    /// `direct`/`fresh`: the evidence shows a debuggable guest (its memory is readable by the host).
+    #[error("the evidence shows a guest with debugging enabled")]
+    DebugEnabled,
+    /// The result names another TLS key than the one in the certificate.
+    #[error("attestation result names another TLS key than the certificate's")]
+    KeyBindingMismatch,
+    /// `direct` mode: the embedded evidence does not verify against the client's trust anchors.
+    #[error("certificate evidence does not verify: {0}")]
+    EvidenceInvalid(#[source] EvidenceFault),
+    /// `direct` mode: the embedded evidence is not the evidence the result was issued for, or it
+    /// disagrees with the result's claims.
+    #[error("certificate evidence is not the evidence the attestation result names")]
+    EvidenceMismatch,
+    /// `fresh`: the server did not answer `POST /v1/attestation` correctly.
+    #[error("session attestation failed: {0}")]
+    SessionAttestation(#[source] SessionFault),
+    /// `fresh`: the session evidence does not verify against the client's trust anchors.
+    #[error("session evidence does not verify: {0}")]
+    SessionEvidenceInvalid(#[source] EvidenceFault),
+    /// `fresh`: the session evidence is not bound to this nonce, key, TLS session and model
+    /// (replayed from another session, or relayed).
+    #[error("session evidence is not bound to this TLS session")]
+    SessionBindingMismatch,
+    /// `fresh`: the session evidence comes from another platform or image than the attested one.
+    #[error("session evidence does not match the attested enclave")]
+    SessionEvidenceMismatch,
+    /// The TLS handshake finished without the attestation verifier having approved the peer.
+    #[error("handshake completed without an attested peer")]
+    NotAttested,
+}
+
+/// Why evidence bytes did not verify.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvidenceFault {
+    #[error("not decodable: {0}")]
+    Decode(#[from] confidant_attestation::evidence::DecodeError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+}
+
+/// What went wrong talking to `POST /v1/attestation`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionFault {
+    #[error("server answered HTTP {0}")]
+    Status(u16),
+    #[error("reply is not a valid session attestation body")]
+    Malformed,
+    #[error("transport: {0}")]
+    Transport(#[source] hyper::Error),
+    #[error("reply over {0} bytes")]
+    TooLarge(usize),
+    #[error("no randomness for the nonce")]
+    Rng,
+}
+
+/// A bad [`crate::ClientBuilder`] setting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("no verifier CA certificate configured")]
+    MissingCa,
+    #[error("verifier CA certificate is not valid PEM or DER X.509")]
+    BadCa,
+    #[error("no result-signing key configured")]
+    MissingResultKey,
+    #[error("result-signing key is invalid: {0}")]
+    BadResultKey(#[source] ResultError),
+    #[error("URL must be https://host[:port][/prefix]")]
+    BadUrl,
+    #[error("TLS configuration failed: {0}")]
+    Tls(#[source] rustls::Error),
+    #[error("the policy allows no model and no measurement, so it would refuse every server")]
+    EmptyPolicy,
+    #[error("bearer token is not a valid header value")]
+    BadToken,
+    #[error("cannot start the blocking client's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Everything a client call can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server was refused by an attestation check; nothing was sent.
+    #[error("attestation refused: {0}")]
+    Attestation(#[from] AttestError),
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot connect: {0}")]
+    Connect(#[source] std::io::Error),
+    /// A TLS failure that is not an attestation decision (protocol error, bad signature).
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] std::io::Error),
+    #[error("timed out during {0}")]
+    Timeout(&'static str),
+    #[error("HTTP transport: {0}")]
+    Http(#[source] hyper::Error),
+    /// The server answered with an error status (and, where present, the JSON error body).
+    #[error("server answered HTTP {status}{}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Api {
+        status: u16,
+        code: Option<String>,
+        message: Option<String>,
+    },
+    /// The reply did not parse as the expected OpenAI type.
+    #[error("unexpected reply body: {0}")]
+    Decode(#[source] serde_json::Error),
+    #[error("reply over {0} bytes")]
+    TooLarge(usize),
+    /// The stream ended without `data: [DONE]`, or sent data after it.
+    #[error("event stream ended abnormally")]
+    Truncated,
+    #[error("event stream: {0}")]
+    Stream(#[from] crate::sse::SseError),
+}
+
+impl ClientError {
+    /// The attestation check that failed, if this is an attestation refusal.
+    pub fn attestation(&self) -> Option<&AttestError> {
+        match self {
+            ClientError::Attestation(e) => Some(e),
+            _ => None,
+        }
+    }
+}

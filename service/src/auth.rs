@@ -1,0 +1,92 @@
+//! Who is calling: the [`Principal`] a verified bearer token names, the [`RequireAuth`]
+//! extractor producing it, and role checks.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use crate::error::ApiError;
+use crate::jwt::{AuthError, JwtVerifier};
+
+/// An authenticated caller: the token's `sub` and `roles`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The `sub` claim.
+    pub subject: String,
+    /// The `roles` claim.
+    pub roles: Vec<String>,
+}
+
+impl Principal {
+    /// True when the principal holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// The principal lacks a required role (HTTP 403).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("forbidden")]
+pub struct Forbidden;
+
+/// Succeeds when `principal` holds `role`.
+pub fn require_role(principal: &Principal, role: &str) -> Result<(), Forbidden> {
+    if principal.has_role(role) {
+        Ok(())
+    } else {
+        Err(Forbidden)
+    }
+}
+
+impl From<Forbidden> for ApiError {
+    fn from(_: Forbidden) -> Self {
+        ApiError::forbidden()
+    }
+}
+
+/// Every refusal is 401. Only two codes are distinguished for the client (`missing_token`,
+/// `token_expired`, so it knows to log in or refresh); the exact reason is logged at debug.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::unauthorized(match e {
+            AuthError::Missing => "missing_token",
+            AuthError::Expired => "token_expired",
+            _ => "invalid_token",
+        })
+    }
+}
+
+/// Extractor: verifies the `Authorization: Bearer` token against the state's
+/// `Arc<JwtVerifier>` (via `FromRef`) at the current wall-clock time, and yields the principal
+/// (also inserted into request extensions). Rejects with a JSON 401.
+#[derive(Debug, Clone)]
+pub struct RequireAuth(pub Principal);
+
+impl<S> FromRequestParts<S> for RequireAuth
+where
+    S: Send + Sync,
+    Arc<JwtVerifier>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = Arc::<JwtVerifier>::from_ref(state);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        match verifier.verify_header(parts.headers.get(AUTHORIZATION), now) {
+            Ok(principal) => {
+                parts.extensions.insert(principal.clone());
+                Ok(Self(principal))
+            }
+            Err(reason) => {
+                tracing::debug!(?reason, "bearer token refused");
+                Err(reason.into())
+            }
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The verifier's configuration: one TOML file (see `docs/verifier.example.toml`).
+//!
+//! Secrets (TLS key, CA key, result-signing key, key-encryption key, JWT verification keys) are
+//! named by a [`SecretSource`] (`{ file = "…" }` or `{ env = "…" }`), never written inline.
+//! Relative paths are resolved against the directory holding the configuration file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use confidant_service::secrets::SecretSource;
+use serde::Deserialize;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path}: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("configuration: {0}")]
+    Invalid(&'static str),
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    #[serde(default)]
+    pub challenge: ChallengeConfig,
+    pub ca: CaConfig,
+    pub results: ResultsConfig,
+    pub keys: KeysConfig,
+    pub policy: PolicyConfig,
+    pub audit: AuditConfig,
+}
+
+/// `[server]`: where and how to listen.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to bind, e.g. `127.0.0.1:8443` (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The verifier's own TLS certificate chain, PEM (leaf first). Public.
+    pub tls_cert: PathBuf,
+    /// The verifier's TLS private key, PEM.
+    pub tls_key: SecretSource,
+    /// Largest request body accepted on any route, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+/// `[auth]`: bearer JWTs (ES256) accepted by every authenticated route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub issuer: String,
+    pub audience: String,
+    /// ES256 verification key(s): PEM SPKI, DER SPKI, a JWK or a JWK Set.
+    pub verification_keys: SecretSource,
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+/// `[rate_limit]`: per-principal token bucket on `/v1/challenge` and `/v1/attest`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub per_second: f64,
+    pub burst: u64,
+    #[serde(default = "default_max_clients")]
+    pub max_clients: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_second: 2.0,
+            burst: 20,
+            max_clients: default_max_clients(),
+        }
+    }
+}
+
+/// `[challenge]`: nonces.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeConfig {
+    /// Time to live of a nonce, in milliseconds.
+    #[serde(default = "default_nonce_ttl_ms")]
+    pub ttl_ms: u64,
+    /// Most nonces held at once (outstanding plus recently used).
+    #[serde(default = "default_max_nonces")]
+    pub max_outstanding: usize,
+}
+
+impl Default for ChallengeConfig {
+    fn default() -> Self {
+        Self {
+            ttl_ms: default_nonce_ttl_ms(),
+            max_outstanding: default_max_nonces(),
+        }
+    }
+}
+
+/// `[ca]`: the certificate authority issuing enclave leaf certificates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    /// PKCS#8 DER ECDSA P-256 private key.
+    pub key: SecretSource,
+    pub common_name: String,
+    /// Validity of the CA certificate, Unix seconds. Fixed in configuration so the (deterministic)
+    /// CA certificate is the same across restarts and clients can pin it.
+    pub not_before: u64,
+    pub not_after: u64,
+    /// Lifetime of an enclave leaf certificate, seconds.
+    #[serde(default = "default_leaf_validity")]
+    pub leaf_validity_secs: u64,
+}
+
+/// `[results]`: signed attestation results.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsConfig {
+    /// PKCS#8 DER ECDSA P-256 private key (ES256), also used to sign audit checkpoints.
+    pub signing_key: SecretSource,
+    /// Key id published with the public key (`GET /v1/keys`).
+    #[serde(default = "default_result_kid")]
+    pub key_id: String,
+    /// Lifetime of a result, seconds (a leaf certificate never outlives its result).
+    #[serde(default = "default_leaf_validity")]
+    pub validity_secs: u64,
+}
+
+/// `[keys]`: model keys at rest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Key-encryption key: 32 raw bytes or 64 hex digits.
+    pub kek: SecretSource,
+    /// The encrypted key store file.
+    pub store: PathBuf,
+}
+
+/// `[policy]`: the appraisal policy and trust anchors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Policy TOML. `PUT /v1/admin/policy` replaces it (atomically) after validation.
+    pub path: PathBuf,
+    /// Development ARK (DER or PEM), from `scripts/dev-pki.sh`. Evidence chaining to it is
+    /// accepted only where the policy itself allows development evidence.
+    #[serde(default)]
+    pub dev_ark: Option<PathBuf>,
+    /// Development ASK (DER or PEM).
+    #[serde(default)]
+    pub dev_ask: Option<PathBuf>,
+}
+
+/// `[audit]`: the tamper-evident decision log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The append-only log file.
+    pub log: PathBuf,
+    /// What to do with a torn (incomplete) final record found at start-up: `refuse` (default:
+    /// do not start; an operator inspects) or `truncate` (cut it off and log the fact loudly).
+    #[serde(default)]
+    pub torn_tail: TornTail,
+}
+
+/// Start-up handling of a torn final audit record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TornTail {
+    #[default]
+    Refuse,
+    Truncate,
+}
+
+fn default_max_body() -> usize {
+    confidant_attestation::wire::MAX_ATTEST_BODY
+}
+fn default_leeway() -> u64 {
+    60
+}
+fn default_max_clients() -> usize {
+    10_000
+}
+fn default_nonce_ttl_ms() -> u64 {
+    30_000
+}
+fn default_max_nonces() -> usize {
+    10_000
+}
+fn default_leaf_validity() -> u64 {
+    3600
+}
+fn default_result_kid() -> String {
+    "result-1".to_owned()
+}
+
+impl Config {
+    /// Parses TOML text; relative paths are resolved against `base`.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: base.to_path_buf(),
+            detail: e.message().to_owned(),
+        })?;
+        config.resolve(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base).map_err(|e| match e {
+            ConfigError::Parse { detail, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                detail,
+            },
+            other => other,
+        })
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        let fix_secret = |s: &mut SecretSource| {
+            if let SecretSource::File(p) = s {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        };
+        fix(&mut self.server.tls_cert);
+        fix_secret(&mut self.server.tls_key);
+        fix_secret(&mut self.auth.verification_keys);
+        fix_secret(&mut self.ca.key);
+        fix_secret(&mut self.results.signing_key);
+        fix_secret(&mut self.keys.kek);
+        fix(&mut self.keys.store);
+        fix(&mut self.policy.path);
+        if let Some(p) = self.policy.dev_ark.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.policy.dev_ask.as_mut() {
+            fix(p);
+        }
+        fix(&mut self.audit.log);
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid("server.max_body_bytes must be > 0"));
+        }
+        if self.challenge.ttl_ms == 0 {
+            return Err(ConfigError::Invalid("challenge.ttl_ms must be > 0"));
+        }
+        if self.ca.not_after <= self.ca.not_before {
+            return Err(ConfigError::Invalid("ca.not_after must be after ca.not_before"));
+        }
+        if self.ca.leaf_validity_secs == 0 || self.results.validity_secs == 0 {
+            return Err(ConfigError::Invalid("validity periods must be > 0"));
+        }
+        if self.policy.dev_ark.is_some() != self.policy.dev_ask.is_some() {
+            return Err(ConfigError::Invalid(
+                "policy.dev_ark and policy.dev_ask go together",
+            ));
+        }
+        if !(self.rate_limit.per_second.is_finite() && self.rate_limit.per_second > 0.0)
+            || self.rate_limit.burst == 0
+        {
+            return Err(ConfigError::Invalid("rate_limit needs per_second > 0 and burst >= 1"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! confidant-verifier
+#![forbid(unsafe_code)]
+
+fn main() {
+    println!("confidant-verifier");
+}
