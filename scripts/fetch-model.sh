@@ -8,7 +8,8 @@
 #   ~/.cache/confidant.
 #   CONFIDANT_ENCLAVE_BIN  prebuilt confidant-enclave binary (default: `cargo run -p
 #                          confidant-enclave`, dev profile).
-#   CONFIDANT_MODEL_WEIGHTS weight format of the bundle: q8_0 (default) or q4_1.
+#   CONFIDANT_MODEL_WEIGHTS weight format of the bundle: q8_0-qk-f16 (default; see docs/model.md),
+#                          q8_0, q4_1 or f16.
 #
 # Idempotent: everything is cached by digest; reruns only verify. The last stdout line is the
 # bundle directory. Progress goes to stderr.
@@ -30,10 +31,10 @@ script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd "$script_dir/.." && pwd)"
 
 cache="${1:-${CONFIDANT_MODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/confidant}}"
-weights="${CONFIDANT_MODEL_WEIGHTS:-q8_0}"
+weights="${CONFIDANT_MODEL_WEIGHTS:-q8_0-qk-f16}"
 case "$weights" in
-    q8_0 | q4_1) ;;
-    *) die "CONFIDANT_MODEL_WEIGHTS must be q8_0 or q4_1, not '$weights'" ;;
+    q8_0-qk-f16 | q8_0 | q4_1 | f16) ;;
+    *) die "CONFIDANT_MODEL_WEIGHTS must be q8_0-qk-f16, q8_0, q4_1 or f16, not '$weights'" ;;
 esac
 
 mkdir -p "$cache"

@@ -172,7 +172,10 @@ mod tests {
         assert!(!b.matches(&b.as_bytes()[..63]));
         assert!(b.matches_tpm(&b.as_bytes()[..32]));
         assert!(!b.matches_tpm(&b.as_bytes()[..31]));
-        assert!(!b.matches_tpm(b.as_bytes()), "a full 64-byte extraData is not the documented form");
+        assert!(
+            !b.matches_tpm(b.as_bytes()),
+            "a full 64-byte extraData is not the documented form"
+        );
     }
 
     const KEY_RELEASE_VECTOR: &str = "3b89ed9848e4e607d826acc0257e7a123e050c7a70db1f39ff2e08a3e0038e65aa9b356a684521c678cabc82feacdc3c1d9682ecdb950a7f5fb111ef70d357f9";

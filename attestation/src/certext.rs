@@ -74,11 +74,16 @@ pub fn parse(cert_der: &[u8]) -> Result<AttestationExtensions, CertExtError> {
     }
     let mut result = None;
     let mut evidence = None;
+    // Compare encoded OID bytes: x509-parser cannot print arcs over 64 bits in dotted form.
+    let result_oid = crate::der_writer::oid(RESULT_OID);
+    let evidence_oid = crate::der_writer::oid(EVIDENCE_OID);
+    let content = |tlv: &[u8]| tlv.get(2..).map(<[u8]>::to_vec).unwrap_or_default();
+    let (result_oid, evidence_oid) = (content(&result_oid), content(&evidence_oid));
     for ext in cert.extensions() {
-        let oid = ext.oid.to_id_string();
-        let slot = if oid == RESULT_OID_STR {
+        let oid = ext.oid.as_bytes();
+        let slot = if oid == result_oid.as_slice() {
             &mut result
-        } else if oid == EVIDENCE_OID_STR {
+        } else if oid == evidence_oid.as_slice() {
             &mut evidence
         } else {
             continue;
@@ -142,7 +147,10 @@ mod tests {
         let ext_list: Vec<Vec<u8>> = exts
             .iter()
             .map(|(oid, payload)| {
-                der::seq(&[&der::oid(oid), &der::octet_string(&encode_extension_value(payload))])
+                der::seq(&[
+                    &der::oid(oid),
+                    &der::octet_string(&encode_extension_value(payload)),
+                ])
             })
             .collect();
         let ext_refs: Vec<&[u8]> = ext_list.iter().map(Vec::as_slice).collect();
@@ -204,7 +212,7 @@ mod tests {
 
     #[test]
     fn oid_constants_agree() {
-        let dotted = |c: &[u128]| c.iter().map(u64::to_string).collect::<Vec<_>>().join(".");
+        let dotted = |c: &[u128]| c.iter().map(u128::to_string).collect::<Vec<_>>().join(".");
         assert_eq!(dotted(RESULT_OID), RESULT_OID_STR);
         assert_eq!(dotted(EVIDENCE_OID), EVIDENCE_OID_STR);
         assert!(RESULT_OID_STR.starts_with(ARC));

@@ -117,16 +117,7 @@ pub fn time(unix: u64) -> Vec<u8> {
     if (1950..2050).contains(&y) {
         tlv(
             0x17,
-            format!(
-                "{:02}{:02}{:02}{:02}{:02}{:02}Z",
-                y % 100,
-                mo,
-                d,
-                h,
-                mi,
-                s
-            )
-            .as_bytes(),
+            format!("{:02}{:02}{:02}{:02}{:02}{:02}Z", y % 100, mo, d, h, mi, s).as_bytes(),
         )
     } else {
         tlv(

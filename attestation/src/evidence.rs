@@ -60,6 +60,12 @@ pub enum DecodeError {
     Malformed(String),
     #[error("trailing bytes after the evidence")]
     Trailing,
+    /// The bytes decode, but are not the canonical encoding of what they decode to (unknown
+    /// fields, duplicate map keys, byte strings written as arrays, non-minimal lengths…). Refused
+    /// so that one evidence value has exactly one encoding and [`crate::verify::evidence_digest`]
+    /// is the digest of the bytes actually received.
+    #[error("evidence is not in canonical CBOR form")]
+    NonCanonical,
 }
 
 impl Evidence {
@@ -84,6 +90,9 @@ impl Evidence {
         if !reader.is_empty() {
             return Err(DecodeError::Trailing);
         }
+        if ev.to_cbor() != bytes {
+            return Err(DecodeError::NonCanonical);
+        }
         Ok(ev)
     }
 }
@@ -97,5 +106,215 @@ fn short_cbor_error<T: std::fmt::Debug>(e: &ciborium::de::Error<T>) -> String {
             None => msg.clone(),
         },
         ciborium::de::Error::RecursionLimitExceeded => "nested too deeply".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ciborium::value::Value;
+    use serde_bytes::ByteBuf;
+
+    use super::*;
+
+    fn snp(chain: Option<Vec<ByteBuf>>) -> Evidence {
+        Evidence::SevSnp(SnpEvidence {
+            report: (0..=255u8).cycle().take(1184).collect(),
+            signer_cert: vec![0x30, 0x82, 1, 2],
+            chain,
+        })
+    }
+
+    fn tpm(event_log: Option<ByteBuf>) -> Evidence {
+        Evidence::Tpm(TpmEvidence {
+            quote: vec![0xFF, 0x54, 0x43, 0x47],
+            signature: vec![0; 262],
+            ak_public: vec![0, 1],
+            pcrs: BTreeMap::from([
+                (0, ByteBuf::from(vec![0u8; 32])),
+                (7, ByteBuf::from(vec![7u8; 32])),
+                (23, ByteBuf::from(vec![23u8; 32])),
+            ]),
+            event_log,
+        })
+    }
+
+    fn all() -> Vec<Evidence> {
+        vec![
+            snp(None),
+            snp(Some(vec![
+                ByteBuf::from(vec![1u8; 10]),
+                ByteBuf::from(vec![2u8; 20]),
+            ])),
+            snp(Some(vec![])),
+            tpm(None),
+            tpm(Some(ByteBuf::from(vec![9u8; 100]))),
+            Evidence::Tpm(TpmEvidence {
+                quote: vec![],
+                signature: vec![],
+                ak_public: vec![],
+                pcrs: BTreeMap::new(),
+                event_log: None,
+            }),
+        ]
+    }
+
+    fn value(ev: &Evidence) -> Vec<(Value, Value)> {
+        let v: Value = ciborium::from_reader(ev.to_cbor().as_slice()).unwrap();
+        v.into_map().unwrap()
+    }
+
+    fn encode(v: Vec<(Value, Value)>) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(&Value::Map(v), &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn roundtrip() {
+        for ev in all() {
+            let bytes = ev.to_cbor();
+            assert!(!bytes.is_empty());
+            assert_eq!(Evidence::from_cbor(&bytes).unwrap(), ev);
+            assert_eq!(ev.to_cbor(), bytes, "encoding is deterministic");
+        }
+    }
+
+    #[test]
+    fn wire_shape_is_tagged_with_byte_strings() {
+        let m = value(&snp(None));
+        assert_eq!(
+            m[0],
+            (Value::Text("tee".into()), Value::Text("sev-snp".into()))
+        );
+        assert!(
+            matches!(&m[1], (Value::Text(k), Value::Bytes(b)) if k == "report" && b.len() == 1184)
+        );
+        assert!(
+            !m.iter().any(|(k, _)| k.as_text() == Some("chain")),
+            "absent chain is omitted"
+        );
+        let m = value(&tpm(None));
+        assert_eq!(m[0].1, Value::Text("tpm".into()));
+    }
+
+    #[test]
+    fn trailing_and_truncated_bytes_are_refused() {
+        let mut bytes = tpm(None).to_cbor();
+        bytes.push(0);
+        assert!(matches!(
+            Evidence::from_cbor(&bytes),
+            Err(DecodeError::Trailing)
+        ));
+        bytes.pop();
+        for n in 0..bytes.len() {
+            assert!(
+                matches!(
+                    Evidence::from_cbor(&bytes[..n]),
+                    Err(DecodeError::Malformed(_))
+                ),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn size_is_bounded() {
+        let big = vec![0u8; MAX_EVIDENCE_CBOR + 1];
+        assert!(
+            matches!(Evidence::from_cbor(&big), Err(DecodeError::TooLarge(n)) if n == big.len())
+        );
+    }
+
+    #[test]
+    fn unknown_tee_and_missing_fields_are_malformed() {
+        let mut m = value(&snp(None));
+        m[0].1 = Value::Text("sgx".into());
+        assert!(matches!(
+            Evidence::from_cbor(&encode(m)),
+            Err(DecodeError::Malformed(_))
+        ));
+        let mut m = value(&snp(None));
+        m.retain(|(k, _)| k.as_text() != Some("signer_cert"));
+        assert!(matches!(
+            Evidence::from_cbor(&encode(m)),
+            Err(DecodeError::Malformed(_))
+        ));
+        let mut m = value(&tpm(None));
+        m.retain(|(k, _)| k.as_text() != Some("tee"));
+        assert!(matches!(
+            Evidence::from_cbor(&encode(m)),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+
+    /// Regression: these decoded before and were silently normalised, so different received
+    /// bytes had the same `evidence_digest`.
+    #[test]
+    fn non_canonical_encodings_are_refused() {
+        // An unknown field.
+        let mut m = value(&snp(None));
+        m.push((Value::Text("extra".into()), Value::Integer(1.into())));
+        assert!(matches!(
+            Evidence::from_cbor(&encode(m)),
+            Err(DecodeError::NonCanonical)
+        ));
+        // A byte string written as an array of integers.
+        let mut m = value(&snp(None));
+        m[2].1 = Value::Array(vec![Value::Integer(0x30.into())]);
+        assert!(matches!(
+            Evidence::from_cbor(&encode(m)),
+            Err(DecodeError::NonCanonical)
+        ));
+        // A duplicate PCR index (last would win).
+        let mut m = value(&tpm(None));
+        for (k, v) in m.iter_mut() {
+            if k.as_text() == Some("pcrs")
+                && let Value::Map(p) = v
+            {
+                p.push((Value::Integer(0.into()), Value::Bytes(vec![1u8; 32])));
+            }
+        }
+        assert!(matches!(
+            Evidence::from_cbor(&encode(m)),
+            Err(DecodeError::NonCanonical)
+        ));
+        // An explicit null for an optional field.
+        let mut m = value(&snp(None));
+        m.push((Value::Text("chain".into()), Value::Null));
+        assert!(matches!(
+            Evidence::from_cbor(&encode(m)),
+            Err(DecodeError::NonCanonical)
+        ));
+        // Fields in another order.
+        let mut m = value(&tpm(None));
+        m.swap(1, 2);
+        assert!(matches!(
+            Evidence::from_cbor(&encode(m)),
+            Err(DecodeError::NonCanonical)
+        ));
+    }
+
+    #[test]
+    fn duplicate_fields_are_refused() {
+        let mut m = value(&snp(None));
+        m.push((Value::Text("report".into()), Value::Bytes(vec![1])));
+        assert!(Evidence::from_cbor(&encode(m)).is_err());
+    }
+
+    #[test]
+    fn pcr_index_out_of_range_is_malformed() {
+        let mut m = value(&tpm(None));
+        for (k, v) in m.iter_mut() {
+            if k.as_text() == Some("pcrs") {
+                *v = Value::Map(vec![(
+                    Value::Integer(256.into()),
+                    Value::Bytes(vec![0u8; 32]),
+                )]);
+            }
+        }
+        assert!(matches!(
+            Evidence::from_cbor(&encode(m)),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 }

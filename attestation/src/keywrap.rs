@@ -46,15 +46,15 @@ pub struct WrappedKey {
     pub ciphertext: Vec<u8>,
 }
 
-/// The HPKE `info` for a key release: label ‖ 0x00 ‖ result digest ‖ key id length (u8) ‖ key id.
+/// The HPKE `info` for a key release:
+/// label ‖ 0x00 ‖ result digest(32) ‖ key id length (u32 BE) ‖ key id.
 pub fn wrap_info(result_digest: &[u8; 32], key_id: &str) -> Vec<u8> {
     let id = key_id.as_bytes();
-    let id = id.get(..usize::from(u8::MAX)).unwrap_or(id);
-    let mut info = Vec::with_capacity(WRAP_INFO_LABEL.len() + 34 + id.len());
+    let mut info = Vec::with_capacity(WRAP_INFO_LABEL.len() + 37 + id.len());
     info.extend_from_slice(WRAP_INFO_LABEL);
     info.push(0);
     info.extend_from_slice(result_digest);
-    info.push(id.len() as u8);
+    info.extend_from_slice(&(id.len() as u32).to_be_bytes());
     info.extend_from_slice(id);
     info
 }
@@ -116,7 +116,8 @@ impl WrapKeyPair {
             return Err(WrapError::BadLength);
         }
         let (ct, tag) = wrapped.ciphertext.split_at(MODEL_KEY_LEN);
-        let tag = hpke::aead::AeadTag::<AesGcm256>::from_bytes(tag).map_err(|_| WrapError::BadLength)?;
+        let tag =
+            hpke::aead::AeadTag::<AesGcm256>::from_bytes(tag).map_err(|_| WrapError::BadLength)?;
         let mut buf = Zeroizing::new([0u8; MODEL_KEY_LEN]);
         buf.copy_from_slice(ct);
         hpke::single_shot_open_in_place_detached::<AesGcm256, HkdfSha256, Kem>(

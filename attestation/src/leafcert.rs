@@ -187,7 +187,6 @@ impl CertificateAuthority {
 
 use x509_parser::prelude::FromDer;
 
-
 fn name(common_name: &str) -> Vec<u8> {
     let cn = der::set(&[&der::seq(&[&der::oid(CN), &der::utf8(common_name)])]);
     let o = der::set(&[&der::seq(&[&der::oid(ORG), &der::utf8("Confidant")])]);
@@ -219,7 +218,11 @@ fn serial_from(key_id: &[u8; 20], not_before: u64) -> Vec<u8> {
 
 fn extension(oid: &[u128], critical: bool, value: &[u8]) -> Vec<u8> {
     if critical {
-        der::seq(&[&der::oid(oid), &der::boolean(true), &der::octet_string(value)])
+        der::seq(&[
+            &der::oid(oid),
+            &der::boolean(true),
+            &der::octet_string(value),
+        ])
     } else {
         der::seq(&[&der::oid(oid), &der::octet_string(value)])
     }
@@ -271,8 +274,9 @@ mod tests {
     }
 
     fn leaf_spki() -> Vec<u8> {
+        use rcgen::PublicKeyData;
         let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        kp.public_key_der()
+        kp.subject_public_key_info()
     }
 
     #[test]

@@ -16,15 +16,18 @@
 //! No I/O, no clock reads: callers pass bytes and the current time.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod binding;
+pub mod certext;
+pub mod der_writer;
 pub mod evidence;
+pub mod keywrap;
+pub mod leafcert;
+pub mod openai;
+pub mod policy;
+pub mod result;
+pub mod sealed;
 pub mod snp;
 pub mod tpm;
 pub mod verify;
-pub mod certext;
-pub mod der_writer;
-pub mod leafcert;
 pub mod wire;
-pub mod sealed;
-pub mod keywrap;
-pub mod audit;

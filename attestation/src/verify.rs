@@ -18,16 +18,18 @@ pub struct TrustAnchors {
 /// Why evidence failed cryptographic verification.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("SEV-SNP: {0}")]
+    #[error("SEV-SNP evidence rejected")]
     Snp(#[from] snp::SnpError),
-    #[error("TPM: {0}")]
+    #[error("TPM quote rejected")]
     Tpm(#[from] tpm::TpmError),
 }
 
 /// Why verified evidence is not bound to what the caller expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BindingError {
-    #[error("report_data does not equal the expected binding (evidence for another key, nonce or session)")]
+    #[error(
+        "report_data does not equal the expected binding (evidence for another key, nonce or session)"
+    )]
     Mismatch,
 }
 
@@ -116,6 +118,7 @@ impl VerifiedEvidence {
             Ok(BoundEvidence {
                 verified: self,
                 expected,
+                protocol: true,
             })
         } else {
             Err(BindingError::Mismatch)
@@ -132,6 +135,7 @@ impl VerifiedEvidence {
             Ok(BoundEvidence {
                 verified: self,
                 expected: expected.to_vec(),
+                protocol: false,
             })
         } else {
             Err(BindingError::Mismatch)
@@ -152,11 +156,20 @@ impl VerifiedEvidence {
 pub struct BoundEvidence {
     verified: VerifiedEvidence,
     expected: Vec<u8>,
+    /// True when bound by [`VerifiedEvidence::bind`] to a [`Binding`] computed from the protocol's
+    /// inputs; false for [`VerifiedEvidence::bind_exact`] (offline checks of foreign evidence).
+    protocol: bool,
 }
 
 impl BoundEvidence {
     pub fn verified(&self) -> &VerifiedEvidence {
         &self.verified
+    }
+
+    /// True only for evidence bound to a protocol [`Binding`] (key release, session). Services
+    /// that release keys or issue certificates refuse anything else.
+    pub fn is_protocol_binding(&self) -> bool {
+        self.protocol
     }
 
     /// The binding bytes the evidence was checked against.

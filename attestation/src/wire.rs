@@ -43,6 +43,10 @@ pub struct AttestRequest {
     pub dns_names: Vec<String>,
     #[serde(default)]
     pub ip_addresses: Vec<String>,
+    /// The model key to release, by id (the key the enclave's sealed bundle names). `None`: the
+    /// model's active key. A key retired by rotation stays releasable by id until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// `POST /v1/attest` success reply (CBOR).

@@ -1,1 +1,5 @@
 //! Evidence producers for the enclave.
+pub mod error;
+pub mod snp_device;
+pub mod snp_sim;
+pub mod tpm;

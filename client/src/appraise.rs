@@ -9,7 +9,8 @@ use subtle::ConstantTimeEq;
 use confidant_attestation::binding::{Binding, BindingInput, Purpose};
 use confidant_attestation::certext;
 use confidant_attestation::evidence::Evidence;
-use crate::resultapi::{ResultClaims, ResultError, ResultVerifier, Status};
+use confidant_attestation::policy::pcr_composite;
+use confidant_attestation::result::{ResultClaims, ResultError, ResultVerifier, Status};
 use confidant_attestation::snp::TcbVersion;
 use confidant_attestation::verify::{
     EvidenceClaims, TrustAnchors, VerifiedEvidence, VerifiedKind, verify_evidence,
@@ -19,13 +20,14 @@ use crate::config::Mode;
 use crate::error::{AttestError, EvidenceFault};
 use crate::policy::ClientPolicy;
 
-/// Audience the verifier puts in results for enclave certificates.
-pub const RESULT_AUDIENCE: &str = crate::resultapi::AUDIENCE_ENCLAVE;
+/// Default audience expected in the attestation results of enclave certificates.
+pub const DEFAULT_RESULT_AUDIENCE: &str = "confidant-client";
 
 /// Runs the checks with one client's settings.
 #[derive(Debug)]
 pub(crate) struct Appraiser {
     results: ResultVerifier,
+    audience: String,
     policy: ClientPolicy,
     mode: Mode,
     anchors: TrustAnchors,
@@ -66,6 +68,7 @@ pub struct AttestationClaims {
     /// `passport` or `direct`.
     pub mode: Mode,
     /// The verifier's signed result (signature, expiry, status and claims checked).
+    #[serde(serialize_with = "serialize_result")]
     pub result: ResultClaims,
     /// `direct` mode: the certificate's evidence, verified by the client itself.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -83,6 +86,48 @@ pub struct SessionClaims {
     /// The client's nonce, hex.
     pub nonce: String,
     pub evidence: EvidenceClaims,
+}
+
+/// Printable form of [`ResultClaims`] (byte strings as lowercase hex).
+#[derive(Serialize)]
+struct ResultView<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    status: Status,
+    tee: &'static str,
+    measurement: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcb: Option<TcbVersion>,
+    policy_id: &'a str,
+    policy_version: u64,
+    model_id: &'a str,
+    model_digest: String,
+    tls_spki_sha256: String,
+    evidence_digest: String,
+    dev: bool,
+}
+
+fn serialize_result<S: serde::Serializer>(r: &ResultClaims, s: S) -> Result<S::Ok, S::Error> {
+    ResultView {
+        iss: &r.iss,
+        aud: &r.aud,
+        iat: r.iat,
+        exp: r.exp,
+        status: r.status,
+        tee: r.tee.as_str(),
+        measurement: hex::encode(&r.measurement),
+        tcb: r.tcb,
+        policy_id: &r.policy_id,
+        policy_version: r.policy_version,
+        model_id: &r.model_id,
+        model_digest: hex::encode(r.model_digest),
+        tls_spki_sha256: hex::encode(r.tls_spki_sha256),
+        evidence_digest: hex::encode(r.evidence_digest),
+        dev: r.dev,
+    }
+    .serialize(s)
 }
 
 impl AttestationClaims {
@@ -113,12 +158,14 @@ impl AttestationClaims {
 impl Appraiser {
     pub(crate) fn new(
         results: ResultVerifier,
+        audience: String,
         policy: ClientPolicy,
         mode: Mode,
         anchors: TrustAnchors,
     ) -> Self {
         Appraiser {
             results,
+            audience,
             policy,
             mode,
             anchors,
@@ -134,7 +181,7 @@ impl Appraiser {
         let ext = certext::parse(cert_der).map_err(AttestError::MissingExtension)?;
         let verified = self
             .results
-            .verify(&ext.result, RESULT_AUDIENCE, now)
+            .verify(&ext.result, &self.audience, now)
             .map_err(result_error)?;
         let claims = verified.claims().clone();
         if claims.status != Status::Affirming {
@@ -257,7 +304,7 @@ impl Platform {
                 }
             }
             VerifiedKind::Tpm(q) => Platform {
-                measurement: tpm_measurement(q.pcrs()),
+                measurement: pcr_composite(q.pcrs()).to_vec(),
                 tcb: None,
                 debug: false,
             },
@@ -265,19 +312,9 @@ impl Platform {
     }
 }
 
-/// TPM launch measurement: SHA-256 over the quoted SHA-256 PCR values in ascending index order
-/// (the quote's `pcrDigest`).
-fn tpm_measurement(pcrs: &std::collections::BTreeMap<u8, [u8; 32]>) -> Vec<u8> {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for value in pcrs.values() {
-        ctx.update(value);
-    }
-    ctx.finish().as_ref().to_vec()
-}
-
 fn result_error(e: ResultError) -> AttestError {
     match e {
-        ResultError::Expired { .. } | ResultError::NotYetValid { .. } => AttestError::ResultExpired,
+        ResultError::Expired | ResultError::NotYetValid => AttestError::ResultExpired,
         other => AttestError::ResultSignature(other),
     }
 }

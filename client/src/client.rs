@@ -10,6 +10,21 @@ use crate::connection::{self, Connection, DeltaStream, StreamRequest};
 use crate::error::ClientError;
 use crate::openai::{ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, ModelList};
 
+/// Runs `$call` on a pooled connection; if that connection turned out closed before anything was
+/// sent, runs it once more on a newly attested one.
+macro_rules! retry_closed {
+    ($self:ident, $conn:ident, $call:expr) => {{
+        let mut $conn = $self.checkout().await?;
+        let mut out = $call.await;
+        if matches!(out, Err(ClientError::ConnectionClosed)) {
+            $conn = $self.connect().await?;
+            out = $call.await;
+        }
+        $self.give_back($conn, &out);
+        out
+    }};
+}
+
 /// An attesting client for one enclave. Cheap to clone; clones share the connection pool.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -51,10 +66,7 @@ impl Client {
 
     /// `POST /v1/chat/completions`.
     pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, ClientError> {
-        let mut conn = self.checkout().await?;
-        let out = conn.chat(request).await;
-        self.give_back(conn, out.is_ok());
-        out
+        retry_closed!(self, conn, conn.chat(request.clone()))
     }
 
     /// `POST /v1/completions`.
@@ -62,29 +74,18 @@ impl Client {
         &self,
         request: CompletionRequest,
     ) -> Result<CompletionResponse, ClientError> {
-        let mut conn = self.checkout().await?;
-        let out = conn.complete(request).await;
-        self.give_back(conn, out.is_ok());
-        out
+        retry_closed!(self, conn, conn.complete(request.clone()))
     }
 
     /// `GET /v1/models`.
     pub async fn models(&self) -> Result<ModelList, ClientError> {
-        let mut conn = self.checkout().await?;
-        let out = conn.models().await;
-        self.give_back(conn, out.is_ok());
-        out
+        retry_closed!(self, conn, conn.models())
     }
 
     /// Streams a chat reply as deltas. The connection returns to the pool when the stream ends
     /// cleanly.
     pub async fn chat_stream(&self, request: ChatRequest) -> Result<DeltaStream, ClientError> {
-        let conn = self.checkout().await?;
-        let pool = Arc::downgrade(&self.inner);
-        conn.into_stream(StreamRequest::Chat(request), move |c| {
-            return_to(&pool, c);
-        })
-        .await
+        self.stream(StreamRequest::Chat(request)).await
     }
 
     /// Streams a text completion as deltas.
@@ -92,12 +93,45 @@ impl Client {
         &self,
         request: CompletionRequest,
     ) -> Result<DeltaStream, ClientError> {
+        self.stream(StreamRequest::Completion(request)).await
+    }
+
+    async fn stream(&self, request: StreamRequest) -> Result<DeltaStream, ClientError> {
+        let give_back = |pool: Weak<Inner>| move |c| return_to(&pool, c);
         let conn = self.checkout().await?;
+        match conn
+            .into_stream(request.clone(), give_back(Arc::downgrade(&self.inner)))
+            .await
+        {
+            Err(ClientError::ConnectionClosed) => {
+                self.connect()
+                    .await?
+                    .into_stream(request, give_back(Arc::downgrade(&self.inner)))
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// Forwards a raw request over an attested connection (for proxies). The connection returns
+    /// to the pool once the response body has been read to its end.
+    pub async fn forward(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<PooledBody>, ClientError> {
+        let mut conn = self.checkout().await?;
+        let response = match conn.forward(request.clone()).await {
+            Err(ClientError::ConnectionClosed) => {
+                conn = self.connect().await?;
+                conn.forward(request).await?
+            }
+            other => other?,
+        };
         let pool = Arc::downgrade(&self.inner);
-        conn.into_stream(StreamRequest::Completion(request), move |c| {
-            return_to(&pool, c);
-        })
-        .await
+        Ok(response.map(|body| PooledBody {
+            body,
+            conn: Some((conn, pool)),
+        }))
     }
 
     /// An idle connection that is still usable, or a newly attested one.
@@ -118,8 +152,10 @@ impl Client {
         }
     }
 
-    pub(crate) fn give_back(&self, conn: Connection, ok: bool) {
-        if ok {
+    /// Returns a connection after a request that left it in a clean state (a reply or an API
+    /// error, whose body was read in full).
+    fn give_back<T>(&self, conn: Connection, outcome: &Result<T, ClientError>) {
+        if matches!(outcome, Ok(_) | Err(ClientError::Api { .. })) {
             return_to(&Arc::downgrade(&self.inner), conn);
         }
     }
@@ -133,5 +169,42 @@ fn return_to(pool: &Weak<Inner>, conn: Connection) {
     let mut idle = inner.idle.lock().unwrap_or_else(PoisonError::into_inner);
     if idle.len() < inner.config.max_idle {
         idle.push(conn);
+    }
+}
+
+/// A response body that hands its connection back to the pool when it ends.
+#[derive(Debug)]
+pub struct PooledBody {
+    body: hyper::body::Incoming,
+    conn: Option<(Connection, Weak<Inner>)>,
+}
+
+impl hyper::body::Body for PooledBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(None) => {
+                if let Some((conn, pool)) = self.conn.take() {
+                    return_to(&pool, conn);
+                }
+            }
+            std::task::Poll::Ready(Some(Err(_))) => self.conn = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }

@@ -9,10 +9,10 @@ use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::resultapi::ResultVerifier;
+use confidant_attestation::result::ResultVerifier;
 use confidant_attestation::verify::TrustAnchors;
 
-use crate::appraise::Appraiser;
+use crate::appraise::{Appraiser, DEFAULT_RESULT_AUDIENCE};
 use crate::client::Client;
 use crate::error::{ClientError, ConfigError};
 use crate::policy::ClientPolicy;
@@ -64,6 +64,7 @@ pub struct ClientBuilder {
     url: String,
     ca: Result<Option<Vec<u8>>, ConfigError>,
     result_key: Option<ResultVerifier>,
+    audience: String,
     policy: ClientPolicy,
     mode: Mode,
     fresh: bool,
@@ -93,6 +94,7 @@ impl ClientBuilder {
             url: url.into(),
             ca: Ok(None),
             result_key: None,
+            audience: DEFAULT_RESULT_AUDIENCE.to_string(),
             policy: ClientPolicy::default(),
             mode: Mode::Passport,
             fresh: true,
@@ -113,6 +115,13 @@ impl ClientBuilder {
     /// The verifier's result-signing public key.
     pub fn result_key(mut self, key: ResultVerifier) -> Self {
         self.result_key = Some(key);
+        self
+    }
+
+    /// The audience the verifier writes into enclave results (default
+    /// [`DEFAULT_RESULT_AUDIENCE`]); a result for another audience is refused.
+    pub fn result_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = audience.into();
         self
     }
 
@@ -182,7 +191,13 @@ impl ClientBuilder {
             crate::connection::bearer_header(token.expose()).map_err(|_| ConfigError::BadToken)?;
         }
         let tls = TlsSettings::new(CertificateDer::from(ca))?;
-        let appraiser = Appraiser::new(result_key, self.policy, self.mode, self.anchors);
+        let appraiser = Appraiser::new(
+            result_key,
+            self.audience,
+            self.policy,
+            self.mode,
+            self.anchors,
+        );
         Ok(Config {
             target,
             tls,
@@ -214,9 +229,31 @@ pub(crate) struct Config {
     pub(crate) target: Target,
     pub(crate) tls: TlsSettings,
     pub(crate) appraiser: Arc<Appraiser>,
-    pub(crate) fresh: bool,
+    fresh: bool,
     pub(crate) token: Option<BearerToken>,
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) max_idle: usize,
+}
+
+/// Proof that this client was configured without `fresh`: the only way to open a connection
+/// without session evidence. Constructed nowhere but [`Config::session_requirement`].
+#[derive(Debug)]
+pub(crate) struct FreshWaived(());
+
+/// Whether a connection needs session evidence before its first request.
+#[derive(Debug)]
+pub(crate) enum SessionRequirement {
+    Required,
+    Waived(FreshWaived),
+}
+
+impl Config {
+    pub(crate) fn session_requirement(&self) -> SessionRequirement {
+        if self.fresh {
+            SessionRequirement::Required
+        } else {
+            SessionRequirement::Waived(FreshWaived(()))
+        }
+    }
 }

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use confidant_attestation::wire::ErrorBody;
 
 use crate::appraise::{AttestationClaims, VerifiedPeer, VerifiedSession};
-use crate::config::Config;
+use crate::config::{Config, FreshWaived, SessionRequirement};
 use crate::error::ClientError;
 use crate::openai::{
     self, ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, FinishReason,
@@ -73,21 +73,34 @@ async fn establish_inner(config: &Arc<Config>) -> Result<Connection, ClientError
             tracing::debug!(error = %e, "connection closed");
         }
     });
-    let session = if config.fresh {
-        Some(session::attest(&mut sender, config, &peer, &exporter).await?)
-    } else {
-        None
+    let session = match config.session_requirement() {
+        SessionRequirement::Required => SessionProof::Verified(Box::new(
+            session::attest(&mut sender, config, &peer, &exporter).await?,
+        )),
+        SessionRequirement::Waived(waiver) => SessionProof::Waived(waiver),
     };
     Ok(Connection::new(sender, peer, session, config))
+}
+
+/// What stands for the session check of a connection: verified session evidence, or the
+/// configuration's explicit waiver.
+#[derive(Debug)]
+enum SessionProof {
+    Verified(Box<VerifiedSession>),
+    Waived(FreshWaived),
 }
 
 impl Connection {
     fn new(
         sender: SendRequest<Full<Bytes>>,
         peer: VerifiedPeer,
-        session: Option<VerifiedSession>,
+        session: SessionProof,
         config: &Arc<Config>,
     ) -> Self {
+        let session = match session {
+            SessionProof::Verified(s) => Some(*s),
+            SessionProof::Waived(_) => None,
+        };
         Connection {
             sender,
             claims: Arc::new(AttestationClaims::new(peer, session)),
@@ -156,7 +169,10 @@ impl Connection {
         Ok(delta_stream(body, kind, timeout, Some(on_clean)))
     }
 
-    async fn open(&mut self, request: StreamRequest) -> Result<(Incoming, StreamKind), ClientError> {
+    async fn open(
+        &mut self,
+        request: StreamRequest,
+    ) -> Result<(Incoming, StreamKind), ClientError> {
         match request {
             StreamRequest::Chat(mut r) => {
                 r.stream = Some(true);
@@ -179,11 +195,10 @@ impl Connection {
         request: Request<Bytes>,
     ) -> Result<Response<Incoming>, ClientError> {
         let (parts, body) = request.into_parts();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+        let path = self
+            .config
+            .target
+            .path(parts.uri.path_and_query().map_or("/", |p| p.as_str()));
         let mut req = self.request_builder(parts.method, &path)?;
         for (name, value) in &parts.headers {
             if is_forwardable(name) {
@@ -266,12 +281,12 @@ impl Connection {
         Ok(builder)
     }
 
-    async fn send(
-        &mut self,
-        req: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, ClientError> {
+    async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, ClientError> {
         self.sender.ready().await.map_err(ClientError::Http)?;
-        self.sender.send_request(req).await.map_err(ClientError::Http)
+        self.sender
+            .send_request(req)
+            .await
+            .map_err(ClientError::Http)
     }
 }
 
@@ -370,56 +385,59 @@ fn delta_stream(
         idle_timeout,
         on_clean,
     };
-    Box::pin(futures_util::stream::unfold(Some(state), |state| async move {
-        let mut st = state?;
-        loop {
-            if let Some(d) = st.queue.pop_front() {
-                return Some((Ok(d), Some(st)));
-            }
-            let frame = match tokio::time::timeout(st.idle_timeout, st.body.frame()).await {
-                Err(_) => return Some((Err(ClientError::Timeout("stream")), None)),
-                Ok(frame) => frame,
-            };
-            match frame {
-                None => {
-                    let tail = match st.decoder.finish() {
-                        Ok(t) => t,
-                        Err(e) => return Some((Err(e.into()), None)),
-                    };
-                    if let Some(payload) = tail {
-                        if let Err(e) = st.accept(&payload) {
-                            return Some((Err(e), None));
+    Box::pin(futures_util::stream::unfold(
+        Some(state),
+        |state| async move {
+            let mut st = state?;
+            loop {
+                if let Some(d) = st.queue.pop_front() {
+                    return Some((Ok(d), Some(st)));
+                }
+                let frame = match tokio::time::timeout(st.idle_timeout, st.body.frame()).await {
+                    Err(_) => return Some((Err(ClientError::Timeout("stream")), None)),
+                    Ok(frame) => frame,
+                };
+                match frame {
+                    None => {
+                        let tail = match st.decoder.finish() {
+                            Ok(t) => t,
+                            Err(e) => return Some((Err(e.into()), None)),
+                        };
+                        if let Some(payload) = tail {
+                            if let Err(e) = st.accept(&payload) {
+                                return Some((Err(e), None));
+                            }
+                            if !st.queue.is_empty() {
+                                continue;
+                            }
                         }
-                        if !st.queue.is_empty() {
+                        if !st.saw_done {
+                            return Some((Err(ClientError::Truncated), None));
+                        }
+                        if let Some(f) = st.on_clean.take() {
+                            f();
+                        }
+                        return None;
+                    }
+                    Some(Err(e)) => return Some((Err(ClientError::Http(e)), None)),
+                    Some(Ok(frame)) => {
+                        let Ok(data) = frame.into_data() else {
                             continue;
-                        }
-                    }
-                    if !st.saw_done {
-                        return Some((Err(ClientError::Truncated), None));
-                    }
-                    if let Some(f) = st.on_clean.take() {
-                        f();
-                    }
-                    return None;
-                }
-                Some(Err(e)) => return Some((Err(ClientError::Http(e)), None)),
-                Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    let payloads = match st.decoder.feed(&data) {
-                        Ok(p) => p,
-                        Err(e) => return Some((Err(e.into()), None)),
-                    };
-                    for payload in payloads {
-                        if let Err(e) = st.accept(&payload) {
-                            return Some((Err(e), None));
+                        };
+                        let payloads = match st.decoder.feed(&data) {
+                            Ok(p) => p,
+                            Err(e) => return Some((Err(e.into()), None)),
+                        };
+                        for payload in payloads {
+                            if let Err(e) = st.accept(&payload) {
+                                return Some((Err(e), None));
+                            }
                         }
                     }
                 }
             }
-        }
-    }))
+        },
+    ))
 }
 
 impl StreamState {

@@ -2,7 +2,7 @@
 //! [`ClientError`] wraps it with configuration, transport and API failures.
 
 use confidant_attestation::certext::CertExtError;
-use crate::resultapi::{ResultError, Status};
+use confidant_attestation::result::{ResultError, Status};
 use confidant_attestation::verify::VerifyError;
 
 /// The attestation check that refused the server. Every variant is raised before the first
@@ -144,6 +144,9 @@ pub enum ClientError {
     Tls(#[source] std::io::Error),
     #[error("timed out during {0}")]
     Timeout(&'static str),
+    /// The (pooled) connection was closed before anything was sent on it.
+    #[error("connection closed before the request was sent")]
+    ConnectionClosed,
     #[error("HTTP transport: {0}")]
     Http(#[source] hyper::Error),
     /// The server answered with an error status (and, where present, the JSON error body).

@@ -15,11 +15,17 @@
 //!    computes itself; a relay or a replay from another session cannot match.
 //!
 //! Any refusal is an [`AttestError`] naming the check. Requests can only be sent on a
-//! [`Connection`], which only exists once all checks passed.
+//! [`Connection`], which only exists once all checks passed (it is built from the verified
+//! values the checks return, never from a flag). The bearer token is sent on API requests only,
+//! never on the session attestation exchange. TLS session resumption is off, so every connection
+//! is appraised in full; a [`Client`] keeps a few attested connections for reuse while their
+//! result is unexpired.
+//!
+//! [`blocking::Client`] wraps the async client for synchronous code.
 //!
 //! ```no_run
 //! use confidant_client::openai::{ChatMessage, ChatRequest};
-//! use confidant_client::{Client, ClientPolicy, Mode, ResultVerifier, TrustAnchors};
+//! use confidant_client::{Client, ClientPolicy, Mode, ResultVerifier, amd_trust_anchors};
 //!
 //! # async fn demo(ca_pem: &[u8], result_key: ResultVerifier, measurement: Vec<u8>, digest: [u8; 32])
 //! # -> Result<(), confidant_client::ClientError> {
@@ -31,7 +37,7 @@
 //!     .result_key(result_key)
 //!     .policy(policy)
 //!     .mode(Mode::Passport)
-//!     .trust_anchors(TrustAnchors::amd())
+//!     .trust_anchors(amd_trust_anchors())
 //!     .build()?;
 //!
 //! // Attest explicitly and look at what was verified...
@@ -48,7 +54,6 @@
 #![forbid(unsafe_code)]
 
 mod appraise;
-mod resultapi;
 pub mod blocking;
 mod client;
 mod config;
@@ -61,8 +66,8 @@ pub mod sse;
 mod target;
 mod tls;
 
-pub use appraise::{AttestationClaims, RESULT_AUDIENCE, SessionClaims};
-pub use client::Client;
+pub use appraise::{AttestationClaims, DEFAULT_RESULT_AUDIENCE, SessionClaims};
+pub use client::{Client, PooledBody};
 pub use config::{
     BearerToken, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IDLE, DEFAULT_REQUEST_TIMEOUT,
     Mode,
@@ -72,5 +77,14 @@ pub use error::{AttestError, ClientError, ConfigError, EvidenceFault, SessionFau
 pub use policy::{AllowedModel, ClientPolicy, TcbFloor};
 pub use session::SESSION_ATTESTATION_PATH;
 
-pub use crate::resultapi::{ResultClaims, ResultVerifier};
+pub use confidant_attestation::result::{ResultClaims, ResultVerifier};
 pub use confidant_attestation::verify::TrustAnchors;
+
+/// Trust anchors with AMD's pinned production roots (Milan, Genoa, Turin) and no TPM keys: what
+/// `direct` mode and `fresh` evidence verify SEV-SNP hardware evidence against.
+pub fn amd_trust_anchors() -> TrustAnchors {
+    TrustAnchors {
+        snp: confidant_attestation::snp::SnpTrustRoots::amd(),
+        ..TrustAnchors::default()
+    }
+}

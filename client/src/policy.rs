@@ -163,7 +163,11 @@ impl ClientPolicy {
 
     /// The model id and digest are an allowed pair.
     pub fn check_model(&self, id: &str, digest: &[u8; 32]) -> Result<(), AttestError> {
-        if self.models.iter().any(|m| m.id == id && &m.digest == digest) {
+        if self
+            .models
+            .iter()
+            .any(|m| m.id == id && &m.digest == digest)
+        {
             Ok(())
         } else {
             Err(AttestError::ModelNotAllowed {
@@ -175,7 +179,11 @@ impl ClientPolicy {
 
     /// The measurement is allowed.
     pub fn check_measurement(&self, measurement: &[u8]) -> Result<(), AttestError> {
-        if self.measurements.iter().any(|m| m.as_slice() == measurement) {
+        if self
+            .measurements
+            .iter()
+            .any(|m| m.as_slice() == measurement)
+        {
             Ok(())
         } else {
             Err(AttestError::MeasurementNotAllowed(hex::encode(measurement)))

@@ -7,8 +7,6 @@
 //! replay) cannot match. No bearer token is sent on this request: nothing secret leaves the client
 //! before every check has passed.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::Engine;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
@@ -80,10 +78,7 @@ pub(crate) async fn attest(
         .ok()
         .and_then(|d| d.try_into().ok())
         .ok_or_else(|| fault(SessionFault::Malformed))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     Ok(config
         .appraiser
-        .appraise_session(peer, &nonce, exporter, &evidence, &model_digest, now)?)
+        .appraise_session(peer, &nonce, exporter, &evidence, &model_digest)?)
 }

@@ -63,7 +63,10 @@ mod tests {
     #[test]
     fn parses_hosts_ports_and_prefixes() {
         let t = Target::parse("https://enclave.example").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.prefix.as_str()), ("enclave.example", 443, ""));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.prefix.as_str()),
+            ("enclave.example", 443, "")
+        );
         let t = Target::parse("https://127.0.0.1:8443/").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 8443));
         assert_eq!(t.path("/v1/models"), "/v1/models");
@@ -75,7 +78,14 @@ mod tests {
 
     #[test]
     fn refuses_anything_but_https() {
-        for bad in ["http://x", "x:1", "https://u@x", "https://x/?q=1", "ftp://x", ""] {
+        for bad in [
+            "http://x",
+            "x:1",
+            "https://u@x",
+            "https://x/?q=1",
+            "ftp://x",
+            "",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }

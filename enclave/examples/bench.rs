@@ -43,7 +43,9 @@ fn main() -> anyhow::Result<()> {
         let load = t.elapsed();
 
         let text = "The quick brown fox jumps over the lazy dog. ".repeat(40);
-        let enc = tok.encode(text.as_str(), false).map_err(anyhow::Error::msg)?;
+        let enc = tok
+            .encode(text.as_str(), false)
+            .map_err(anyhow::Error::msg)?;
         let prompt: Vec<u32> = enc.get_ids().iter().copied().take(PREFILL).collect();
         if prompt.len() != PREFILL {
             bail!("prompt too short");

@@ -1,11 +1,18 @@
-//! confidant-enclave
+//! `confidant-enclave`: the inference service inside the confidential VM.
+//!
+//! ```text
+//! confidant-enclave serve --config enclave.toml [--log-format json|text]
+//! confidant-enclave prepare-model --gguf FILE --out DIR [--weights q8_0-qk-f16|q8_0|q4_1] [--name NAME]
+//! ```
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use confidant_enclave::model::prepare::{WeightsFormat, prepare};
+use confidant_enclave::config::Config;
+use confidant_enclave::model::prepare::{DEFAULT_MODEL_NAME, WeightsFormat, prepare};
+use confidant_enclave::supervisor::Enclave;
 
 #[derive(Debug, Parser)]
 #[command(name = "confidant-enclave", about = "Confidant inference service")]
@@ -16,6 +23,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Attest to the verifier, unseal the model in memory and serve the API over attested TLS.
+    Serve {
+        /// Configuration file (see docs/enclave.example.toml).
+        #[arg(long, env = "CONFIDANT_ENCLAVE_CONFIG")]
+        config: PathBuf,
+        /// Log format.
+        #[arg(long, default_value = "json")]
+        log_format: LogFormat,
+    },
     /// Turns the shipped GGUF into a bundle directory (model.gguf, tokenizer.json, config.json).
     PrepareModel {
         /// The verified SmolLM2 GGUF (see scripts/fetch-model.sh).
@@ -24,17 +40,33 @@ enum Command {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
-        /// Matrix weight format: q8_0 (default, fastest) or q4_1 (as shipped).
-        #[arg(long, default_value = "q8_0")]
+        /// Weight format: q8_0-qk-f16 (default: fastest that keeps the reference answers, see
+        /// docs/model.md), q8_0, q4_1 (as shipped), q4_0, f16 or f32.
+        #[arg(long, default_value = "q8_0-qk-f16")]
         weights: WeightsFormat,
+        /// Model name the API reports.
+        #[arg(long, default_value = DEFAULT_MODEL_NAME)]
+        name: String,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::PrepareModel { gguf, out, weights }) => {
-            let report = prepare(&gguf, &out, weights)
+        Some(Command::Serve { config, log_format }) => serve(&config, log_format)?,
+        Some(Command::PrepareModel {
+            gguf,
+            out,
+            weights,
+            name,
+        }) => {
+            let report = prepare(&gguf, &out, weights, &name)
                 .with_context(|| format!("preparing {} from {}", out.display(), gguf.display()))?;
             println!(
                 "prepared {}: {} tensors ({} re-quantised to {}), weights {} bytes, vocab {}",
@@ -49,4 +81,39 @@ fn main() -> anyhow::Result<()> {
         None => println!("confidant-enclave"),
     }
     Ok(())
+}
+
+fn serve(config: &std::path::Path, log_format: LogFormat) -> anyhow::Result<()> {
+    confidant_service::telemetry::init_tracing(matches!(log_format, LogFormat::Json))
+        .context("logging")?;
+    let config = Config::load(config).context("configuration")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    runtime.block_on(async move {
+        let enclave = Enclave::start(config).await.context("start")?;
+        let token = enclave.shutdown_token();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            token.cancel();
+        });
+        enclave.wait().await.context("boot")
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -181,8 +181,12 @@ fn from_status(status: StatusCode) -> ApiError {
         StatusCode::NOT_FOUND => ("not_found", "not found"),
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed"),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported content type"),
-        StatusCode::UNPROCESSABLE_ENTITY => ("invalid_body", "request body does not match the schema"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "unsupported content type")
+        }
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            ("invalid_body", "request body does not match the schema")
+        }
         StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "rate limit exceeded"),
         StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "service unavailable"),
         s if s.is_client_error() => ("bad_request", "request refused"),

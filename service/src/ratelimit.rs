@@ -238,7 +238,10 @@ pub struct RateLimits {
 
 impl RateLimits {
     /// Both budgets sharing one clock.
-    pub fn new(config: &RateLimitConfig, clock: Arc<dyn Clock>) -> Result<Self, RateLimitConfigError> {
+    pub fn new(
+        config: &RateLimitConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, RateLimitConfigError> {
         Ok(Self {
             requests: Limiter::new(config.requests, config.max_keys, clock.clone())?,
             tokens: Limiter::new(config.tokens, config.max_keys, clock)?,

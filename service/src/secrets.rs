@@ -88,7 +88,9 @@ pub enum SecretError {
         source: std::io::Error,
     },
     /// The file is readable or writable by group or others.
-    #[error("secret file {path} has mode {mode:o}; it must not be accessible to group or others (chmod 600)")]
+    #[error(
+        "secret file {path} has mode {mode:o}; it must not be accessible to group or others (chmod 600)"
+    )]
     InsecurePermissions {
         /// The file.
         path: PathBuf,

@@ -222,10 +222,8 @@ impl Server {
         _permit: OwnedSemaphorePermit,
     ) {
         let _ = stream.set_nodelay(true);
-        let handshake = tokio::time::timeout(
-            self.options.handshake_timeout,
-            self.acceptor.accept(stream),
-        );
+        let handshake =
+            tokio::time::timeout(self.options.handshake_timeout, self.acceptor.accept(stream));
         let tls = tokio::select! {
             () = self.token.cancelled() => return,
             r = handshake => match r {

@@ -37,3 +37,48 @@ pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local addr").port()
 }
+
+/// A development SEV-SNP PKI (`ark.der`, `ask.der`, `vcek.der`, `vcek.key.pk8`, and the CA keys
+/// `ark.key.pem`, `ask.key.pem`), generated once by `scripts/dev-pki.sh` into
+/// `<workspace>/target/test-dev-pki` and shared by every test and test process.
+///
+/// Parallel callers do not race: each process generates into its own temporary directory and
+/// renames it into place; a loser of the rename uses the winner's directory. Panics (tests only) if
+/// the `openssl` CLI is missing or the script fails.
+pub fn dev_pki() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = workspace_root().join("target");
+        let dir = target.join("test-dev-pki");
+        let complete = |d: &std::path::Path| {
+            ["ark.der", "ask.der", "vcek.der", "vcek.key.pk8"]
+                .iter()
+                .all(|f| d.join(f).is_file())
+        };
+        if complete(&dir) {
+            return dir;
+        }
+        std::fs::create_dir_all(&target).expect("create target directory");
+        let tmp = tempfile::Builder::new()
+            .prefix("test-dev-pki.tmp")
+            .tempdir_in(&target)
+            .expect("temporary directory for the dev PKI");
+        let script = workspace_root().join("scripts/dev-pki.sh");
+        let status = std::process::Command::new("bash")
+            .arg(&script)
+            .arg(tmp.path())
+            .status()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(status.success(), "{} failed: {status}", script.display());
+        let staged = tmp.keep();
+        // Atomic on one filesystem; fails if another process already put its directory in place.
+        if std::fs::rename(&staged, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&staged);
+        }
+        assert!(complete(&dir), "dev PKI incomplete in {}", dir.display());
+        dir
+    })
+    .clone()
+}
+
+pub mod swtpm;

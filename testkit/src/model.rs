@@ -46,6 +46,10 @@ fn fetch(enclave_bin: Option<&Path>) -> PathBuf {
         .last()
         .map(|l| PathBuf::from(l.trim()))
         .unwrap_or_else(|| panic!("{} printed no bundle path", script.display()));
-    assert!(dir.join("model.gguf").is_file(), "no bundle at {}", dir.display());
+    assert!(
+        dir.join("model.gguf").is_file(),
+        "no bundle at {}",
+        dir.display()
+    );
     dir
 }

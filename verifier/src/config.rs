@@ -131,9 +131,12 @@ pub struct CaConfig {
 pub struct ResultsConfig {
     /// PKCS#8 DER ECDSA P-256 private key (ES256), also used to sign audit checkpoints.
     pub signing_key: SecretSource,
-    /// Key id published with the public key (`GET /v1/keys`).
-    #[serde(default = "default_result_kid")]
-    pub key_id: String,
+    /// `iss` of results.
+    #[serde(default = "default_result_issuer")]
+    pub issuer: String,
+    /// `aud` of results: who checks them (clients checking an enclave's certificate).
+    #[serde(default = "default_result_audience")]
+    pub audience: String,
     /// Lifetime of a result, seconds (a leaf certificate never outlives its result).
     #[serde(default = "default_leaf_validity")]
     pub validity_secs: u64,
@@ -170,19 +173,22 @@ pub struct PolicyConfig {
 pub struct AuditConfig {
     /// The append-only log file.
     pub log: PathBuf,
+    /// PKCS#8 DER ECDSA P-256 key signing checkpoints (public half in `GET /v1/keys`).
+    pub checkpoint_key: SecretSource,
     /// What to do with a torn (incomplete) final record found at start-up: `refuse` (default:
-    /// do not start; an operator inspects) or `truncate` (cut it off and log the fact loudly).
+    /// do not start; an operator inspects) or `move_aside` (copy it to `<log>.torn-<offset>`,
+    /// truncate, warn, continue).
     #[serde(default)]
     pub torn_tail: TornTail,
 }
 
 /// Start-up handling of a torn final audit record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum TornTail {
     #[default]
     Refuse,
-    Truncate,
+    MoveAside,
 }
 
 fn default_max_body() -> usize {
@@ -203,8 +209,11 @@ fn default_max_nonces() -> usize {
 fn default_leaf_validity() -> u64 {
     3600
 }
-fn default_result_kid() -> String {
-    "result-1".to_owned()
+fn default_result_issuer() -> String {
+    "confidant-verifier".to_owned()
+}
+fn default_result_audience() -> String {
+    "confidant-enclave".to_owned()
 }
 
 impl Config {
@@ -242,10 +251,10 @@ impl Config {
             }
         };
         let fix_secret = |s: &mut SecretSource| {
-            if let SecretSource::File(p) = s {
-                if p.is_relative() {
-                    *p = base.join(&*p);
-                }
+            if let SecretSource::File(p) = s
+                && p.is_relative()
+            {
+                *p = base.join(&*p);
             }
         };
         fix(&mut self.server.tls_cert);
@@ -263,6 +272,7 @@ impl Config {
             fix(p);
         }
         fix(&mut self.audit.log);
+        fix_secret(&mut self.audit.checkpoint_key);
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -273,7 +283,9 @@ impl Config {
             return Err(ConfigError::Invalid("challenge.ttl_ms must be > 0"));
         }
         if self.ca.not_after <= self.ca.not_before {
-            return Err(ConfigError::Invalid("ca.not_after must be after ca.not_before"));
+            return Err(ConfigError::Invalid(
+                "ca.not_after must be after ca.not_before",
+            ));
         }
         if self.ca.leaf_validity_secs == 0 || self.results.validity_secs == 0 {
             return Err(ConfigError::Invalid("validity periods must be > 0"));
@@ -286,8 +298,36 @@ impl Config {
         if !(self.rate_limit.per_second.is_finite() && self.rate_limit.per_second > 0.0)
             || self.rate_limit.burst == 0
         {
-            return Err(ConfigError::Invalid("rate_limit needs per_second > 0 and burst >= 1"));
+            return Err(ConfigError::Invalid(
+                "rate_limit needs per_second > 0 and burst >= 1",
+            ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_example_parses() {
+        let text = include_str!("../../docs/verifier.example.toml");
+        let c = Config::from_toml(text, Path::new("/etc/confidant")).unwrap();
+        assert_eq!(c.audit.torn_tail, TornTail::Refuse);
+        assert_eq!(
+            c.keys.kek,
+            SecretSource::File("/etc/confidant/secrets/kek".into())
+        );
+    }
+
+    #[test]
+    fn inline_secrets_are_refused() {
+        let text = include_str!("../../docs/verifier.example.toml")
+            .replace("kek = { file = \"secrets/kek\" }", "kek = \"00112233\"");
+        assert!(matches!(
+            Config::from_toml(&text, Path::new(".")),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 }

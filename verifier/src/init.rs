@@ -11,6 +11,7 @@
 //! | `secrets/tls-key.pem` | TLS private key |
 //! | `secrets/ca-key.p8` | CA private key (PKCS#8 DER, P-256) |
 //! | `secrets/result-key.p8` | result/checkpoint signing key (PKCS#8 DER, P-256) |
+//! | `secrets/checkpoint-key.p8` | audit checkpoint signing key (PKCS#8 DER, P-256) |
 //! | `secrets/kek` | key-encryption key (32 random bytes) |
 //! | `secrets/jwt-verify.jwk` | the JWT verification key (public, but loaded as a secret source) |
 //! | `secrets/jwt-issuer.p8` | the development JWT issuer's private key |
@@ -126,15 +127,21 @@ pub fn init(opts: &InitOptions, now: u64) -> Result<InitOutput, InitError> {
     let crypto = |e: &dyn std::fmt::Display| InitError::Crypto(e.to_string());
 
     // Verifier TLS identity.
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .map_err(|e| crypto(&e))?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "confidant-verifier (development)");
-    let tls_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| crypto(&e))?;
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(|e| crypto(&e))?;
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "confidant-verifier (development)",
+    );
+    let tls_key =
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| crypto(&e))?;
     let tls_cert = params.self_signed(&tls_key).map_err(|e| crypto(&e))?;
     write_public(&dir.join("tls-cert.pem"), tls_cert.pem().as_bytes())?;
-    write_secret_file(&secrets.join("tls-key.pem"), tls_key.serialize_pem().as_bytes())?;
+    write_secret_file(
+        &secrets.join("tls-key.pem"),
+        tls_key.serialize_pem().as_bytes(),
+    )?;
 
     // CA, result signer, KEK.
     let ca_key = CertificateAuthority::generate_key(&rng).map_err(|e| crypto(&e))?;
@@ -148,6 +155,9 @@ pub fn init(opts: &InitOptions, now: u64) -> Result<InitOutput, InitError> {
     let result_key = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
         .map_err(|e| crypto(&e))?;
     write_secret_file(&secrets.join("result-key.p8"), result_key.as_ref())?;
+    let checkpoint_key = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .map_err(|e| crypto(&e))?;
+    write_secret_file(&secrets.join("checkpoint-key.p8"), checkpoint_key.as_ref())?;
     let mut kek = zeroize::Zeroizing::new([0u8; 32]);
     rng.fill(kek.as_mut_slice()).map_err(|e| crypto(&e))?;
     write_secret_file(&secrets.join("kek"), kek.as_slice())?;
@@ -175,12 +185,24 @@ pub fn init(opts: &InitOptions, now: u64) -> Result<InitOutput, InitError> {
 
     // Policy (and dev trust anchors).
     let dev = match &opts.dev_pki {
-        Some(d) => Some(dev_pki_files(d)?),
+        // Absolute, so the configuration does not depend on the directory init ran from.
+        Some(d) => Some(dev_pki_files(&std::fs::canonicalize(d).map_err(io(d))?)?),
+        None => None,
+    };
+    let dev_ark_sha256 = match &dev {
+        Some((ark, _)) => {
+            let der = crate::policy_store::read_der(ark)
+                .map_err(|_| InitError::DevPki(ark.clone(), "a readable ark.der"))?;
+            let d = ring::digest::digest(&ring::digest::SHA256, &der);
+            let mut out = [0u8; 32];
+            out.copy_from_slice(d.as_ref());
+            Some(out)
+        }
         None => None,
     };
     write_public(
         &dir.join("policy.toml"),
-        crate::policy_store::dev_policy_toml(dev.is_some()).as_bytes(),
+        crate::policy_store::dev_policy_toml(dev_ark_sha256.as_ref()).as_bytes(),
     )?;
 
     let dev_lines = match &dev {
@@ -222,7 +244,6 @@ leaf_validity_secs = 3600
 
 [results]
 signing_key = {{ file = "secrets/result-key.p8" }}
-key_id = "result-1"
 validity_secs = 3600
 
 [keys]
@@ -234,6 +255,7 @@ path = "policy.toml"
 {dev_lines}
 [audit]
 log = "audit.log"
+checkpoint_key = {{ file = "secrets/checkpoint-key.p8" }}
 torn_tail = "refuse"
 "#,
         listen = toml_str(&opts.listen),

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use confidant_attestation::policy::Appraisal;
 use confidant_attestation::sealed::{MODEL_KEY_LEN, ModelKey};
 use confidant_service::secrets::{Secret, write_secret_file};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -50,6 +51,8 @@ pub enum KeyStoreError {
     ModelHasActiveKey,
     #[error("no releasable key for this model")]
     NoKeyForModel,
+    #[error("the key was imported for another model digest than the policy names")]
+    DigestMismatch,
     #[error("key store file {path}: {detail}")]
     Storage { path: PathBuf, detail: String },
     #[error("stored key {0} does not decrypt under the key-encryption key")]
@@ -245,7 +248,7 @@ impl KeyStore {
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad(&k.info)),
-                &mut *buf,
+                &mut buf,
             )
             .map_err(|_| bad())?;
         let bytes: [u8; MODEL_KEY_LEN] = (&*plain).try_into().map_err(|_| bad())?;
@@ -388,9 +391,24 @@ impl KeyStore {
         select_in(&map, model_id, key_id).map(|k| k.info.clone())
     }
 
-    /// Decrypts the key chosen by [`KeyStore::select`]. Only the appraisal pipeline calls this,
-    /// through [`crate::appraise`], after an [`confidant_attestation::policy::Appraisal`] exists.
-    pub(crate) fn open_selected(
+    /// Releases the key for an appraised enclave: the model's active key, or `key_id` if given
+    /// (active or retired, never revoked), and only if the key was imported for the model digest
+    /// the appraisal (and so the evidence's binding) names. Only an [`Appraisal`] opens a key.
+    pub fn release(
+        &self,
+        appraisal: &Appraisal,
+        key_id: Option<&str>,
+    ) -> Result<(KeyInfo, ModelKey), KeyStoreError> {
+        let map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let k = select_in(&map, appraisal.model_id(), key_id)?;
+        if k.info.model_digest != hex::encode(appraisal.model_digest()) {
+            return Err(KeyStoreError::DigestMismatch);
+        }
+        Ok((k.info.clone(), self.decrypt(k)?))
+    }
+
+    #[cfg(test)]
+    fn open_selected(
         &self,
         model_id: &str,
         key_id: Option<&str>,

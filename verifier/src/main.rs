@@ -1,6 +1,112 @@
-//! confidant-verifier
+//! `confidant-verifier`: the attestation service (appraisal, key broker, CA, audit log).
+//!
+//! ```text
+//! confidant-verifier init DIR [--dev-pki DIR] [--listen ADDR] [--force]
+//! confidant-verifier serve --config DIR/verifier.toml [--log-format json|text]
+//! ```
 #![forbid(unsafe_code)]
 
-fn main() {
-    println!("confidant-verifier");
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use confidant_verifier::config::Config;
+use confidant_verifier::init::{InitOptions, init};
+
+#[derive(Debug, Parser)]
+#[command(name = "confidant-verifier", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a fresh development configuration and secrets (0600) into DIR.
+    Init {
+        dir: PathBuf,
+        /// Output directory of `scripts/dev-pki.sh`: the development policy trusts its SNP root.
+        #[arg(long)]
+        dev_pki: Option<PathBuf>,
+        /// Listen address written into the configuration.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: String,
+        /// Overwrite an existing configuration.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the service.
+    Serve {
+        #[arg(long, env = "CONFIDANT_VERIFIER_CONFIG")]
+        config: PathBuf,
+        /// Log format.
+        #[arg(long, default_value = "json")]
+        log_format: LogFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Init {
+            dir,
+            dev_pki,
+            listen,
+            force,
+        } => {
+            let mut opts = InitOptions::new(dir);
+            opts.dev_pki = dev_pki;
+            opts.listen = listen;
+            opts.force = force;
+            let out = init(&opts, confidant_verifier::now_unix()).context("init")?;
+            println!("wrote {}", out.config.display());
+            for (role, path) in out.tokens {
+                println!("token for role {role}: {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Serve { config, log_format } => {
+            confidant_service::telemetry::init_tracing(matches!(log_format, LogFormat::Json))
+                .context("logging")?;
+            let config = Config::load(&config).context("configuration")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("tokio runtime")?;
+            runtime.block_on(async move {
+                let running = confidant_verifier::server::start(config)
+                    .await
+                    .context("start")?;
+                let token = running.handle.shutdown_token();
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    tracing::info!("shutting down");
+                    token.cancel();
+                });
+                running.handle.stopped().await;
+                Ok(())
+            })
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

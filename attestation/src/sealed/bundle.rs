@@ -105,9 +105,12 @@ impl<'a> Bundle<'a> {
     /// Every file as (name, bytes), in manifest order.
     pub fn files(&self) -> impl Iterator<Item = (&str, &'a [u8])> + '_ {
         let bytes = self.bytes;
-        self.entries
-            .iter()
-            .map(move |e| (e.name.as_str(), bytes.get(e.range.clone()).unwrap_or_default()))
+        self.entries.iter().map(move |e| {
+            (
+                e.name.as_str(),
+                bytes.get(e.range.clone()).unwrap_or_default(),
+            )
+        })
     }
 
     /// The bytes of the file called `name`.
@@ -276,8 +279,12 @@ mod tests {
 
     #[test]
     fn roundtrip_borrows() {
-        let enc = encode_bundle(&[("a.gguf", b"weights"), ("tokenizer.json", b"{}"), ("e", b"")])
-            .unwrap();
+        let enc = encode_bundle(&[
+            ("a.gguf", b"weights"),
+            ("tokenizer.json", b"{}"),
+            ("e", b""),
+        ])
+        .unwrap();
         let b = Bundle::parse(&enc).unwrap();
         assert_eq!(b.get("a.gguf"), Some(&b"weights"[..]));
         assert_eq!(b.get("e"), Some(&b""[..]));

@@ -208,7 +208,11 @@ fn chunk_count(plaintext_len: u64, chunk_size: u32) -> u64 {
     plaintext_len.div_ceil(u64::from(chunk_size)).max(1)
 }
 
-fn chunk_nonce(prefix: &[u8; NONCE_PREFIX_LEN], index: u64, last: bool) -> Result<Nonce, SealError> {
+fn chunk_nonce(
+    prefix: &[u8; NONCE_PREFIX_LEN],
+    index: u64,
+    last: bool,
+) -> Result<Nonce, SealError> {
     let counter = u32::try_from(index).map_err(|_| SealError::TooLarge)?;
     let mut n = [0u8; aead::NONCE_LEN];
     n[..NONCE_PREFIX_LEN].copy_from_slice(prefix);
@@ -351,7 +355,10 @@ pub fn unseal(sealed: &[u8], key: &ModelKey) -> Result<UnsealedModel, SealError>
     })
 }
 
-fn unseal_raw(sealed: &[u8], key: &ModelKey) -> Result<(SealedHeader, Zeroizing<Vec<u8>>), SealError> {
+fn unseal_raw(
+    sealed: &[u8],
+    key: &ModelKey,
+) -> Result<(SealedHeader, Zeroizing<Vec<u8>>), SealError> {
     let header = SealedHeader::parse(sealed)?;
     let expected = header.sealed_len();
     let actual = sealed.len() as u64;
@@ -419,7 +426,8 @@ mod tests {
 
     #[test]
     fn digest_mismatch() {
-        let sealed = seal_raw(b"hello", &key(), "k1", 64, &[1; 7], &[0; 32], Some([9; 32])).unwrap();
+        let sealed =
+            seal_raw(b"hello", &key(), "k1", 64, &[1; 7], &[0; 32], Some([9; 32])).unwrap();
         assert_eq!(
             unseal_raw(&sealed, &key()).unwrap_err(),
             SealError::DigestMismatch
@@ -430,7 +438,10 @@ mod tests {
     fn manifest_mismatch() {
         let pt = encode_bundle(&[("a", b"x")]).unwrap();
         let sealed = seal_raw(&pt, &key(), "k1", 64, &[1; 7], &[0; 32], None).unwrap();
-        assert_eq!(unseal(&sealed, &key()).unwrap_err(), SealError::ManifestMismatch);
+        assert_eq!(
+            unseal(&sealed, &key()).unwrap_err(),
+            SealError::ManifestMismatch
+        );
     }
 
     #[test]

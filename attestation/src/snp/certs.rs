@@ -84,7 +84,7 @@ impl std::fmt::Display for CertRole {
 /// Parses one DER certificate; trailing bytes are an error.
 pub(crate) fn parse(der: &[u8], which: CertRole) -> Result<X509Certificate<'_>, SnpError> {
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         _ => Err(SnpError::CertParse { which }),
     }
 }
@@ -128,7 +128,7 @@ fn check_pss_sha384(cert: &X509Certificate<'_>, which: CertRole) -> Result<(), S
 
 /// The RSA public key (PKCS#1 `RSAPublicKey` DER, as `ring` takes it) of an issuer certificate.
 pub(crate) fn rsa_public_key<'a>(
-    cert: &X509Certificate<'a>,
+    cert: &'a X509Certificate<'_>,
     which: CertRole,
 ) -> Result<&'a [u8], SnpError> {
     let spki = cert.public_key();
@@ -136,10 +136,10 @@ pub(crate) fn rsa_public_key<'a>(
     if alg != oid::RSA_ENCRYPTION && alg != oid::RSASSA_PSS {
         return Err(SnpError::CertAlgorithm { which });
     }
-    match &spki.subject_public_key.data {
-        std::borrow::Cow::Borrowed(b) if spki.subject_public_key.unused_bits == 0 => Ok(b),
-        _ => Err(SnpError::CertAlgorithm { which }),
+    if spki.subject_public_key.unused_bits != 0 {
+        return Err(SnpError::CertAlgorithm { which });
     }
+    Ok(spki.subject_public_key.data.as_ref())
 }
 
 /// The uncompressed P-384 point of a VCEK/VLEK.
@@ -232,7 +232,9 @@ fn decode_spl(value: &[u8], name: &'static str) -> Result<u8, SnpError> {
 fn decode_hw_id(value: &[u8]) -> Result<Vec<u8>, SnpError> {
     let raw = match value {
         v if v.len() == 64 || v.len() == 8 => v,
-        [0x04, len, rest @ ..] if usize::from(*len) == rest.len() && matches!(rest.len(), 8 | 64) => {
+        [0x04, len, rest @ ..]
+            if usize::from(*len) == rest.len() && matches!(rest.len(), 8 | 64) =>
+        {
             rest
         }
         _ => {
@@ -296,6 +298,12 @@ pub fn vek_extensions(der: &[u8]) -> Result<VekExtensions, SnpError> {
     extensions_of(&cert)
 }
 
+/// The uncompressed P-384 public key (SEC 1, 97 bytes) of a DER VCEK/VLEK.
+pub fn signer_public_key(der: &[u8]) -> Result<Vec<u8>, SnpError> {
+    let cert = parse(der, CertRole::Signer)?;
+    p384_public_key(&cert).map(<[u8]>::to_vec)
+}
+
 /// The name of the extension that carries one TCB component.
 pub fn tcb_extension_name(component: TcbComponent) -> &'static str {
     match component {
@@ -351,9 +359,19 @@ mod tests {
         assert_eq!(decode_spl(&[2, 1, 3], "x"), Ok(3));
         assert_eq!(decode_spl(&[2, 2, 0, 0xA9], "x"), Ok(0xA9));
         assert_eq!(decode_spl(&[2, 1, 0xA9], "x"), Ok(0xA9));
-        for bad in [&[][..], &[2, 2, 0, 5], &[2, 2, 1, 0], &[4, 1, 3], &[2, 1], &[2, 1, 3, 0]] {
+        for bad in [
+            &[][..],
+            &[2, 2, 0, 5],
+            &[2, 2, 1, 0],
+            &[4, 1, 3],
+            &[2, 1],
+            &[2, 1, 3, 0],
+        ] {
             assert!(
-                matches!(decode_spl(bad, "x"), Err(SnpError::ExtensionMalformed { .. })),
+                matches!(
+                    decode_spl(bad, "x"),
+                    Err(SnpError::ExtensionMalformed { .. })
+                ),
                 "{bad:?}"
             );
         }

@@ -15,11 +15,11 @@ pub mod roots;
 pub mod tcb;
 mod verify;
 
-pub use certs::{CertRole, VekExtensions, vek_extensions};
+pub use certs::{CertRole, VekExtensions, signer_public_key, vek_extensions};
 pub use report::{Cpuid, FirmwareVersion, GuestPolicy, REPORT_LEN, SigningKey, SnpReport};
 pub use roots::SnpTrustRoots;
 pub use tcb::{TcbComponent, TcbLayout, TcbVersion};
-pub use verify::verify_report;
+pub use verify::{SignerEndorsement, verify_report, verify_signer_chain};
 
 /// AMD EPYC generation with SEV-SNP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -43,9 +43,13 @@ impl std::fmt::Display for Product {
 /// Why an SEV-SNP report failed verification. One variant per check; messages carry no secrets.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnpError {
-    #[error("attestation report is {len} bytes, shorter than the {REPORT_LEN}-byte ATTESTATION_REPORT")]
+    #[error(
+        "attestation report is {len} bytes, shorter than the {REPORT_LEN}-byte ATTESTATION_REPORT"
+    )]
     Truncated { len: usize },
-    #[error("attestation report is {len} bytes, longer than the {REPORT_LEN}-byte ATTESTATION_REPORT")]
+    #[error(
+        "attestation report is {len} bytes, longer than the {REPORT_LEN}-byte ATTESTATION_REPORT"
+    )]
     Oversized { len: usize },
     #[error("unsupported attestation report version {0}")]
     UnsupportedVersion(u32),
@@ -93,7 +97,8 @@ pub enum SnpError {
 /// [`verify_report`] makes one.
 #[derive(Debug, Clone)]
 pub struct VerifiedSnpReport {
-    report: SnpReport,
+    // Boxed: the report is ~0.7 KiB and this value travels inside enums.
+    report: Box<SnpReport>,
     product: Product,
     signing_key: SigningKey,
     dev: bool,

@@ -16,6 +16,9 @@ const MILAN_ASVK: &[u8] = include_bytes!("roots/milan_asvk.pem");
 const GENOA_ASVK: &[u8] = include_bytes!("roots/genoa_asvk.pem");
 const TURIN_ASVK: &[u8] = include_bytes!("roots/turin_asvk.pem");
 
+/// A product with its pinned ARK, ASK and ASVK (PEM).
+type PinnedPems = (Product, &'static [u8], &'static [u8], &'static [u8]);
+
 /// Where a trusted root comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RootOrigin {
@@ -121,7 +124,7 @@ impl SnpTrustRoots {
     /// AMD's production roots for Milan, Genoa and Turin (ARK, ASK and ASVK each).
     pub fn amd() -> Self {
         use sev::certs::snp::builtin::{genoa, milan, turin};
-        let pinned: [(Product, &[u8], &[u8], &[u8]); 3] = [
+        let pinned: [PinnedPems; 3] = [
             (Product::Milan, milan::ARK, milan::ASK, MILAN_ASVK),
             (Product::Genoa, genoa::ARK, genoa::ASK, GENOA_ASVK),
             (Product::Turin, turin::ARK, turin::ASK, TURIN_ASVK),

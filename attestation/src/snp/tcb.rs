@@ -72,7 +72,10 @@ impl TcbVersion {
     /// Decodes a packed TCB version. Returns the index (0..8) of the first non-zero reserved byte
     /// as the error.
     pub fn decode(raw: [u8; 8], layout: TcbLayout) -> Result<Self, usize> {
-        if let Some(i) = layout.reserved().find(|&i| raw.get(i).is_some_and(|b| *b != 0)) {
+        if let Some(i) = layout
+            .reserved()
+            .find(|&i| raw.get(i).is_some_and(|b| *b != 0))
+        {
             return Err(i);
         }
         let [b0, b1, b2, b3, _, _, b6, b7] = raw;

@@ -20,6 +20,10 @@ use crate::evidence::SnpEvidence;
 /// verified) agrees with the chain, the certificate's TCB extensions equal `reported_tcb`, a VCEK's
 /// hwID equals `chip_id`, and the ECDSA P-384 / SHA-384 signature over bytes 0x000..0x2A0.
 ///
+/// The binding checks compare public certificate fields with report fields before the signature
+/// check so that a refusal names the specific mismatch (another chip's VCEK gives
+/// `ChipIdMismatch`, not just `BadSignature`); nothing is accepted without the signature check.
+///
 /// Certificate validity periods and revocation are not checked here (no clock inside
 /// verification); policy appraisal decides what TCB is acceptable.
 pub fn verify_report(
@@ -28,10 +32,13 @@ pub fn verify_report(
 ) -> Result<VerifiedSnpReport, SnpError> {
     let report = SnpReport::parse(&ev.report)?;
     let signer = certs::parse(&ev.signer_cert, CertRole::Signer)?;
-    let root = match &ev.chain {
-        Some(chain) => root_from_chain(&report, &signer, chain, roots)?,
-        None => root_from_pins(&report, &signer, roots)?,
-    };
+    let root = select_root(
+        &signer,
+        ev.chain.as_deref(),
+        report.signing_key,
+        report.product(),
+        roots,
+    )?;
     let product = match (root.origin, report.product()) {
         (RootOrigin::Amd(chain), Some(reported)) if chain != reported => {
             return Err(SnpError::ProductMismatch {
@@ -50,12 +57,9 @@ pub fn verify_report(
 
     check_binding(&report, &signer, product)?;
 
-    let signed = ev
-        .report
-        .get(layout::SIGNED)
-        .ok_or(SnpError::Truncated {
-            len: ev.report.len(),
-        })?;
+    let signed = ev.report.get(layout::SIGNED).ok_or(SnpError::Truncated {
+        len: ev.report.len(),
+    })?;
     let sig = report::signature_fixed_be(&ev.report)?;
     let key = certs::p384_public_key(&signer)?;
     UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, key)
@@ -64,8 +68,47 @@ pub fn verify_report(
 
     Ok(VerifiedSnpReport {
         signing_key: report.signing_key,
-        report,
+        report: Box::new(report),
         product,
+        dev: root.origin == RootOrigin::Dev,
+    })
+}
+
+fn select_root<'r>(
+    signer: &X509Certificate<'_>,
+    chain: Option<&[serde_bytes::ByteBuf]>,
+    kind: SigningKey,
+    reported: Option<Product>,
+    roots: &'r SnpTrustRoots,
+) -> Result<&'r TrustedRoot, SnpError> {
+    match chain {
+        Some(chain) => root_from_chain(signer, chain, kind, reported, roots),
+        None => root_from_pins(signer, kind, reported, roots),
+    }
+}
+
+/// What [`verify_signer_chain`] established about a VCEK or VLEK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignerEndorsement {
+    /// The product of the AMD root it chains to; `None` for a development root.
+    pub product: Option<Product>,
+    /// True when it chains to a development root.
+    pub dev: bool,
+}
+
+/// Checks only the endorsement chain of a VCEK or VLEK (DER), without a report: the same root
+/// selection and chain checks [`verify_report`] applies.
+pub fn verify_signer_chain(
+    signer_der: &[u8],
+    chain: Option<&[serde_bytes::ByteBuf]>,
+    kind: SigningKey,
+    roots: &SnpTrustRoots,
+) -> Result<SignerEndorsement, SnpError> {
+    let signer = certs::parse(signer_der, CertRole::Signer)?;
+    certs::p384_public_key(&signer)?;
+    let root = select_root(&signer, chain, kind, None, roots)?;
+    Ok(SignerEndorsement {
+        product: root.product(),
         dev: root.origin == RootOrigin::Dev,
     })
 }
@@ -120,12 +163,11 @@ fn signed_as_other_kind(
 /// No chain supplied: the signer must be signed by a trusted intermediate of the right kind
 /// (restricted to the report's product when its CPUID names one).
 fn root_from_pins<'r>(
-    report: &SnpReport,
     signer: &X509Certificate<'_>,
+    kind: SigningKey,
+    reported: Option<Product>,
     roots: &'r SnpTrustRoots,
 ) -> Result<&'r TrustedRoot, SnpError> {
-    let kind = report.signing_key;
-    let reported = report.product();
     let candidate = |r: &&TrustedRoot| match (r.origin, reported) {
         (RootOrigin::Amd(p), Some(q)) => p == q,
         _ => true,
@@ -151,9 +193,10 @@ fn root_from_pins<'r>(
 /// A chain `[ASK or ASVK, ARK]` was supplied: the ARK must be byte-equal to a trusted root, the
 /// intermediate signed by it and carry the key of that root's ASK or ASVK, and sign the signer.
 fn root_from_chain<'r>(
-    report: &SnpReport,
     signer: &X509Certificate<'_>,
     chain: &[serde_bytes::ByteBuf],
+    kind: SigningKey,
+    reported: Option<Product>,
     roots: &'r SnpTrustRoots,
 ) -> Result<&'r TrustedRoot, SnpError> {
     let [inter_der, ark_der] = chain else {
@@ -164,7 +207,7 @@ fn root_from_chain<'r>(
         .iter()
         .find(|r| r.ark.as_slice() == ark_der.as_slice())
         .ok_or(SnpError::UntrustedRoot)?;
-    if let (Some(chain_product), Some(reported)) = (root.product(), report.product())
+    if let (Some(chain_product), Some(reported)) = (root.product(), reported)
         && chain_product != reported
     {
         return Err(SnpError::ProductMismatch {
@@ -179,12 +222,15 @@ fn root_from_chain<'r>(
     let spki = inter.public_key().raw;
     let role = if spki == root.ask.spki.as_slice() {
         SigningKey::Vcek
-    } else if root.asvk.as_ref().is_some_and(|a| spki == a.spki.as_slice()) {
+    } else if root
+        .asvk
+        .as_ref()
+        .is_some_and(|a| spki == a.spki.as_slice())
+    {
         SigningKey::Vlek
     } else {
         return Err(SnpError::UntrustedIntermediate);
     };
-    let kind = report.signing_key;
     if role != kind {
         return Err(SnpError::SignerKindMismatch { report: kind });
     }
@@ -192,15 +238,18 @@ fn root_from_chain<'r>(
     match certs::verify_signed_by(signer, key, CertRole::Signer) {
         Ok(()) => Ok(root),
         Err(e @ SnpError::CertAlgorithm { .. }) => Err(e),
-        Err(e) => Err(
-            match root
+        Err(e) => {
+            let other_product = root
                 .product()
-                .and_then(|chain| Some((signer_product(signer, kind, roots, chain)?, chain)))
-            {
-                Some((report, chain)) => SnpError::ProductMismatch { report, chain },
-                None => e,
-            },
-        ),
+                .and_then(|chain| Some((signer_product(signer, kind, roots, chain)?, chain)));
+            Err(if let Some((report, chain)) = other_product {
+                SnpError::ProductMismatch { report, chain }
+            } else if signed_by(signer, intermediate_for(root, other(kind))) {
+                SnpError::SignerKindMismatch { report: kind }
+            } else {
+                e
+            })
+        }
     }
 }
 

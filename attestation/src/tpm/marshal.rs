@@ -107,6 +107,9 @@ mod tests {
         assert!(matches!(r.tpm2b(8, "x"), Err(TpmError::Truncated { .. })));
         let mut r = Reader::new(&[0x00, 0x02, 1, 2, 9]);
         assert_eq!(r.tpm2b(8, "x").unwrap(), &[1, 2]);
-        assert!(matches!(r.finish("x"), Err(TpmError::TrailingBytes { count: 1, .. })));
+        assert!(matches!(
+            r.finish("x"),
+            Err(TpmError::TrailingBytes { count: 1, .. })
+        ));
     }
 }

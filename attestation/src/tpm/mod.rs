@@ -53,7 +53,9 @@ pub enum TpmError {
     UnsupportedAlgorithm { what: &'static str, alg: u16 },
     #[error("the attestation key is not enrolled")]
     UntrustedAk,
-    #[error("the attestation key is not a restricted fixedTPM signing key (objectAttributes {attributes:#010x})")]
+    #[error(
+        "the attestation key is not a restricted fixedTPM signing key (objectAttributes {attributes:#010x})"
+    )]
     AkNotRestrictedSigning { attributes: u32 },
     #[error("signature scheme {signature:#06x} does not match the key's {key:#06x}")]
     SchemeMismatch { key: u16, signature: u16 },
@@ -88,6 +90,12 @@ impl TpmTrustAnchors {
         let fp = public::spki_fingerprint(der);
         self.aks.entry(fp).or_insert(None);
         fp
+    }
+
+    /// Enrolls an AK by the SHA-256 of its DER `SubjectPublicKeyInfo` (how policies list AKs).
+    /// The evidence must then carry an AK whose SPKI hashes to this value.
+    pub fn enroll_ak_spki_sha256(&mut self, fingerprint: [u8; 32]) {
+        self.aks.entry(fingerprint).or_insert(None);
     }
 
     /// Enrolls an AK from a `PUBLIC KEY` PEM block (as `tpm2_createak -f pem` writes it).

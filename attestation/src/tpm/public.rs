@@ -122,13 +122,12 @@ impl TpmtPublic {
             } => {
                 let rsa_key = tlv(
                     0x30,
-                    &[
-                        der_uint(modulus),
-                        der_uint(&exponent.to_be_bytes()),
-                    ]
-                    .concat(),
+                    &[der_uint(modulus), der_uint(&exponent.to_be_bytes())].concat(),
                 );
-                let alg = tlv(0x30, &[tlv(0x06, OID_RSA_ENCRYPTION), vec![0x05, 0x00]].concat());
+                let alg = tlv(
+                    0x30,
+                    &[tlv(0x06, OID_RSA_ENCRYPTION), vec![0x05, 0x00]].concat(),
+                );
                 spki(&alg, &rsa_key)
             }
             PublicKey::EccP256 { x, y } => {
@@ -316,8 +315,14 @@ fn read_ecc(r: &mut Reader<'_>) -> Result<(Option<KeyScheme>, PublicKey), TpmErr
     if r.u16("TPMT_KDF_SCHEME.scheme")? != TPM_ALG_NULL {
         r.u16("TPMT_KDF_SCHEME.details.hashAlg")?;
     }
-    let x = fixed_32(r.tpm2b(MAX_ECC_KEY_BYTES, "TPMS_ECC_POINT.x")?, "TPMS_ECC_POINT.x")?;
-    let y = fixed_32(r.tpm2b(MAX_ECC_KEY_BYTES, "TPMS_ECC_POINT.y")?, "TPMS_ECC_POINT.y")?;
+    let x = fixed_32(
+        r.tpm2b(MAX_ECC_KEY_BYTES, "TPMS_ECC_POINT.x")?,
+        "TPMS_ECC_POINT.x",
+    )?;
+    let y = fixed_32(
+        r.tpm2b(MAX_ECC_KEY_BYTES, "TPMS_ECC_POINT.y")?,
+        "TPMS_ECC_POINT.y",
+    )?;
     Ok((scheme, PublicKey::EccP256 { x, y }))
 }
 
@@ -345,7 +350,10 @@ fn spki(alg: &[u8], key: &[u8]) -> Vec<u8> {
 
 /// DER INTEGER of an unsigned big-endian value (minimal, with a 0 byte if the top bit is set).
 fn der_uint(v: &[u8]) -> Vec<u8> {
-    let first = v.iter().position(|b| *b != 0).unwrap_or(v.len().saturating_sub(1));
+    let first = v
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(v.len().saturating_sub(1));
     let v = v.get(first..).unwrap_or_default();
     let mut body = Vec::with_capacity(v.len() + 1);
     if v.first().is_none_or(|b| b & 0x80 != 0) {
@@ -363,7 +371,10 @@ fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
         out.push(len as u8);
     } else {
         let bytes = len.to_be_bytes();
-        let skip = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len() - 1);
+        let skip = bytes
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(bytes.len() - 1);
         let n = bytes.len() - skip;
         out.push(0x80 | n as u8);
         out.extend_from_slice(&bytes[skip..]);
@@ -378,7 +389,10 @@ mod tests {
 
     #[test]
     fn der_helpers() {
-        assert_eq!(der_uint(&[0x01, 0x00, 0x01]), vec![0x02, 0x03, 0x01, 0x00, 0x01]);
+        assert_eq!(
+            der_uint(&[0x01, 0x00, 0x01]),
+            vec![0x02, 0x03, 0x01, 0x00, 0x01]
+        );
         assert_eq!(der_uint(&[0x00, 0x00, 0x80]), vec![0x02, 0x02, 0x00, 0x80]);
         assert_eq!(der_uint(&[0x00]), vec![0x02, 0x01, 0x00]);
         assert_eq!(tlv(0x04, &[0u8; 300])[..4], [0x04, 0x82, 0x01, 0x2c]);
@@ -390,6 +404,9 @@ mod tests {
         let mut long = vec![0u8; 33];
         long[32] = 7;
         assert_eq!(fixed_32(&long, "t").unwrap()[31], 7);
-        assert!(matches!(fixed_32(&[1u8; 33], "t"), Err(TpmError::Malformed { .. })));
+        assert!(matches!(
+            fixed_32(&[1u8; 33], "t"),
+            Err(TpmError::Malformed { .. })
+        ));
     }
 }

@@ -88,25 +88,31 @@ impl TpmtSignature {
                 alg: self.hash(),
             });
         }
-        if let Some(s) = key.scheme {
-            if s.scheme != self.scheme() || s.hash != Some(self.hash()) {
-                return Err(TpmError::SchemeMismatch {
-                    key: s.scheme,
-                    signature: self.scheme(),
-                });
-            }
+        if let Some(s) = key.scheme
+            && (s.scheme != self.scheme() || s.hash != Some(self.hash()))
+        {
+            return Err(TpmError::SchemeMismatch {
+                key: s.scheme,
+                signature: self.scheme(),
+            });
         }
         let ok = match (&key.key, self) {
-            (PublicKey::Rsa { exponent, modulus, .. }, TpmtSignature::RsaSsa { sig: s, .. }) => {
-                rsa_components(modulus, exponent)
-                    .verify(&sig::RSA_PKCS1_2048_8192_SHA256, message, s)
-                    .is_ok()
-            }
-            (PublicKey::Rsa { exponent, modulus, .. }, TpmtSignature::RsaPss { sig: s, .. }) => {
-                rsa_components(modulus, exponent)
-                    .verify(&sig::RSA_PSS_2048_8192_SHA256, message, s)
-                    .is_ok()
-            }
+            (
+                PublicKey::Rsa {
+                    exponent, modulus, ..
+                },
+                TpmtSignature::RsaSsa { sig: s, .. },
+            ) => rsa_components(modulus, exponent)
+                .verify(&sig::RSA_PKCS1_2048_8192_SHA256, message, s)
+                .is_ok(),
+            (
+                PublicKey::Rsa {
+                    exponent, modulus, ..
+                },
+                TpmtSignature::RsaPss { sig: s, .. },
+            ) => rsa_components(modulus, exponent)
+                .verify(&sig::RSA_PSS_2048_8192_SHA256, message, s)
+                .is_ok(),
             (PublicKey::EccP256 { x, y }, TpmtSignature::EcDsa { r, s, .. }) => {
                 let (Ok(r), Ok(s)) = (fixed_32(r, "ECDSA r"), fixed_32(s, "ECDSA s")) else {
                     return Err(TpmError::BadSignature);
@@ -127,7 +133,11 @@ impl TpmtSignature {
                 });
             }
         };
-        if ok { Ok(()) } else { Err(TpmError::BadSignature) }
+        if ok {
+            Ok(())
+        } else {
+            Err(TpmError::BadSignature)
+        }
     }
 }
 

@@ -127,7 +127,7 @@ pub fn spki_der_from_pem(pem: &str) -> Result<Vec<u8>, TpmError> {
     }
     use x509_parser::prelude::FromDer;
     match x509_parser::x509::SubjectPublicKeyInfo::from_der(block.contents()) {
-        Ok((rest, _)) if rest.is_empty() => Ok(block.contents().to_vec()),
+        Ok(([], _)) => Ok(block.contents().to_vec()),
         _ => Err(TpmError::BadPublicKeyPem),
     }
 }
@@ -151,7 +151,8 @@ pub fn ak_public_from_spki(
                 return Err(TpmError::BadPublicKeyPem);
             }
             let exponent = e.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
-            let key_bits = u16::try_from(modulus.len() * 8).map_err(|_| TpmError::BadPublicKeyPem)?;
+            let key_bits =
+                u16::try_from(modulus.len() * 8).map_err(|_| TpmError::BadPublicKeyPem)?;
             PublicKey::Rsa {
                 key_bits,
                 exponent,
@@ -195,8 +196,8 @@ fn strip_zeros(v: &[u8]) -> &[u8] {
     v.get(first..).unwrap_or_default()
 }
 
-/// Parses a `-l` PCR list: `sha256:0,1,2` (SHA-256 bank only), strictly ascending... in any order,
-/// without duplicates. Returns the indices in ascending order.
+/// Parses a `-l` PCR list: `sha256:0,1,2` (SHA-256 bank only; any order, no duplicates).
+/// Returns the indices in ascending order.
 pub fn parse_pcr_list(list: &str) -> Result<Vec<u8>, ToolsError> {
     let rest = list
         .trim()
@@ -214,10 +215,7 @@ pub fn parse_pcr_list(list: &str) -> Result<Vec<u8>, ToolsError> {
 
 /// Reads the PCR file `tpm2_quote -o` wrote for `indices` (ascending), in the default serialized
 /// form or as raw values (`-F values`).
-pub fn parse_pcrs_file(
-    bytes: &[u8],
-    indices: &[u8],
-) -> Result<BTreeMap<u8, [u8; 32]>, ToolsError> {
+pub fn parse_pcrs_file(bytes: &[u8], indices: &[u8]) -> Result<BTreeMap<u8, [u8; 32]>, ToolsError> {
     if bytes.len() == indices.len() * 32 {
         return Ok(indices
             .iter()
@@ -381,10 +379,13 @@ pub fn write_quote_files(ev: &TpmEvidence) -> Result<ToolsFiles, ToolsError> {
     let ak = TpmtPublic::parse(&ev.ak_public)?;
     let mut pcrs = BTreeMap::new();
     for (i, v) in &ev.pcrs {
-        let v: [u8; 32] = v.as_slice().try_into().map_err(|_| TpmError::PcrValueLength {
-            index: *i,
-            len: v.len(),
-        })?;
+        let v: [u8; 32] = v
+            .as_slice()
+            .try_into()
+            .map_err(|_| TpmError::PcrValueLength {
+                index: *i,
+                len: v.len(),
+            })?;
         pcrs.insert(*i, v);
     }
     let pem = pem::Pem::new("PUBLIC KEY", ak.spki_der());

@@ -51,12 +51,11 @@ pub fn verify_quote(
     if unique.len() != selected.len() || !unique.iter().eq(pcrs.keys()) {
         return Err(TpmError::PcrSelectionMismatch);
     }
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for index in &selected {
-        let value = pcrs.get(index).ok_or(TpmError::PcrSelectionMismatch)?;
-        ctx.update(value);
-    }
-    if ctx.finish().as_ref() != attest.quote.pcr_digest.as_slice() {
+    let values = selected
+        .iter()
+        .map(|index| pcrs.get(index).ok_or(TpmError::PcrSelectionMismatch))
+        .collect::<Result<Vec<_>, _>>()?;
+    if pcr_digest(values).as_slice() != attest.quote.pcr_digest.as_slice() {
         return Err(TpmError::PcrDigestMismatch);
     }
 
@@ -88,7 +87,7 @@ fn supplied_pcrs(
 }
 
 /// SHA-256 of the concatenated values, in the given order: the `pcrDigest` a TPM computes.
-pub(crate) fn pcr_digest<'a>(values: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8; 32] {
+fn pcr_digest<'a>(values: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8; 32] {
     let concat: Vec<u8> = values.into_iter().flatten().copied().collect();
     sha256(&concat)
 }

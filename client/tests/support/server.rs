@@ -2,6 +2,8 @@
 //! `POST /v1/attestation` through a pluggable session-evidence function that sees this
 //! connection's exporter, and stubs the OpenAI routes. It counts every byte that reaches an
 //! inference route.
+// Test scaffolding: a failure to build a fixture is a test failure.
+#![allow(clippy::unwrap_used)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -102,7 +102,10 @@ impl ChatEncoder {
         if text.is_empty() {
             return Ok(Vec::new());
         }
-        let enc = self.literal.encode(text, false).map_err(ModelError::Encode)?;
+        let enc = self
+            .literal
+            .encode(text, false)
+            .map_err(ModelError::Encode)?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -147,7 +150,10 @@ mod tests {
         assert_eq!("system".parse::<Role>().unwrap(), Role::System);
         assert_eq!("assistant".parse::<Role>().unwrap(), Role::Assistant);
         for bad in ["tool", "User", "", "user\n", "<|im_start|>"] {
-            assert!(matches!(bad.parse::<Role>(), Err(ModelError::UnknownRole)), "{bad:?}");
+            assert!(
+                matches!(bad.parse::<Role>(), Err(ModelError::UnknownRole)),
+                "{bad:?}"
+            );
         }
     }
 

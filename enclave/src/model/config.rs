@@ -50,9 +50,13 @@ impl ModelConfig {
         }
         if config.num_attention_heads == 0
             || config.num_key_value_heads == 0
-            || config.hidden_size % config.num_attention_heads != 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
         {
-            return Err(ModelError::Inconsistent("config has an invalid head layout".into()));
+            return Err(ModelError::Inconsistent(
+                "config has an invalid head layout".into(),
+            ));
         }
         Ok(config)
     }

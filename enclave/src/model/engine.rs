@@ -136,8 +136,15 @@ impl Engine {
             )));
         }
         let vocab_u32 = u32::try_from(vocab).unwrap_or(u32::MAX);
-        if config.confidant.stop_token_ids.iter().any(|&id| id >= vocab_u32) {
-            return Err(ModelError::Inconsistent("stop token outside the vocabulary".into()));
+        if config
+            .confidant
+            .stop_token_ids
+            .iter()
+            .any(|&id| id >= vocab_u32)
+        {
+            return Err(ModelError::Inconsistent(
+                "stop token outside the vocabulary".into(),
+            ));
         }
         let chat = ChatEncoder::new(&tokenizer)?;
         let weights = load_weights(weights, &config)?;

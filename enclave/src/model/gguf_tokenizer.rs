@@ -6,10 +6,8 @@
 //! control tokens as special added tokens. candle's own GGUF-to-tokenizer helper does not know
 //! `pre = smollm` (it adds a prefix space and keeps digit runs together), hence this module.
 
-use std::collections::HashMap;
-
 use candle_core::quantized::gguf_file::{Content, Value};
-use tokenizers::models::bpe::BPE;
+use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
@@ -52,7 +50,9 @@ pub fn tokenizer_from_gguf(content: &Content) -> Result<GgufTokenizer, PrepareEr
         .collect::<Result<Vec<i32>, _>>()
         .map_err(PrepareError::Gguf)?;
     if types.len() != tokens.len() {
-        return Err(PrepareError::Metadata("token_type and tokens differ in length".into()));
+        return Err(PrepareError::Metadata(
+            "token_type and tokens differ in length".into(),
+        ));
     }
     let mut merges = Vec::new();
     for merge in meta_array(content, "tokenizer.ggml.merges")? {
@@ -63,11 +63,13 @@ pub fn tokenizer_from_gguf(content: &Content) -> Result<GgufTokenizer, PrepareEr
         merges.push((a.to_string(), b.to_string()));
     }
 
-    let mut vocab = HashMap::with_capacity(tokens.len());
+    let mut vocab = Vocab::with_capacity(tokens.len());
     for (id, token) in tokens.iter().enumerate() {
         let id = u32::try_from(id).map_err(|_| PrepareError::Metadata("vocab too big".into()))?;
         if vocab.insert(token.clone(), id).is_some() {
-            return Err(PrepareError::Metadata("duplicate token in vocabulary".into()));
+            return Err(PrepareError::Metadata(
+                "duplicate token in vocabulary".into(),
+            ));
         }
     }
     let bpe = BPE::builder()
@@ -90,7 +92,11 @@ pub fn tokenizer_from_gguf(content: &Content) -> Result<GgufTokenizer, PrepareEr
         .filter_map(|(id, (tok, _))| u32::try_from(id).ok().map(|id| (id, tok)))
         .collect();
     tokenizer
-        .add_special_tokens(control.iter().map(|(_, tok)| AddedToken::from(tok.as_str(), true)))
+        .add_special_tokens(
+            control
+                .iter()
+                .map(|(_, tok)| AddedToken::from(tok.as_str(), true)),
+        )
         .map_err(PrepareError::Tokenizer)?;
     // Added tokens keep their vocabulary ids; make sure of it.
     for (id, tok) in &control {

@@ -1,9 +1,10 @@
 //! `prepare-model`: turns the shipped GGUF into a bundle directory (`model.gguf`,
 //! `tokenizer.json`, `config.json`) ready to be sealed.
 //!
-//! The weights are re-quantised to Q8_0 by default: candle has AVX2 kernels for Q8_0 but not for
-//! the shipped Q4_1, and Q8_0 keeps the Q4_1 values almost exactly (see `docs/model.md` for the
-//! measurements behind the choice).
+//! By default the matrices are re-quantised to Q8_0 (candle has AVX2 kernels for Q8_0 but not
+//! for the shipped Q4_1, and Q8_0 holds the Q4_1 values almost exactly), except the attention's
+//! query and key projections, stored F16 and multiplied in F32: with every matrix in Q8_0 the
+//! quantised activations make greedy answers drift (see `docs/model.md` for the measurements).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -40,14 +41,23 @@ pub enum PrepareError {
 }
 
 /// Quantisation of the matrix weights in the bundle. Norms stay F32 in every format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WeightsFormat {
     /// Every Q4_1 matrix re-quantised to Q8_0 (lossless up to rounding; AVX2 kernels).
     Q8_0,
     /// As shipped.
     Q4_1,
+    /// Q8_0, except the attention's query and key projections in F16, which candle multiplies
+    /// in F32 without quantising the activations: attention scores are the part of this small
+    /// model most sensitive to rounding (all-Q8_0 drifts off the golden answer).
+    #[default]
+    Q8_0QkF16,
     /// Re-quantised to Q4_0 (lossy; for measurements only).
     Q4_0,
+    /// Dequantised to F16: candle then multiplies in F32 without quantising activations.
+    F16,
+    /// Dequantised to F32 (as F16, twice the size).
+    F32,
 }
 
 impl WeightsFormat {
@@ -55,19 +65,27 @@ impl WeightsFormat {
         match self {
             Self::Q8_0 => "q8_0",
             Self::Q4_1 => "q4_1",
+            Self::Q8_0QkF16 => "q8_0-qk-f16",
             Self::Q4_0 => "q4_0",
+            Self::F16 => "f16",
+            Self::F32 => "f32",
         }
     }
 
-    /// Target dtype for a matrix currently stored as `dtype` (`None`: keep as it is).
-    fn target(self, dtype: GgmlDType) -> Option<GgmlDType> {
+    /// Target dtype for tensor `name`, stored as `dtype` (`None`: keep as it is).
+    fn target(self, name: &str, dtype: GgmlDType) -> Option<GgmlDType> {
+        let query_or_key = name.ends_with(".attn_q.weight") || name.ends_with(".attn_k.weight");
         let target = match self {
             Self::Q4_1 => return None,
-            Self::Q8_0 => GgmlDType::Q8_0,
+            Self::Q8_0QkF16 if query_or_key => GgmlDType::F16,
+            Self::Q8_0 | Self::Q8_0QkF16 => GgmlDType::Q8_0,
             Self::Q4_0 => GgmlDType::Q4_0,
+            Self::F16 => GgmlDType::F16,
+            Self::F32 => GgmlDType::F32,
         };
         match dtype {
-            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => None,
+            GgmlDType::F32 => None,
+            GgmlDType::F16 | GgmlDType::BF16 if target != GgmlDType::F32 => None,
             d if d == target => None,
             _ => Some(target),
         }
@@ -78,7 +96,9 @@ impl WeightsFormat {
         match self {
             Self::Q4_0 => 2,
             Self::Q4_1 => 3,
-            Self::Q8_0 => 7,
+            Self::Q8_0 | Self::Q8_0QkF16 => 7,
+            Self::F16 => 1,
+            Self::F32 => 0,
         }
     }
 }
@@ -89,11 +109,19 @@ impl std::str::FromStr for WeightsFormat {
         match s {
             "q8_0" => Ok(Self::Q8_0),
             "q4_1" => Ok(Self::Q4_1),
+            "q8_0-qk-f16" => Ok(Self::Q8_0QkF16),
             "q4_0" => Ok(Self::Q4_0),
-            other => Err(format!("unknown weights format {other:?} (q8_0, q4_1, q4_0)")),
+            "f16" => Ok(Self::F16),
+            "f32" => Ok(Self::F32),
+            other => Err(format!(
+                "unknown weights format {other:?} (q8_0-qk-f16, q8_0, q4_1, q4_0, f16, f32)"
+            )),
         }
     }
 }
+
+/// Name the API reports for the model unless `prepare-model --name` says otherwise.
+pub const DEFAULT_MODEL_NAME: &str = "SmolLM2-135M-Instruct";
 
 /// What `prepare` wrote.
 #[derive(Debug)]
@@ -105,7 +133,12 @@ pub struct PrepareReport {
 }
 
 /// Prepares a bundle directory from the shipped GGUF.
-pub fn prepare(gguf: &Path, out: &Path, format: WeightsFormat) -> Result<PrepareReport, PrepareError> {
+pub fn prepare(
+    gguf: &Path,
+    out: &Path,
+    format: WeightsFormat,
+    model_name: &str,
+) -> Result<PrepareReport, PrepareError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| PrepareError::Io { path, source }
@@ -114,10 +147,13 @@ pub fn prepare(gguf: &Path, out: &Path, format: WeightsFormat) -> Result<Prepare
     let content = gguf_file::Content::read(&mut reader).map_err(PrepareError::Gguf)?;
 
     let tok = tokenizer_from_gguf(&content)?;
-    let config = config_from_gguf(&content, &tok, format)?;
+    let config = config_from_gguf(&content, &tok, format, model_name)?;
 
     std::fs::create_dir_all(out).map_err(io(out))?;
-    let tokenizer_json = tok.tokenizer.to_string(false).map_err(PrepareError::Tokenizer)?;
+    let tokenizer_json = tok
+        .tokenizer
+        .to_string(false)
+        .map_err(PrepareError::Tokenizer)?;
     let path = out.join(TOKENIZER_FILE);
     std::fs::write(&path, tokenizer_json).map_err(io(&path))?;
     let path = out.join(CONFIG_FILE);
@@ -125,14 +161,19 @@ pub fn prepare(gguf: &Path, out: &Path, format: WeightsFormat) -> Result<Prepare
     std::fs::write(&path, config_json).map_err(io(&path))?;
 
     // Tensors in file order, converted as needed.
-    let mut names: Vec<(&String, u64)> =
-        content.tensor_infos.iter().map(|(name, info)| (name, info.offset)).collect();
+    let mut names: Vec<(&String, u64)> = content
+        .tensor_infos
+        .iter()
+        .map(|(name, info)| (name, info.offset))
+        .collect();
     names.sort_by_key(|(_, offset)| *offset);
     let mut tensors = Vec::with_capacity(names.len());
     let mut requantized = 0;
     for (name, _) in names {
-        let q = content.tensor(&mut reader, name, &Device::Cpu).map_err(PrepareError::Gguf)?;
-        let q = match format.target(q.dtype()) {
+        let q = content
+            .tensor(&mut reader, name, &Device::Cpu)
+            .map_err(PrepareError::Gguf)?;
+        let q = match format.target(name, q.dtype()) {
             None => q,
             Some(dtype) => {
                 requantized += 1;
@@ -174,22 +215,25 @@ fn config_from_gguf(
     content: &gguf_file::Content,
     tok: &super::gguf_tokenizer::GgufTokenizer,
     format: WeightsFormat,
+    model_name: &str,
 ) -> Result<ModelConfig, PrepareError> {
     let arch = meta_string(content, "general.architecture")?;
     if arch != "llama" {
-        return Err(PrepareError::Metadata(format!("architecture {arch:?} is not llama")));
+        return Err(PrepareError::Metadata(format!(
+            "architecture {arch:?} is not llama"
+        )));
     }
     let usize_of = |key: &str| meta_u32(content, key).map(|v| v as usize);
     let mut stop_token_ids = vec![tok.eos_token_id];
     // A new turn or the end of the document also end the answer.
-    for id in [Some(tok.bos_token_id), tok.end_of_text_id].into_iter().flatten() {
+    for id in [Some(tok.bos_token_id), tok.end_of_text_id]
+        .into_iter()
+        .flatten()
+    {
         if !stop_token_ids.contains(&id) {
             stop_token_ids.push(id);
         }
     }
-    let model_name = meta_string(content, "general.name")
-        .map(|n| n.replace(' ', "-"))
-        .unwrap_or_else(|_| "llama".to_string());
     Ok(ModelConfig {
         architectures: vec!["LlamaForCausalLM".into()],
         model_type: "llama".into(),
@@ -201,16 +245,24 @@ fn config_from_gguf(
         vocab_size: tok.vocab_size,
         max_position_embeddings: usize_of("llama.context_length")?,
         rope_theta: meta_f32(content, "llama.rope.freq_base")?,
-        rms_norm_eps: f64::from(meta_f32(content, "llama.attention.layer_norm_rms_epsilon")?),
+        rms_norm_eps: f32_to_f64_shortest(meta_f32(
+            content,
+            "llama.attention.layer_norm_rms_epsilon",
+        )?),
         tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
         bos_token_id: tok.bos_token_id,
         eos_token_id: tok.eos_token_id,
         confidant: BundleInfo {
-            model_name,
+            model_name: model_name.to_string(),
             weights_file: WEIGHTS_FILE.into(),
             weights_format: format.name().into(),
             stop_token_ids,
             control_token_ids: tok.control_token_ids.clone(),
         },
     })
+}
+
+/// The f64 with the same shortest decimal form as `v` (1e-5 rather than 9.99999974e-6).
+fn f32_to_f64_shortest(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
 }

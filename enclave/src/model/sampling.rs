@@ -78,8 +78,14 @@ impl SamplingParams {
         if self.stop.len() > MAX_STOP_STRINGS {
             return Err(ModelError::InvalidParams("at most 4 stop strings"));
         }
-        if self.stop.iter().any(|s| s.is_empty() || s.len() > MAX_STOP_LEN) {
-            return Err(ModelError::InvalidParams("stop strings must be 1 to 256 bytes"));
+        if self
+            .stop
+            .iter()
+            .any(|s| s.is_empty() || s.len() > MAX_STOP_LEN)
+        {
+            return Err(ModelError::InvalidParams(
+                "stop strings must be 1 to 256 bytes",
+            ));
         }
         Ok(())
     }
@@ -121,13 +127,18 @@ impl Sampler {
         self.scratch.clear();
         let mut total = 0f32;
         for (id, &l) in (0u32..).zip(logits) {
-            let w = if l.is_nan() { 0.0 } else { ((l - max) / self.temperature).exp() };
+            let w = if l.is_nan() {
+                0.0
+            } else {
+                ((l - max) / self.temperature).exp()
+            };
             total += w;
             self.scratch.push((id, w));
         }
         let mut kept = self.scratch.len();
         if self.top_p < 1.0 {
-            self.scratch.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            self.scratch
+                .sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             let threshold = self.top_p * total;
             let mut mass = 0f32;
             kept = 0;
@@ -196,7 +207,9 @@ mod tests {
         let logits: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
         let draw = |seed| {
             let mut s = Sampler::new(&params(1.0, 0.9, seed));
-            (0..50).map(|_| s.sample(&logits).unwrap()).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| s.sample(&logits).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));
@@ -213,16 +226,40 @@ mod tests {
     #[test]
     fn invalid_params_are_rejected() {
         let bad = [
-            SamplingParams { max_tokens: 0, ..SamplingParams::default() },
-            SamplingParams { temperature: -0.1, ..SamplingParams::default() },
-            SamplingParams { temperature: f32::NAN, ..SamplingParams::default() },
-            SamplingParams { top_p: 0.0, ..SamplingParams::default() },
-            SamplingParams { top_p: 1.5, ..SamplingParams::default() },
-            SamplingParams { stop: vec![String::new()], ..SamplingParams::default() },
-            SamplingParams { stop: vec!["x".into(); 5], ..SamplingParams::default() },
+            SamplingParams {
+                max_tokens: 0,
+                ..SamplingParams::default()
+            },
+            SamplingParams {
+                temperature: -0.1,
+                ..SamplingParams::default()
+            },
+            SamplingParams {
+                temperature: f32::NAN,
+                ..SamplingParams::default()
+            },
+            SamplingParams {
+                top_p: 0.0,
+                ..SamplingParams::default()
+            },
+            SamplingParams {
+                top_p: 1.5,
+                ..SamplingParams::default()
+            },
+            SamplingParams {
+                stop: vec![String::new()],
+                ..SamplingParams::default()
+            },
+            SamplingParams {
+                stop: vec!["x".into(); 5],
+                ..SamplingParams::default()
+            },
         ];
         for p in bad {
-            assert!(matches!(p.validate(), Err(ModelError::InvalidParams(_))), "{p:?}");
+            assert!(
+                matches!(p.validate(), Err(ModelError::InvalidParams(_))),
+                "{p:?}"
+            );
         }
         assert!(SamplingParams::default().validate().is_ok());
     }

@@ -54,7 +54,11 @@ impl<'t> TextAssembler<'t> {
         self.held.push_str(text);
         // Earliest stop string in the held text (none can start in released text: a suffix
         // that could begin one is always held).
-        let hit = self.stop.iter().filter_map(|s| self.held.find(s.as_str())).min();
+        let hit = self
+            .stop
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min();
         if let Some(at) = hit {
             let delta = self.held[..at].to_string();
             self.held.clear();

@@ -186,7 +186,7 @@ impl JwtVerifier {
         }
         let aud_ok = match &c.aud {
             Some(Audience::One(a)) => *a == self.audience,
-            Some(Audience::Many(v)) => v.iter().any(|a| *a == self.audience),
+            Some(Audience::Many(v)) => v.contains(&self.audience),
             None => false,
         };
         if !aud_ok {

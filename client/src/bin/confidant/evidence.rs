@@ -99,7 +99,9 @@ fn verify(args: VerifyArgs) -> Result<()> {
     if let Some(policy_path) = &args.policy {
         let model_id = args.model_id.as_deref().unwrap_or_default();
         let Some(bound) = bound else {
-            bail!("--policy needs --nonce: appraisal only runs on evidence bound to an expected value");
+            bail!(
+                "--policy needs --nonce: appraisal only runs on evidence bound to an expected value"
+            );
         };
         let text = read_text(policy_path)?;
         let policy = Policy::from_toml(&text).context("policy is invalid")?;
@@ -130,7 +132,12 @@ fn snp_inputs(args: &VerifyArgs, report: &Path) -> Result<(Evidence, TrustAnchor
             if certs.is_empty() {
                 bail!("--chain holds no certificate");
             }
-            Some(certs.into_iter().map(serde_bytes::ByteBuf::from).collect())
+            Some(
+                order_chain(&signer, certs)
+                    .into_iter()
+                    .map(serde_bytes::ByteBuf::from)
+                    .collect(),
+            )
         }
         None => None,
     };
@@ -168,24 +175,62 @@ fn tpm_inputs(args: &VerifyArgs, message: &Path) -> Result<(Evidence, TrustAncho
         .tpm_pcr_list
         .as_deref()
         .context("missing --tpm-pcr-list")?;
-    let files = tpm_tools::ToolFiles {
-        message: &message,
-        signature: &signature,
-        ak: &ak,
-        pcrs: &pcrs,
-        pcr_list: selection,
-    };
-    let (evidence, ak_spki) = tpm_tools::evidence_from_tool_files(&files)
+    let files = tpm_tools::read_quote_files(&message, &signature, &ak, &pcrs, selection)
         .context("TPM files could not be read")?;
     let mut tpm = TpmTrustAnchors::default();
-    tpm.enroll_ak_spki_der(&ak_spki);
+    tpm.enroll_ak_spki_der(&files.ak_spki_der);
     Ok((
-        Evidence::Tpm(evidence),
+        Evidence::Tpm(files.evidence),
         TrustAnchors {
             snp: SnpTrustRoots::empty(),
             tpm,
         },
     ))
+}
+
+/// Picks `[intermediate, root]` out of a chain file that may hold more (AMD publishes ASK, ARK and
+/// ASVK together). The intermediate is the certificate whose subject is the signer's issuer; the
+/// root is the self-issued one. Names only choose the order here: the library verifies every
+/// signature and that the root is pinned. Files it cannot sort are passed on unchanged, so the
+/// library reports what is wrong with them.
+fn order_chain(signer: &[u8], certs: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    if certs.len() <= 2 {
+        return certs;
+    }
+    let Ok((_, signer)) = X509Certificate::from_der(signer) else {
+        return certs;
+    };
+    let parsed: Vec<Option<(Vec<u8>, Vec<u8>)>> = certs
+        .iter()
+        .map(|der| {
+            X509Certificate::from_der(der).ok().map(|(_, c)| {
+                (
+                    c.tbs_certificate.subject.as_raw().to_vec(),
+                    c.tbs_certificate.issuer.as_raw().to_vec(),
+                )
+            })
+        })
+        .collect();
+    let wanted_issuer = signer.tbs_certificate.issuer.as_raw();
+    let intermediate = parsed.iter().position(|p| {
+        p.as_ref()
+            .is_some_and(|(subject, issuer)| subject == wanted_issuer && subject != issuer)
+    });
+    let root = parsed.iter().position(|p| {
+        p.as_ref()
+            .is_some_and(|(subject, issuer)| subject == issuer)
+    });
+    match (intermediate, root) {
+        (Some(i), Some(r)) => vec![certs[i].clone(), certs[r].clone()],
+        // No issuer of the signer here (another product's chain, say): pass the first
+        // intermediate and the root so verification names the mismatch.
+        (None, Some(r)) => match (0..certs.len()).find(|i| *i != r) {
+            Some(i) => vec![certs[i].clone(), certs[r].clone()],
+            None => certs,
+        },
+        _ => certs,
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {

@@ -1,16 +1,30 @@
 //! `confidant`: the Confidant command line.
 //!
 //! - `confidant evidence verify …`: check SEV-SNP or TPM evidence offline and print the claims.
+//! - `confidant attest URL`, `confidant chat URL "prompt"`, `confidant proxy --listen … --upstream …`:
+//!   talk to an enclave only after attesting it (see `confidant_client`).
+//! - `confidant model seal | inspect | register`: seal a model bundle, read its header, import its key.
+//! - `confidant audit verify | export`: check the verifier's audit log offline, export it for a SIEM.
 #![forbid(unsafe_code)]
 
+mod attest;
+mod audit;
+mod chat;
+mod clientconf;
 mod evidence;
+mod model;
+mod proxy;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "confidant", version, about = "Confidant: attested confidential inference")]
+#[command(
+    name = "confidant",
+    version,
+    about = "Confidant: attested confidential inference"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,12 +35,29 @@ enum Command {
     /// Check attestation evidence offline.
     #[command(subcommand)]
     Evidence(evidence::EvidenceCommand),
+    /// Attest an enclave and print the verified claims (or the failed check).
+    Attest(attest::AttestArgs),
+    /// Attest an enclave, then stream the answer to a prompt.
+    Chat(chat::ChatArgs),
+    /// Local plain-HTTP OpenAI-compatible endpoint that forwards only to an attested enclave.
+    Proxy(proxy::ProxyArgs),
+    /// Seal a model bundle, inspect a sealed model, register its key with the verifier.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+    /// Verify the verifier's audit log offline, or export it as JSON Lines.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Evidence(cmd) => evidence::run(cmd),
+        Command::Attest(args) => attest::run(args),
+        Command::Chat(args) => chat::run(args),
+        Command::Proxy(args) => proxy::run(args),
+        Command::Model(cmd) => model::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

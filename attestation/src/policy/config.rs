@@ -1,0 +1,286 @@
+//! The policy file as written (TOML, every table `deny_unknown_fields`) and its validation into the
+//! typed [`Policy`]. See `docs/policy.example.toml` for the documented format.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+
+use super::{ModelPolicy, PcrSet, Policy, PolicyError, SnpRules, Trust};
+use crate::snp::{Product, TcbVersion};
+
+/// Largest policy file accepted.
+pub const MAX_POLICY_TOML: usize = 1024 * 1024;
+/// Highest PCR index of a TPM 2.0 PC-client platform (PCRs 0..=23).
+const MAX_PCR: u8 = 23;
+/// Longest policy id and model id.
+const MAX_ID_LEN: usize = 128;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    id: String,
+    version: u64,
+    #[serde(default)]
+    trust: RawTrust,
+    #[serde(default)]
+    revoked_measurements: Vec<String>,
+    #[serde(default)]
+    models: BTreeMap<String, RawModel>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    #[serde(default)]
+    amd_products: Vec<RawProduct>,
+    #[serde(default)]
+    dev_root_ark_sha256: Option<String>,
+    #[serde(default)]
+    tpm_aks_spki_sha256: Vec<String>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RawProduct {
+    Milan,
+    Genoa,
+    Turin,
+}
+
+impl From<RawProduct> for Product {
+    fn from(p: RawProduct) -> Self {
+        match p {
+            RawProduct::Milan => Product::Milan,
+            RawProduct::Genoa => Product::Genoa,
+            RawProduct::Turin => Product::Turin,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    digest: String,
+    #[serde(default)]
+    snp_measurements: Vec<String>,
+    #[serde(default)]
+    tpm_pcrs: Vec<Vec<RawPcr>>,
+    #[serde(default)]
+    min_tcb: Option<RawTcb>,
+    #[serde(default)]
+    min_guest_svn: u32,
+    #[serde(default)]
+    allowed_vmpl: Option<Vec<u32>>,
+    #[serde(default)]
+    allow_migration_agent: bool,
+    #[serde(default)]
+    allow_dev: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPcr {
+    pcr: u8,
+    sha256: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTcb {
+    bootloader: u8,
+    tee: u8,
+    snp: u8,
+    microcode: u8,
+    #[serde(default)]
+    fmc: Option<u8>,
+}
+
+/// Parses and validates a policy. Pure: no I/O.
+pub(super) fn parse(text: &str) -> Result<Policy, PolicyError> {
+    if text.len() > MAX_POLICY_TOML {
+        return Err(PolicyError::TooLarge(text.len()));
+    }
+    let raw: RawPolicy =
+        toml::from_str(text).map_err(|e| PolicyError::Parse(e.message().to_string()))?;
+    validate(raw)
+}
+
+fn validate(raw: RawPolicy) -> Result<Policy, PolicyError> {
+    check_id("id", &raw.id)?;
+
+    let mut amd_products = Vec::new();
+    for p in raw.trust.amd_products.iter().copied().map(Product::from) {
+        if amd_products.contains(&p) {
+            return Err(PolicyError::invalid(
+                "trust.amd_products",
+                "lists a product twice",
+            ));
+        }
+        amd_products.push(p);
+    }
+    let dev_root_ark_sha256 = raw
+        .trust
+        .dev_root_ark_sha256
+        .as_deref()
+        .map(|h| hex_array::<32>("trust.dev_root_ark_sha256", h))
+        .transpose()?;
+    let tpm_aks_spki_sha256 = raw
+        .trust
+        .tpm_aks_spki_sha256
+        .iter()
+        .map(|h| hex_array::<32>("trust.tpm_aks_spki_sha256", h))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+
+    let revoked_measurements = raw
+        .revoked_measurements
+        .iter()
+        .map(|h| {
+            let bytes = hex_vec("revoked_measurements", h)?;
+            if bytes.len() == 48 || bytes.len() == 32 {
+                Ok(bytes)
+            } else {
+                Err(PolicyError::invalid(
+                    "revoked_measurements",
+                    "must be 48 bytes (SEV-SNP) or 32 bytes (TPM PCR composite) of hex",
+                ))
+            }
+        })
+        .collect::<Result<BTreeSet<_>, _>>()?;
+
+    let mut models = BTreeMap::new();
+    for (id, m) in raw.models {
+        check_id("models", &id)?;
+        let model = validate_model(&id, m)?;
+        models.insert(id, model);
+    }
+
+    Ok(Policy {
+        id: raw.id,
+        version: raw.version,
+        trust: Trust {
+            amd_products,
+            dev_root_ark_sha256,
+            tpm_aks_spki_sha256,
+        },
+        revoked_measurements,
+        models,
+    })
+}
+
+fn validate_model(id: &str, m: RawModel) -> Result<ModelPolicy, PolicyError> {
+    let field = |name: &str| format!("models.\"{id}\".{name}");
+    let digest = hex_array::<32>(&field("digest"), &m.digest)?;
+
+    let snp_rules_set = m.min_tcb.is_some()
+        || m.allowed_vmpl.is_some()
+        || m.min_guest_svn != 0
+        || m.allow_migration_agent;
+    let snp = if m.snp_measurements.is_empty() {
+        if snp_rules_set {
+            // Rules without measurements are a half-written policy: refuse to load it.
+            return Err(PolicyError::invalid(
+                field("snp_measurements"),
+                "SEV-SNP rules are set but no measurement is allowed",
+            ));
+        }
+        None
+    } else {
+        let measurements = m
+            .snp_measurements
+            .iter()
+            .map(|h| hex_array::<48>(&field("snp_measurements"), h))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        // A missing floor would silently accept any firmware: make it mandatory.
+        let t = m.min_tcb.ok_or_else(|| {
+            PolicyError::invalid(field("min_tcb"), "is required when snp_measurements is set")
+        })?;
+        let allowed_vmpl: BTreeSet<u32> = match m.allowed_vmpl {
+            None => BTreeSet::from([0]),
+            Some(v) => v.into_iter().collect(),
+        };
+        if allowed_vmpl.is_empty() || allowed_vmpl.iter().any(|v| *v > 3) {
+            return Err(PolicyError::invalid(
+                field("allowed_vmpl"),
+                "must list one or more VMPLs in 0..=3",
+            ));
+        }
+        Some(SnpRules {
+            measurements,
+            min_tcb: TcbVersion {
+                bootloader: t.bootloader,
+                tee: t.tee,
+                snp: t.snp,
+                microcode: t.microcode,
+                fmc: t.fmc,
+            },
+            min_guest_svn: m.min_guest_svn,
+            allowed_vmpl,
+            allow_migration_agent: m.allow_migration_agent,
+        })
+    };
+
+    let mut tpm_pcr_sets = Vec::new();
+    for set in m.tpm_pcrs {
+        if set.is_empty() {
+            return Err(PolicyError::invalid(
+                field("tpm_pcrs"),
+                "an empty PCR set would allow any quote",
+            ));
+        }
+        let mut pcrs = BTreeMap::new();
+        for p in set {
+            if p.pcr > MAX_PCR {
+                return Err(PolicyError::invalid(
+                    field("tpm_pcrs"),
+                    "PCR index above 23",
+                ));
+            }
+            let value = hex_array::<32>(&field("tpm_pcrs"), &p.sha256)?;
+            if pcrs.insert(p.pcr, value).is_some() {
+                return Err(PolicyError::invalid(
+                    field("tpm_pcrs"),
+                    "a PCR appears twice in one set",
+                ));
+            }
+        }
+        tpm_pcr_sets.push(PcrSet(pcrs));
+    }
+
+    Ok(ModelPolicy {
+        digest,
+        snp,
+        tpm_pcr_sets,
+        allow_dev: m.allow_dev,
+    })
+}
+
+fn check_id(field: &str, id: &str) -> Result<(), PolicyError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(PolicyError::invalid(
+            field,
+            "ids are 1..=128 characters of A-Z a-z 0-9 - _ . : /",
+        ))
+    }
+}
+
+fn hex_vec(field: &str, h: &str) -> Result<Vec<u8>, PolicyError> {
+    hex::decode(h).map_err(|_| PolicyError::invalid(field, "is not hex"))
+}
+
+fn hex_array<const N: usize>(field: &str, h: &str) -> Result<[u8; N], PolicyError> {
+    let reason = match N {
+        32 => "must be 32 bytes (64 hex digits)",
+        48 => "must be 48 bytes (96 hex digits)",
+        _ => "has the wrong length",
+    };
+    hex_vec(field, h)?
+        .try_into()
+        .map_err(|_| PolicyError::invalid(field, reason))
+}

@@ -1,0 +1,539 @@
+//! Rules on facts (one mutation per case, asserting the variant) and policy loading.
+
+use std::collections::BTreeMap;
+
+use super::facts::{AppraisalInput, check, tcb_below};
+use super::*;
+use crate::snp::TcbComponent;
+
+const M1: &str = "111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111";
+const M2: &str = "222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222";
+const DIGEST: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+const AK: &str = "4444444444444444444444444444444444444444444444444444444444444444";
+const PCR0: &str = "5555555555555555555555555555555555555555555555555555555555555555";
+const PCR7: &str = "6666666666666666666666666666666666666666666666666666666666666666";
+const DEV_PIN: &str = "7777777777777777777777777777777777777777777777777777777777777777";
+
+fn policy_text() -> String {
+    format!(
+        r#"
+id = "test"
+version = 7
+revoked_measurements = ["{M2}"]
+
+[trust]
+amd_products = ["milan", "genoa"]
+dev_root_ark_sha256 = "{DEV_PIN}"
+tpm_aks_spki_sha256 = ["{AK}"]
+
+[models."m"]
+digest = "{DIGEST}"
+snp_measurements = ["{M1}", "{M2}"]
+min_tcb = {{ bootloader = 3, tee = 0, snp = 8, microcode = 115 }}
+min_guest_svn = 2
+allowed_vmpl = [0]
+allow_dev = true
+tpm_pcrs = [[{{ pcr = 0, sha256 = "{PCR0}" }}, {{ pcr = 7, sha256 = "{PCR7}" }}]]
+
+[models."strict"]
+digest = "{DIGEST}"
+snp_measurements = ["{M1}"]
+min_tcb = {{ bootloader = 0, tee = 0, snp = 0, microcode = 0, fmc = 1 }}
+"#
+    )
+}
+
+fn policy() -> Policy {
+    Policy::from_toml(&policy_text()).unwrap()
+}
+
+fn tcb(bootloader: u8, tee: u8, snp: u8, microcode: u8) -> TcbVersion {
+    TcbVersion {
+        bootloader,
+        tee,
+        snp,
+        microcode,
+        fmc: None,
+    }
+}
+
+fn b<const N: usize>(h: &str) -> [u8; N] {
+    hex::decode(h).unwrap().try_into().unwrap()
+}
+
+fn snp_facts() -> AppraisalInput {
+    AppraisalInput {
+        tee: TeeKind::SevSnp,
+        measurement: hex::decode(M1).unwrap(),
+        product: Some(Product::Milan),
+        tcb: Some(tcb(3, 0, 8, 115)),
+        debug: false,
+        migrate_ma: false,
+        vmpl: 0,
+        guest_svn: 2,
+        pcrs: BTreeMap::new(),
+        ak_spki_sha256: None,
+        dev: false,
+    }
+}
+
+fn tpm_facts() -> AppraisalInput {
+    let pcrs = BTreeMap::from([(0, b::<32>(PCR0)), (7, b::<32>(PCR7)), (9, [9u8; 32])]);
+    AppraisalInput {
+        tee: TeeKind::Tpm,
+        measurement: pcr_composite(&pcrs).to_vec(),
+        product: None,
+        tcb: None,
+        debug: false,
+        migrate_ma: false,
+        vmpl: 0,
+        guest_svn: 0,
+        pcrs,
+        ak_spki_sha256: Some(b::<32>(AK)),
+        dev: false,
+    }
+}
+
+fn run(model: &str, f: &AppraisalInput) -> Result<(), PolicyError> {
+    let p = policy();
+    let m = p.model(model)?.clone();
+    check(&p, &m, f)
+}
+
+#[test]
+fn baseline_facts_pass() {
+    run("m", &snp_facts()).unwrap();
+    run("m", &tpm_facts()).unwrap();
+}
+
+#[test]
+fn each_snp_rule_refuses_with_its_variant() {
+    type Mutation = fn(&mut AppraisalInput);
+    let cases: Vec<(&str, Mutation, PolicyError)> = vec![
+        ("debug", |f| f.debug = true, PolicyError::DebugEnabled),
+        (
+            "revoked",
+            |f| f.measurement = hex::decode(M2).unwrap(),
+            PolicyError::MeasurementRevoked,
+        ),
+        (
+            "unknown measurement",
+            |f| f.measurement[0] ^= 1,
+            PolicyError::MeasurementNotAllowed,
+        ),
+        (
+            "short measurement",
+            |f| f.measurement.truncate(47),
+            PolicyError::MeasurementNotAllowed,
+        ),
+        (
+            "bootloader",
+            |f| f.tcb = Some(tcb(2, 9, 9, 255)),
+            PolicyError::TcbBelowFloor {
+                component: TcbComponent::Bootloader,
+            },
+        ),
+        (
+            "snp",
+            |f| f.tcb = Some(tcb(3, 0, 7, 255)),
+            PolicyError::TcbBelowFloor {
+                component: TcbComponent::Snp,
+            },
+        ),
+        (
+            "microcode",
+            |f| f.tcb = Some(tcb(3, 0, 8, 114)),
+            PolicyError::TcbBelowFloor {
+                component: TcbComponent::Microcode,
+            },
+        ),
+        ("vmpl", |f| f.vmpl = 1, PolicyError::VmplNotAllowed(1)),
+        (
+            "migration agent",
+            |f| f.migrate_ma = true,
+            PolicyError::MigrationAgentNotAllowed,
+        ),
+        (
+            "svn",
+            |f| f.guest_svn = 1,
+            PolicyError::GuestSvnTooLow { found: 1, min: 2 },
+        ),
+        (
+            "product",
+            |f| f.product = Some(Product::Turin),
+            PolicyError::ProductNotTrusted(Product::Turin),
+        ),
+        (
+            "no product",
+            |f| f.product = None,
+            PolicyError::UntrustedTee {
+                tee: TeeKind::SevSnp,
+            },
+        ),
+    ];
+    for (name, mutate, want) in cases {
+        let mut f = snp_facts();
+        mutate(&mut f);
+        assert_eq!(run("m", &f), Err(want.clone()), "{name}");
+        assert!(!want.code().is_empty());
+    }
+}
+
+#[test]
+fn tcb_above_floor_in_other_components_does_not_compensate() {
+    let mut f = snp_facts();
+    f.tcb = Some(tcb(255, 255, 7, 255));
+    assert_eq!(
+        run("m", &f),
+        Err(PolicyError::TcbBelowFloor {
+            component: TcbComponent::Snp
+        })
+    );
+}
+
+#[test]
+fn tcb_below_agrees_with_meets() {
+    let floors = [
+        tcb(3, 0, 8, 115),
+        TcbVersion {
+            fmc: Some(2),
+            ..tcb(0, 0, 0, 0)
+        },
+    ];
+    for floor in floors {
+        for v in [0u8, 1, 2, 3, 8, 115, 200] {
+            for fmc in [None, Some(1), Some(2)] {
+                let t = TcbVersion {
+                    fmc,
+                    ..tcb(v, v / 2, v, v)
+                };
+                assert_eq!(
+                    tcb_below(&t, &floor).is_none(),
+                    t.meets(&floor),
+                    "{t:?} vs {floor:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fmc_floor_requires_fmc() {
+    let mut f = snp_facts();
+    assert_eq!(
+        run("strict", &f),
+        Err(PolicyError::TcbBelowFloor {
+            component: TcbComponent::Fmc
+        })
+    );
+    f.tcb = Some(TcbVersion {
+        fmc: Some(1),
+        ..tcb(0, 0, 0, 0)
+    });
+    run("strict", &f).unwrap();
+}
+
+#[test]
+fn revocation_wins_over_the_allow_list() {
+    // M2 is both allowed for "m" and revoked.
+    let mut f = snp_facts();
+    f.measurement = hex::decode(M2).unwrap();
+    assert_eq!(run("m", &f), Err(PolicyError::MeasurementRevoked));
+}
+
+#[test]
+fn debug_is_refused_even_when_everything_else_passes() {
+    let mut f = snp_facts();
+    f.debug = true;
+    f.dev = true;
+    assert_eq!(run("m", &f), Err(PolicyError::DebugEnabled));
+}
+
+#[test]
+fn dev_evidence_needs_model_consent_and_a_pinned_root() {
+    let mut f = snp_facts();
+    f.dev = true;
+    f.product = Some(Product::Turin); // products only gate AMD-rooted evidence
+    run("m", &f).unwrap();
+    assert_eq!(run("strict", &f), Err(PolicyError::DevEvidenceNotAllowed));
+
+    let text = policy_text().replace(&format!("dev_root_ark_sha256 = \"{DEV_PIN}\"\n"), "");
+    let p = Policy::from_toml(&text).unwrap();
+    let m = p.model("m").unwrap().clone();
+    assert_eq!(check(&p, &m, &f), Err(PolicyError::DevEvidenceNotAllowed));
+}
+
+#[test]
+fn each_tpm_rule_refuses_with_its_variant() {
+    let mut f = tpm_facts();
+    f.pcrs.insert(7, [0u8; 32]);
+    f.measurement = pcr_composite(&f.pcrs).to_vec();
+    assert_eq!(run("m", &f), Err(PolicyError::PcrsNotAllowed));
+
+    let mut f = tpm_facts();
+    f.pcrs.remove(&7);
+    assert_eq!(run("m", &f), Err(PolicyError::PcrsNotAllowed));
+
+    let mut f = tpm_facts();
+    f.ak_spki_sha256 = Some([0u8; 32]);
+    assert_eq!(run("m", &f), Err(PolicyError::AkNotAllowed));
+
+    let f = tpm_facts();
+    assert_eq!(
+        run("strict", &f),
+        Err(PolicyError::UntrustedTee { tee: TeeKind::Tpm })
+    );
+
+    let text = policy_text().replace(
+        "revoked_measurements = [",
+        &format!(
+            "revoked_measurements = [\"{}\", ",
+            hex::encode(pcr_composite(&f.pcrs))
+        ),
+    );
+    let p = Policy::from_toml(&text).unwrap();
+    let m = p.model("m").unwrap().clone();
+    assert_eq!(check(&p, &m, &f), Err(PolicyError::MeasurementRevoked));
+}
+
+#[test]
+fn snp_evidence_for_a_tpm_only_model_is_untrusted() {
+    let text = format!(
+        "id = \"t\"\nversion = 1\n[models.x]\ndigest = \"{DIGEST}\"\ntpm_pcrs = [[{{ pcr = 0, sha256 = \"{PCR0}\" }}]]\n"
+    );
+    let p = Policy::from_toml(&text).unwrap();
+    let m = p.model("x").unwrap().clone();
+    assert_eq!(
+        check(&p, &m, &snp_facts()),
+        Err(PolicyError::UntrustedTee {
+            tee: TeeKind::SevSnp
+        })
+    );
+}
+
+#[test]
+fn empty_policy_denies_everything() {
+    let p = Policy::from_toml("id = \"empty\"\nversion = 0\n").unwrap();
+    assert_eq!(p.model("m").err(), Some(PolicyError::UnknownModel));
+    assert_eq!(p.model_ids().count(), 0);
+    let anchors = p.trust_anchors(None, None).unwrap();
+    assert!(anchors.snp.is_empty());
+    assert!(anchors.tpm.is_empty());
+
+    // A model with no reference values refuses both TEEs.
+    let text = format!("id = \"e\"\nversion = 0\n[models.m]\ndigest = \"{DIGEST}\"\n");
+    let p = Policy::from_toml(&text).unwrap();
+    let m = p.model("m").unwrap().clone();
+    assert_eq!(
+        check(&p, &m, &snp_facts()),
+        Err(PolicyError::UntrustedTee {
+            tee: TeeKind::SevSnp
+        })
+    );
+    assert_eq!(
+        check(&p, &m, &tpm_facts()),
+        Err(PolicyError::UntrustedTee { tee: TeeKind::Tpm })
+    );
+}
+
+#[test]
+fn loading_rejects_bad_policies() {
+    let base = policy_text();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            base.replace("version = 7", "version = 7\nextra = 1"),
+            "policy_parse",
+        ),
+        (
+            base.replace("allow_dev = true", "allow_dev = true\nallow_debug = true"),
+            "policy_parse",
+        ),
+        (
+            base.replace(
+                "amd_products = [\"milan\", \"genoa\"]",
+                "amd_products = [\"naples\"]",
+            ),
+            "policy_parse",
+        ),
+        (
+            base.replace(
+                "amd_products = [\"milan\", \"genoa\"]",
+                "amd_products = [\"milan\", \"milan\"]",
+            ),
+            "policy_invalid",
+        ),
+        (
+            base.replace(
+                &format!("digest = \"{DIGEST}\"\nsnp_measurements = [\"{M1}\", "),
+                &format!("digest = \"{DIGEST}00\"\nsnp_measurements = [\"{M1}\", "),
+            ),
+            "policy_invalid",
+        ),
+        (
+            base.replace(
+                &format!("[\"{M1}\", \"{M2}\"]"),
+                &format!("[\"{}\"]", &M1[..94]),
+            ),
+            "policy_invalid",
+        ),
+        (
+            base.replace(&format!("[\"{M1}\", \"{M2}\"]"), "[\"zz\"]"),
+            "policy_invalid",
+        ),
+        (
+            base.replace(
+                "min_tcb = { bootloader = 3, tee = 0, snp = 8, microcode = 115 }\n",
+                "",
+            ),
+            "policy_invalid",
+        ),
+        (
+            base.replace(
+                "min_tcb = { bootloader = 3, tee = 0, snp = 8, microcode = 115 }",
+                "min_tcb = { bootloader = 3, tee = 0, snp = 8 }",
+            ),
+            "policy_parse",
+        ),
+        (
+            base.replace(
+                "min_tcb = { bootloader = 3, tee = 0, snp = 8, microcode = 115 }",
+                "min_tcb = { bootloader = 300, tee = 0, snp = 8, microcode = 1 }",
+            ),
+            "policy_parse",
+        ),
+        (
+            base.replace("allowed_vmpl = [0]", "allowed_vmpl = []"),
+            "policy_invalid",
+        ),
+        (
+            base.replace("allowed_vmpl = [0]", "allowed_vmpl = [4]"),
+            "policy_invalid",
+        ),
+        (base.replace("pcr = 7", "pcr = 24"), "policy_invalid"),
+        (base.replace("pcr = 7", "pcr = 0"), "policy_invalid"),
+        (
+            base.replace("tpm_pcrs = [[", "tpm_pcrs = [[], ["),
+            "policy_invalid",
+        ),
+        (
+            base.replace(&format!("[\"{M2}\"]"), "[\"00\"]"),
+            "policy_invalid",
+        ),
+        (
+            base.replace(&format!("[\"{AK}\"]"), "[\"00\"]"),
+            "policy_invalid",
+        ),
+        (base.replace("id = \"test\"", "id = \"\""), "policy_invalid"),
+        (
+            base.replace("id = \"test\"", "id = \"a b\""),
+            "policy_invalid",
+        ),
+        (
+            base.replace("[models.\"m\"]", "[models.\"\"]"),
+            "policy_invalid",
+        ),
+        (base.replace("id = \"test\"\n", ""), "policy_parse"),
+        (
+            format!(
+                "id = \"x\"\nversion = 1\n[models.m]\ndigest = \"{DIGEST}\"\nmin_guest_svn = 3\n"
+            ),
+            "policy_invalid",
+        ),
+        ("not toml [".to_string(), "policy_parse"),
+    ];
+    for (i, (text, code)) in cases.iter().enumerate() {
+        assert_ne!(text, &base, "case {i} did not change the policy");
+        let err = Policy::from_toml(text).unwrap_err();
+        assert_eq!(err.code(), *code, "case {i}: {err}");
+    }
+    let big = "#".repeat(MAX_POLICY_TOML + 1);
+    assert_eq!(
+        Policy::from_toml(&big),
+        Err(PolicyError::TooLarge(MAX_POLICY_TOML + 1))
+    );
+}
+
+#[test]
+fn loaded_values_are_typed() {
+    let p = policy();
+    assert_eq!((p.id(), p.version()), ("test", 7));
+    assert_eq!(p.trust().amd_products, vec![Product::Milan, Product::Genoa]);
+    let m = p.model("m").unwrap();
+    let snp = m.snp.as_ref().unwrap();
+    assert_eq!(snp.min_tcb, tcb(3, 0, 8, 115));
+    assert_eq!(snp.allowed_vmpl, std::collections::BTreeSet::from([0]));
+    assert_eq!(m.tpm_pcr_sets.len(), 1);
+    assert_eq!(p.model_digest("m").unwrap(), b::<32>(DIGEST));
+    // allowed_vmpl defaults to [0].
+    let s = p.model("strict").unwrap().snp.as_ref().unwrap();
+    assert_eq!(s.allowed_vmpl, std::collections::BTreeSet::from([0]));
+    assert!(!s.allow_migration_agent);
+}
+
+#[test]
+fn trust_anchors_follow_the_policy() {
+    let p = policy();
+    assert_eq!(
+        p.trust_anchors(None, None).err(),
+        Some(PolicyError::DevRootMissing)
+    );
+    assert_eq!(
+        p.trust_anchors(Some(b"ark"), Some(b"ask")).err(),
+        Some(PolicyError::DevRootMismatch)
+    );
+    let no_dev = policy_text().replace(&format!("dev_root_ark_sha256 = \"{DEV_PIN}\"\n"), "");
+    let p = Policy::from_toml(&no_dev).unwrap();
+    let anchors = p.trust_anchors(None, None).unwrap();
+    assert_eq!(
+        anchors.snp.amd_products(),
+        vec![Product::Milan, Product::Genoa]
+    );
+    assert_eq!(anchors.snp.dev_root_count(), 0);
+    assert_eq!(
+        p.trust_anchors(Some(b"ark"), Some(b"ask")).err(),
+        Some(PolicyError::DevRootNotPinned)
+    );
+
+    // A pin that matches garbage bytes still fails: the pair must be a real ARK/ASK.
+    let pin = hex::encode(ring::digest::digest(&ring::digest::SHA256, b"ark"));
+    let p = Policy::from_toml(&policy_text().replace(DEV_PIN, &pin)).unwrap();
+    assert!(matches!(
+        p.trust_anchors(Some(b"ark"), Some(b"ask")),
+        Err(PolicyError::DevRootInvalid(_))
+    ));
+}
+
+#[test]
+fn error_codes_are_distinct_snake_case() {
+    let all = [
+        PolicyError::TooLarge(0),
+        PolicyError::Parse(String::new()),
+        PolicyError::invalid("f", "r"),
+        PolicyError::DevRootNotPinned,
+        PolicyError::DevRootMissing,
+        PolicyError::DevRootMismatch,
+        PolicyError::DevRootInvalid(crate::snp::SnpError::BadSignature),
+        PolicyError::UnknownModel,
+        PolicyError::UntrustedTee { tee: TeeKind::Tpm },
+        PolicyError::ProductNotTrusted(Product::Milan),
+        PolicyError::DevEvidenceNotAllowed,
+        PolicyError::DebugEnabled,
+        PolicyError::MeasurementRevoked,
+        PolicyError::MeasurementNotAllowed,
+        PolicyError::TcbBelowFloor {
+            component: TcbComponent::Tee,
+        },
+        PolicyError::VmplNotAllowed(1),
+        PolicyError::MigrationAgentNotAllowed,
+        PolicyError::GuestSvnTooLow { found: 0, min: 1 },
+        PolicyError::PcrsNotAllowed,
+        PolicyError::AkNotAllowed,
+    ];
+    let codes: std::collections::BTreeSet<_> = all.iter().map(PolicyError::code).collect();
+    assert_eq!(codes.len(), all.len());
+    assert!(
+        codes
+            .iter()
+            .all(|c| c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    );
+}

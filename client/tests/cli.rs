@@ -1,0 +1,220 @@
+//! The `confidant` binary's client commands against the in-test attested server: `attest` prints
+//! the verified claims or fails, and `proxy` forwards plain-HTTP OpenAI requests only to an
+//! attested upstream.
+
+// Helpers outside #[test] functions unwrap too: a failed fixture is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+use confidant_client::ClientPolicy;
+use confidant_client::openai::{ChatMessage, ChatRequest, ChatResponse};
+
+use support::{Knobs, MODEL_ID, World};
+
+/// Writes the client settings for `world` (CA, result key, policy) into `dir`; returns the flags.
+fn client_flags(world: &World, policy: &ClientPolicy, dir: &Path) -> Vec<String> {
+    let write = |name: &str, bytes: &[u8]| -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let ca = write("ca.pem", world.ca.cert_pem().as_bytes());
+    let key = write(
+        "result-key.jwk",
+        serde_json::to_string(&world.signer.verifier().jwk())
+            .unwrap()
+            .as_bytes(),
+    );
+    let policy = write("policy.toml", toml::to_string(policy).unwrap().as_bytes());
+    let pki = confidant_testkit::dev_pki();
+    let mut flags = Vec::new();
+    for (flag, path) in [
+        ("--ca", ca),
+        ("--result-key", key),
+        ("--policy", policy),
+        ("--dev-ark", pki.join("ark.der")),
+        ("--dev-ask", pki.join("ask.der")),
+    ] {
+        flags.push(flag.to_string());
+        flags.push(path.display().to_string());
+    }
+    flags
+}
+
+fn confidant() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_confidant"));
+    cmd.env_remove("CONFIDANT_TOKEN")
+        .env_remove("CONFIDANT_CONFIG");
+    cmd
+}
+
+#[tokio::test]
+async fn attest_prints_verified_claims_or_fails() {
+    let world = World::new();
+    let server = world.server(Knobs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = client_flags(&world, &world.policy(), dir.path());
+    let url = server.url();
+    let out = tokio::task::spawn_blocking(move || {
+        confidant()
+            .arg("attest")
+            .arg(url)
+            .args(flags)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(claims["result"]["model_id"], MODEL_ID);
+    assert_eq!(claims["mode"], "passport");
+    assert!(claims["session"].is_object());
+
+    // A policy that does not allow the measurement: non-zero exit, no prompt sent.
+    let strict = ClientPolicy::new()
+        .allow_model(MODEL_ID, support::MODEL_DIGEST)
+        .allow_measurement(vec![0u8; 48])
+        .allow_dev(true);
+    let flags = client_flags(&world, &strict, dir.path());
+    let url = server.url();
+    let out = tokio::task::spawn_blocking(move || {
+        confidant()
+            .arg("attest")
+            .arg(url)
+            .args(flags)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no claims printed on refusal");
+}
+
+/// A running `confidant proxy`; killed on drop.
+struct Proxy {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_proxy(upstream: &str, flags: Vec<String>) -> Proxy {
+    let mut child = confidant()
+        .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
+        .args(flags)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("listening on http://") {
+                let addr = rest.split('/').next().unwrap_or_default().to_string();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    Proxy { child, addr }
+}
+
+/// Plain HTTP/1.1 POST of a chat request to the proxy.
+async fn post_chat(addr: &str) -> (u16, Bytes) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let body = serde_json::to_vec(&ChatRequest::new(
+        MODEL_ID,
+        vec![ChatMessage::user("via the proxy")],
+    ))
+    .unwrap();
+    let req = http::Request::post("/v1/chat/completions")
+        .header("host", addr)
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sk-anything")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.into_body().collect().await.unwrap().to_bytes())
+}
+
+#[tokio::test]
+async fn proxy_forwards_to_an_attested_upstream() {
+    let world = World::new();
+    let server = world.server(Knobs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = client_flags(&world, &world.policy(), dir.path());
+    let url = server.url();
+    let proxy = tokio::task::spawn_blocking(move || start_proxy(&url, flags))
+        .await
+        .unwrap();
+    let (status, body) = post_chat(&proxy.addr).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let reply: ChatResponse = serde_json::from_slice(&body).unwrap();
+    assert_eq!(reply.text(), Some("echo: via the proxy"));
+    assert_eq!(server.inference_requests(), 1);
+}
+
+#[tokio::test]
+async fn proxy_refuses_to_forward_to_an_impostor() {
+    let world = World::new();
+    let impostor = world
+        .server(Knobs {
+            foreign_ca: true,
+            ..Knobs::default()
+        })
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = client_flags(&world, &world.policy(), dir.path());
+    let url = impostor.url();
+    let proxy = tokio::task::spawn_blocking(move || start_proxy(&url, flags))
+        .await
+        .unwrap();
+    let (status, body) = post_chat(&proxy.addr).await;
+    assert_eq!(status, 502);
+    let error: confidant_attestation::wire::ErrorBody = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error.error.code, "attestation_failed");
+    assert_eq!(impostor.inference_bytes(), 0, "nothing was forwarded");
+}
+
+#[test]
+fn proxy_refuses_a_non_loopback_listen_address() {
+    let out = confidant()
+        .args([
+            "proxy",
+            "--listen",
+            "0.0.0.0:0",
+            "--upstream",
+            "https://127.0.0.1:1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

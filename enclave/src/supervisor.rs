@@ -1,0 +1,423 @@
+//! The enclave's life: attest (retrying with backoff, serving nothing), release and load the
+//! model, serve over the attested certificate, re-attest before the certificate expires, and stop
+//! serving (503) if it lapses.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use confidant_service::ratelimit::{RateLimitConfigError, SystemClock};
+use confidant_service::secrets::SecretError;
+use confidant_service::server::{ServeError, ServeOptions};
+use confidant_service::tls::{CertResolver, TlsError, server_config};
+use confidant_service::{JwtVerifier, RateLimits};
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiContext, AppState};
+use crate::boot::{
+    Attestation, Attestor, BootError, attest, load_engine, now_unix, read_sealed_header,
+    release_model,
+};
+use crate::config::{BootConfig, Config};
+use crate::keys::{KeyGenError, TlsIdentity};
+use crate::limits::{AnomalyDetector, GenerationQueue};
+use crate::metrics::Metrics;
+use crate::tee::{Tee, TeeError};
+use crate::verifier_client::{VerifierClient, VerifierError};
+
+/// Why the enclave could not start at all (configuration, local files, devices).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("secret: {0}")]
+    Secret(#[from] SecretError),
+    #[error("client token keys: {0}")]
+    JwtKeys(#[from] confidant_service::jwt::KeyError),
+    #[error("rate limits: {0}")]
+    RateLimit(#[from] RateLimitConfigError),
+    #[error("TEE: {0}")]
+    Tee(#[from] TeeError),
+    #[error("verifier client: {0}")]
+    Verifier(#[from] VerifierError),
+    #[error("verifier trust anchor {path}: {source}")]
+    Anchor {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("sealed model: {0}")]
+    Sealed(#[from] BootError),
+    #[error("{0}")]
+    KeyGen(#[from] KeyGenError),
+    #[error("start-up task failed: {0}")]
+    Task(String),
+}
+
+/// Where the enclave is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for a key release (nothing listens).
+    Attesting,
+    /// Key released; unsealing and loading the model.
+    Loading,
+    /// Attested and serving.
+    Serving,
+    /// The certificate expired without renewal: every API route answers 503.
+    Lapsed,
+    /// Boot failed for good (see the task's error).
+    Failed,
+    /// Shut down.
+    Stopped,
+}
+
+/// State shared between the supervisor and whoever watches it.
+#[derive(Debug)]
+pub struct Shared {
+    phase: Mutex<Phase>,
+    metrics: Arc<Metrics>,
+    serving: Arc<AtomicBool>,
+    local_addr: OnceLock<SocketAddr>,
+    attempts: AtomicU64,
+    last_failure: Mutex<Option<&'static str>>,
+}
+
+impl Shared {
+    fn set_phase(&self, phase: Phase) {
+        *self.phase.lock().unwrap_or_else(|e| e.into_inner()) = phase;
+    }
+}
+
+/// A running enclave.
+#[derive(Debug)]
+pub struct Enclave {
+    shared: Arc<Shared>,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), BootError>>,
+}
+
+impl Enclave {
+    /// Prepares everything local (keys, TEE, verifier client, sealed header, auth) and starts the
+    /// supervisor. Returns once the supervisor runs; serving starts after key release.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let config = Arc::new(config);
+        let cfg = config.clone();
+        let prepared = tokio::task::spawn_blocking(move || prepare(&cfg))
+            .await
+            .map_err(|e| StartError::Task(e.to_string()))??;
+        let metrics = Arc::new(Metrics::default());
+        let shared = Arc::new(Shared {
+            phase: Mutex::new(Phase::Attesting),
+            metrics,
+            serving: Arc::new(AtomicBool::new(false)),
+            local_addr: OnceLock::new(),
+            attempts: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
+        });
+        let token = CancellationToken::new();
+        let task = tokio::spawn(supervise(config, prepared, shared.clone(), token.clone()));
+        Ok(Self {
+            shared,
+            token,
+            task,
+        })
+    }
+
+    pub fn phase(&self) -> Phase {
+        *self.shared.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The listener's address, once serving started.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.local_addr.get().copied()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// Attestation attempts so far (boot and renewals).
+    pub fn attempts(&self) -> u64 {
+        self.shared.attempts.load(Ordering::Relaxed)
+    }
+
+    /// Label of the last failed attempt (`verifier_unreachable`, `verifier_refused`, …).
+    pub fn last_failure(&self) -> Option<&'static str> {
+        *self
+            .shared
+            .last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the supervisor has ended (failed or stopped).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// A token that stops the enclave when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// Waits for the supervisor to end; its error if boot failed for good.
+    pub async fn wait(self) -> Result<(), BootError> {
+        self.task
+            .await
+            .map_err(|e| BootError::Task(e.to_string()))?
+    }
+
+    /// Stops serving and waits.
+    pub async fn shutdown(self) -> Result<(), BootError> {
+        self.token.cancel();
+        self.wait().await
+    }
+}
+
+struct Prepared {
+    attestor: Attestor,
+    tls: Arc<TlsIdentity>,
+    tee: Arc<Tee>,
+    jwt: Arc<JwtVerifier>,
+    rate: RateLimits,
+}
+
+fn prepare(config: &Arc<Config>) -> Result<Prepared, StartError> {
+    let header = read_sealed_header(&config.sealed_model)?;
+    tracing::info!(
+        model_id = %config.model_id,
+        key_id = %header.key_id,
+        model_digest = %hex::encode(header.model_digest),
+        "sealed model header read (body untouched until key release)"
+    );
+    let anchors = std::fs::read(&config.verifier.tls_ca).map_err(|source| StartError::Anchor {
+        path: config.verifier.tls_ca.clone(),
+        source,
+    })?;
+    let token = confidant_service::load_secret(&config.verifier.token)?;
+    let verifier = VerifierClient::new(
+        &config.verifier.url,
+        &anchors,
+        token,
+        Duration::from_secs(config.verifier.timeout_secs.max(1)),
+    )?;
+    let keys = confidant_service::load_secret(&config.auth.verification_keys)?;
+    let jwt = JwtVerifier::new(
+        config.auth.issuer.clone(),
+        config.auth.audience.clone(),
+        confidant_service::jwt::parse_keys(keys.expose(), None)?,
+    )?
+    .with_leeway(config.auth.leeway_secs);
+    let rate = RateLimits::new(&config.rate_limit, Arc::new(SystemClock))?;
+    let tee = Arc::new(Tee::open(&config.tee)?);
+    let tls = Arc::new(TlsIdentity::generate()?);
+    Ok(Prepared {
+        attestor: Attestor {
+            config: config.clone(),
+            tee: tee.clone(),
+            verifier,
+            tls: tls.clone(),
+            header,
+        },
+        tls,
+        tee,
+        jwt: Arc::new(jwt),
+        rate,
+    })
+}
+
+async fn supervise(
+    config: Arc<Config>,
+    prepared: Prepared,
+    shared: Arc<Shared>,
+    token: CancellationToken,
+) -> Result<(), BootError> {
+    let result = run(config, prepared, &shared, &token).await;
+    match &result {
+        Ok(()) => shared.set_phase(Phase::Stopped),
+        Err(e) => {
+            shared.set_phase(Phase::Failed);
+            shared.serving.store(false, Ordering::Release);
+            tracing::error!(error = %e, "enclave boot failed; not serving");
+        }
+    }
+    result
+}
+
+async fn run(
+    config: Arc<Config>,
+    prepared: Prepared,
+    shared: &Arc<Shared>,
+    token: &CancellationToken,
+) -> Result<(), BootError> {
+    let Prepared {
+        attestor,
+        tls,
+        tee,
+        jwt,
+        rate,
+    } = prepared;
+    let boot = config.boot;
+    let Some(first) = attest_until(&attestor, shared, &boot, None, token).await else {
+        return Ok(());
+    };
+
+    shared.set_phase(Phase::Loading);
+    shared.metrics.unsealed();
+    let sealed_path = config.sealed_model.clone();
+    let limits = config.limits;
+    let (model, summary) = tokio::task::spawn_blocking(move || {
+        let (released, summary) = release_model(first, &sealed_path)?;
+        Ok::<_, BootError>((load_engine(released, &limits)?, summary))
+    })
+    .await
+    .map_err(|e| BootError::Task(e.to_string()))??;
+    tracing::info!(
+        model_id = %model.model_id,
+        model_digest = %hex::encode(model.digest),
+        dev = summary.dev,
+        "model key released, model unsealed in memory and loaded"
+    );
+
+    let resolver = Arc::new(CertResolver::new(summary.certified));
+    let tls_config = server_config(resolver.clone()).map_err(tls_task)?;
+    let metrics = shared.metrics.clone();
+    let state = AppState(Arc::new(ApiContext {
+        jwt,
+        client_role: config.auth.client_role.clone(),
+        rate,
+        queue: GenerationQueue::new(
+            config.limits.max_concurrent,
+            config.limits.max_queue,
+            Duration::from_millis(config.limits.queue_timeout_ms),
+            metrics.clone(),
+        ),
+        anomalies: AnomalyDetector::default(),
+        metrics: metrics.clone(),
+        model: Arc::new(model),
+        tee,
+        tls_spki: tls.spki_der().to_vec(),
+        limits: config.limits,
+        serving: shared.serving.clone(),
+        loaded_at: now_unix(),
+    }));
+    let options = ServeOptions {
+        max_connections: config.server.max_connections,
+        ..ServeOptions::default()
+    };
+    shared.serving.store(true, Ordering::Release);
+    let handle = confidant_service::serve(
+        config.server.listen,
+        Arc::new(tls_config),
+        api::router(state),
+        options,
+    )
+    .await
+    .map_err(serve_task)?;
+    let _ = shared.local_addr.set(handle.local_addr());
+    metrics.set_serving(true, summary.not_after);
+    shared.set_phase(Phase::Serving);
+    tracing::info!(addr = %handle.local_addr(), not_after = summary.not_after, "serving");
+
+    let (mut received, mut not_after) = (summary.received_at, summary.not_after);
+    loop {
+        let life = not_after.saturating_sub(received) as f64;
+        let renew_at = received.saturating_add((life * boot.renew_at) as u64);
+        let wait = Duration::from_secs(renew_at.saturating_sub(now_unix()));
+        tokio::select! {
+            () = token.cancelled() => break,
+            () = tokio::time::sleep(wait) => {}
+        }
+        tracing::info!(
+            not_after,
+            "renewing the attestation before the certificate expires"
+        );
+        let Some(renewed) = attest_until(&attestor, shared, &boot, Some(not_after), token).await
+        else {
+            break;
+        };
+        resolver.set(renewed.certified_key());
+        (received, not_after) = renewed.validity();
+        // The released key in `renewed` is dropped unopened; its wrapping key is zeroized.
+        drop(renewed);
+        metrics.set_serving(true, not_after);
+        if !shared.serving.swap(true, Ordering::AcqRel) {
+            tracing::info!("attestation renewed: serving again");
+        }
+        shared.set_phase(Phase::Serving);
+    }
+    shared.serving.store(false, Ordering::Release);
+    metrics.set_serving(false, not_after);
+    handle.shutdown().await;
+    Ok(())
+}
+
+fn tls_task(e: TlsError) -> BootError {
+    BootError::Task(format!("TLS configuration: {e}"))
+}
+
+fn serve_task(e: ServeError) -> BootError {
+    BootError::Task(format!("listener: {e}"))
+}
+
+/// Attests until it succeeds (backoff with jitter) or the token is cancelled. With `expires`
+/// (renewals), flips the API to 503 once that moment passes without success.
+async fn attest_until(
+    attestor: &Attestor,
+    shared: &Shared,
+    boot: &BootConfig,
+    expires: Option<u64>,
+    token: &CancellationToken,
+) -> Option<Attestation> {
+    let mut delay = boot.retry_initial();
+    loop {
+        shared.attempts.fetch_add(1, Ordering::Relaxed);
+        let attempt = tokio::select! {
+            () = token.cancelled() => return None,
+            r = attest(attestor) => r,
+        };
+        match attempt {
+            Ok(a) => {
+                shared.metrics.attestation("accepted");
+                let (_, not_after) = a.validity();
+                tracing::info!(
+                    not_after,
+                    "attestation accepted: key released, certificate issued"
+                );
+                return Some(a);
+            }
+            Err(e) => {
+                shared.metrics.attestation(e.label());
+                *shared
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(e.label());
+                tracing::warn!(
+                    error = %e,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "attestation failed; retrying (nothing is served on a failed attestation)"
+                );
+            }
+        }
+        let mut sleep = delay.mul_f64(rand::thread_rng().gen_range(0.8..1.2));
+        if let Some(exp) = expires {
+            let now = now_unix();
+            if now >= exp {
+                if shared.serving.swap(false, Ordering::AcqRel) {
+                    shared.set_phase(Phase::Lapsed);
+                    shared.metrics.set_serving(false, exp);
+                    tracing::error!(
+                        "certificate expired without a renewed attestation: API answers 503 \
+                         until the verifier attests this enclave again"
+                    );
+                }
+            } else {
+                sleep = sleep.min(Duration::from_secs(exp - now));
+            }
+        }
+        tokio::select! {
+            () = token.cancelled() => return None,
+            () = tokio::time::sleep(sleep) => {}
+        }
+        delay = (delay * 2).min(boot.retry_max());
+    }
+}

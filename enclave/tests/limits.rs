@@ -1,0 +1,184 @@
+//! Authentication, request caps, rate limits, overload and client disconnects, over TLS against
+//! a booted enclave (live verifier, real model).
+
+mod support;
+
+use std::time::Duration;
+
+use confidant_enclave::supervisor::Enclave;
+use http_body_util::BodyExt;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use support::*;
+
+const LIMITS: &str = r#"
+[limits]
+max_body_bytes = 4096
+max_prompt_tokens = 48
+max_tokens = 64
+default_max_tokens = 16
+max_concurrent = 1
+max_queue = 0
+queue_timeout_ms = 1000
+
+[rate_limit]
+requests = { per_second = 0.01, burst = 12 }
+tokens = { per_second = 0.01, burst = 100 }
+"#;
+
+fn chat(content: &str, max_tokens: u32) -> serde_json::Value {
+    json!({
+        "model": MODEL_ID,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_caps_rate_limits_overload_and_disconnect() {
+    let v = TestVerifier::start().await;
+    v.allow(&this_measurement());
+    v.import_key();
+    let cfg = enclave_config(&v, &sealed_model().path, &verifier_url(&v), LIMITS);
+    let e = Enclave::start(cfg).await.unwrap();
+    let addr = wait_serving(&e).await;
+    let c = Client::new(addr, &v.ca_pem());
+    let path = "/v1/chat/completions";
+
+    // 401: no token, garbage, the verifier's audience; 403: no client role.
+    let r = c.post(path, None, &chat("hi", 4)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.code(), "missing_token");
+    assert_eq!(r.headers["www-authenticate"], "Bearer");
+    let r = c.post(path, Some("not.a.token"), &chat("hi", 4)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.code(), "invalid_token");
+    let other_aud = v.token_for("confidant-verifier", "bob", &["client"]);
+    let r = c.post(path, Some(&other_aud), &chat("hi", 4)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let admin = v.client_token("carol", &["admin"]);
+    let r = c.post(path, Some(&admin), &chat("hi", 4)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = c
+        .post(
+            "/v1/attestation",
+            Some(&admin),
+            &json!({"nonce": hex::encode([1u8; 32])}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = c.get("/v1/models", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // 400s with clear messages, 404 for another model, 413 over the body cap.
+    let alice = v.client_token("alice", &["client"]);
+    let a = Some(alice.as_str());
+    let r = c.post(path, a, &chat("hi", 65)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "max_tokens_too_large");
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("64")
+    );
+    let long = "word ".repeat(100);
+    let r = c.post(path, a, &chat(&long, 4)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "prompt_too_long");
+    let r = c
+        .send(Method::POST, path, a, Some(b"{\"model\": ".to_vec()))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "invalid_body");
+    let mut other = chat("hi", 4);
+    other["model"] = json!("gpt-4");
+    let r = c.post(path, a, &other).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.code(), "model_not_found");
+    let mut two = chat("hi", 4);
+    two["n"] = json!(2);
+    let r = c.post(path, a, &two).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = c.post(path, a, &chat(&"x".repeat(5000), 4)).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let r = c
+        .post("/v1/attestation", a, &json!({"nonce": "abcd"}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "invalid_nonce");
+
+    // 429 on the request budget (12 per principal), with Retry-After.
+    let dave = v.client_token("dave", &["client"]);
+    for _ in 0..12 {
+        let r = c
+            .send(Method::POST, path, Some(&dave), Some(b"[]".to_vec()))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    }
+    let r = c.post(path, Some(&dave), &chat("hi", 4)).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.code(), "rate_limited");
+    assert!(
+        r.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+
+    // A long stream holds the only slot (queue length 0) and 64 of erin's 100 tokens.
+    let erin = v.client_token("erin", &["client"]);
+    let mut stream_req = chat("Write a long poem about the sea.", 64);
+    stream_req["stream"] = json!(true);
+    let tls = c.tls().await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    let conn_task = tokio::spawn(conn);
+    let resp = sender
+        .send_request(request(
+            Method::POST,
+            path,
+            Some(&erin),
+            Some(serde_json::to_vec(&stream_req).unwrap()),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.data_ref().unwrap().starts_with(b"data: "));
+
+    // 429 on the token budget (64 reserved, 64 more asked), 503 on the full queue.
+    let r = c.post(path, Some(&erin), &chat("hi", 64)).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.contains_key("retry-after"));
+    let r = c.post(path, a, &chat("hi", 4)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.code(), "overloaded");
+
+    // The client goes away: generation is cancelled and the slot freed.
+    drop(body);
+    drop(sender);
+    conn_task.abort();
+    let metrics = e.metrics();
+    eventually("cancelled generation", Duration::from_secs(30), || {
+        metrics.generations_finished("cancelled") == 1
+    })
+    .await;
+    let r = c.post(path, a, &chat("Say hi.", 4)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    let m = c.get("/metrics", None).await.text();
+    for code in ["rate_limited", "overloaded", "prompt_too_long", "forbidden"] {
+        assert!(
+            m.contains(&format!("confidant_rejections_total{{code=\"{code}\"}}")),
+            "{code}"
+        );
+    }
+    e.shutdown().await.unwrap();
+}

@@ -1,0 +1,517 @@
+//! Test harness: the real SmolLM2 bundle sealed once per test process, a live verifier
+//! in-process on 127.0.0.1:0 (real TLS, real policy, real key store), an enclave configured
+//! against it with the simulated SEV-SNP attester, and a TLS client that trusts only the
+//! verifier's CA (so every request also checks the certificate the enclave was issued).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use confidant_attestation::sealed::{ModelKey, SealedHeader, encode_bundle, seal};
+use confidant_attester::snp_sim::SimulatedSnp;
+use confidant_enclave::config::Config;
+use confidant_enclave::supervisor::{Enclave, Phase};
+use confidant_service::jwt::{JwtIssuer, TokenClaims};
+use confidant_verifier::init::{DEV_ISSUER, InitOptions, init};
+use confidant_verifier::server::Running;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+pub const MODEL_ID: &str = "smollm2-test";
+pub const KEY_ID: &str = "smollm2-key-1";
+pub const AUDIENCE: &str = "confidant-enclave";
+
+/// The sealed bundle shared by every test of this process.
+pub struct SealedModel {
+    _dir: TempDir,
+    pub path: PathBuf,
+    pub key: [u8; 32],
+    pub digest: [u8; 32],
+}
+
+pub fn sealed_model() -> &'static SealedModel {
+    static SEALED: OnceLock<SealedModel> = OnceLock::new();
+    SEALED.get_or_init(|| {
+        let dir = confidant_testkit::model::model_bundle_prepared_by(
+            env!("CARGO_BIN_EXE_confidant-enclave").as_ref(),
+        );
+        let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
+        let (w, t, c) = (
+            read("model.gguf"),
+            read("tokenizer.json"),
+            read("config.json"),
+        );
+        let plaintext = encode_bundle(&[
+            ("model.gguf", &w[..]),
+            ("tokenizer.json", &t[..]),
+            ("config.json", &c[..]),
+        ])
+        .unwrap();
+        drop((w, t, c));
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+        let sealed = seal(
+            &plaintext,
+            &ModelKey::from_bytes(key),
+            KEY_ID,
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap();
+        drop(plaintext);
+        let digest = SealedHeader::parse(&sealed).unwrap().model_digest;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("model.sealed");
+        std::fs::write(&path, &sealed).unwrap();
+        SealedModel {
+            _dir: tmp,
+            path,
+            key,
+            digest,
+        }
+    })
+}
+
+/// A copy of the sealed model with one body byte flipped.
+pub fn tampered_copy(dir: &Path) -> PathBuf {
+    let model = sealed_model();
+    let mut bytes = std::fs::read(&model.path).unwrap();
+    let header_len = SealedHeader::parse(&bytes).unwrap().encoded_len();
+    let i = header_len + (bytes.len() - header_len) / 2;
+    bytes[i] ^= 0x01;
+    let path = dir.join("tampered.sealed");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// The launch measurement the simulated attester reports for this (test) executable.
+pub fn this_measurement() -> [u8; 48] {
+    confidant_enclave::tee::executable_measurement().unwrap()
+}
+
+/// A live verifier.
+pub struct TestVerifier {
+    pub dir: TempDir,
+    pub running: Option<Running>,
+    pub addr: SocketAddr,
+    policy_version: std::sync::atomic::AtomicU64,
+}
+
+impl TestVerifier {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut confidant_verifier::config::Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = InitOptions::new(dir.path());
+        opts.dev_pki = Some(confidant_testkit::dev_pki());
+        opts.listen = "127.0.0.1:0".to_owned();
+        init(&opts, confidant_verifier::now_unix()).unwrap();
+        let mut config =
+            confidant_verifier::config::Config::load(&dir.path().join("verifier.toml")).unwrap();
+        tweak(&mut config);
+        let running = confidant_verifier::server::start(config).await.unwrap();
+        let addr = running.handle.local_addr();
+        Self {
+            dir,
+            running: Some(running),
+            addr,
+            policy_version: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    pub fn verifier(&self) -> &Arc<confidant_verifier::state::Verifier> {
+        &self.running.as_ref().unwrap().verifier
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Installs a policy allowing `measurement` to run the test model.
+    pub fn allow(&self, measurement: &[u8; 48]) {
+        let v = self
+            .policy_version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let ark = std::fs::read(confidant_testkit::dev_pki().join("ark.der")).unwrap();
+        let ark_sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, &ark));
+        let sim = SimulatedSnp::from_dir(&confidant_testkit::dev_pki()).unwrap();
+        let t = sim.reported_tcb();
+        let policy = format!(
+            r#"id = "enclave-test"
+version = {v}
+[trust]
+amd_products = []
+dev_root_ark_sha256 = "{ark_sha}"
+[models."{MODEL_ID}"]
+digest = "{digest}"
+snp_measurements = ["{m}"]
+min_tcb = {{ bootloader = {}, tee = {}, snp = {}, microcode = {} }}
+allow_dev = true
+"#,
+            t.bootloader,
+            t.tee,
+            t.snp,
+            t.microcode,
+            digest = hex::encode(sealed_model().digest),
+            m = hex::encode(measurement),
+        );
+        self.verifier()
+            .replace_policy("test-admin", &policy)
+            .unwrap();
+    }
+
+    /// Imports the test model key.
+    pub fn import_key(&self) {
+        self.verifier()
+            .import_key(
+                "test-admin",
+                KEY_ID,
+                MODEL_ID,
+                sealed_model().digest,
+                ModelKey::from_bytes(sealed_model().key),
+            )
+            .unwrap();
+    }
+
+    /// Reason codes of the audit log, oldest first (`None` for accepted).
+    pub fn audit_reasons(&self) -> Vec<Option<String>> {
+        let v = self.verifier().audit_entries(0, 1000).unwrap();
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["reason"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.handle.shutdown().await;
+        }
+    }
+
+    /// An ES256 token from the development issuer for the enclave's audience.
+    pub fn client_token(&self, sub: &str, roles: &[&str]) -> String {
+        self.token_for(AUDIENCE, sub, roles)
+    }
+
+    pub fn token_for(&self, aud: &str, sub: &str, roles: &[&str]) -> String {
+        let pk8 = std::fs::read(self.path("secrets/jwt-issuer.p8")).unwrap();
+        let issuer = JwtIssuer::from_pkcs8(&pk8, Some("dev-1".to_owned())).unwrap();
+        let now = confidant_verifier::now_unix();
+        issuer
+            .mint(&TokenClaims::new(DEV_ISSUER, aud, sub, roles, now, 3600))
+            .unwrap()
+    }
+
+    /// The CA that issues enclave certificates (what clients trust).
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.path("ca.pem")).unwrap()
+    }
+}
+
+/// Enclave configuration against `v` (TOML, so the parser is exercised); `extra` is appended
+/// verbatim (tables such as `[limits]`).
+pub fn enclave_config(v: &TestVerifier, sealed: &Path, verifier_url: &str, extra: &str) -> Config {
+    let dir = v.dir.path();
+    let text = format!(
+        r#"model_id = "{MODEL_ID}"
+sealed_model = "{sealed}"
+
+[verifier]
+url = "{verifier_url}"
+tls_ca = "tls-cert.pem"
+token = {{ file = "tokens/enclave.jwt" }}
+timeout_secs = 5
+
+[tee]
+kind = "sim"
+dev_pki = "{pki}"
+
+[server]
+listen = "127.0.0.1:0"
+dns_names = ["localhost"]
+ip_addresses = ["127.0.0.1"]
+
+[auth]
+issuer = "{DEV_ISSUER}"
+audience = "{AUDIENCE}"
+verification_keys = {{ file = "secrets/jwt-verify.jwk" }}
+
+{extra}
+"#,
+        sealed = sealed.display(),
+        pki = confidant_testkit::dev_pki().display(),
+    );
+    let text = if extra.contains("[boot]") {
+        text
+    } else {
+        format!("{text}\n[boot]\nretry_initial_ms = 100\nretry_max_ms = 400\n")
+    };
+    Config::from_toml(&text, dir).unwrap()
+}
+
+pub fn verifier_url(v: &TestVerifier) -> String {
+    format!("https://127.0.0.1:{}", v.addr.port())
+}
+
+/// Polls until `f` holds (panics after `timeout`).
+pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn wait_serving(e: &Enclave) -> SocketAddr {
+    eventually("enclave serving", Duration::from_secs(180), || {
+        assert!(
+            !matches!(e.phase(), Phase::Failed | Phase::Stopped),
+            "enclave ended: {:?}",
+            e.phase()
+        );
+        e.phase() == Phase::Serving
+    })
+    .await;
+    e.local_addr().unwrap()
+}
+
+/// A TLS 1.3 client trusting only the verifier's CA, checking the name `localhost`.
+#[derive(Clone)]
+pub struct Client {
+    pub addr: SocketAddr,
+    connector: TlsConnector,
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {} {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap().to_owned()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr, ca_pem: &[u8]) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca_pem) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Self {
+            addr,
+            connector: TlsConnector::from(Arc::new(config)),
+        }
+    }
+
+    pub async fn tls(&self) -> std::io::Result<TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        self.connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+    }
+
+    /// The leaf certificate the server presents now.
+    pub async fn peer_leaf(&self) -> Vec<u8> {
+        let tls = self.tls().await.unwrap();
+        tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let tls = self.tls().await.unwrap();
+        send_on(tls, method, path, token, body).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, json: &serde_json::Value) -> Reply {
+        self.send(
+            Method::POST,
+            path,
+            token,
+            Some(serde_json::to_vec(json).unwrap()),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(Method::GET, path, token, None).await
+    }
+}
+
+pub fn request(
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, "localhost");
+    if let Some(t) = token {
+        b = b.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if body.is_some() {
+        b = b.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    b.body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap()
+}
+
+pub async fn send_on(
+    tls: TlsStream<TcpStream>,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> Reply {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = tokio::time::timeout(
+        Duration::from_secs(120),
+        sender.send_request(request(method, path, token, body)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = tokio::time::timeout(Duration::from_secs(120), resp.into_body().collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The `data:` payloads of an SSE body.
+pub fn sse_events(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            e.strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not an SSE data event: {e:?}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// A client that accepts any certificate (to reach an enclave whose certificate expired).
+#[derive(Clone)]
+pub struct InsecureClient {
+    addr: SocketAddr,
+    connector: TlsConnector,
+}
+
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl InsecureClient {
+    pub fn new(addr: SocketAddr) -> Self {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_no_client_auth();
+        Self {
+            addr,
+            connector: TlsConnector::from(Arc::new(config)),
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let tls = self
+            .connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        send_on(tls, Method::GET, path, token, None).await
+    }
+}
