@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::appraise::AttestationClaims;
 use crate::config::{ClientBuilder, Config};
 use crate::connection::{self, Connection, DeltaStream, StreamRequest};
 use crate::error::ClientError;
@@ -113,6 +114,15 @@ impl Client {
         }
     }
 
+    /// Attests a connection (reusing a pooled one while its result is valid) and returns its
+    /// verified claims; the connection stays in the pool.
+    pub async fn attest(&self) -> Result<AttestationClaims, ClientError> {
+        let conn = self.checkout().await?;
+        let claims = conn.claims().clone();
+        return_to(&Arc::downgrade(&self.inner), conn);
+        Ok(claims)
+    }
+
     /// Forwards a raw request over an attested connection (for proxies). The connection returns
     /// to the pool once the response body has been read to its end.
     pub async fn forward(
@@ -179,6 +189,23 @@ pub struct PooledBody {
     conn: Option<(Connection, Weak<Inner>)>,
 }
 
+impl PooledBody {
+    /// The body was read to its end: the connection is clean and may serve another request.
+    fn release(&mut self) {
+        if let Some((conn, pool)) = self.conn.take() {
+            return_to(&pool, conn);
+        }
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        if hyper::body::Body::is_end_stream(&self.body) {
+            self.release();
+        }
+    }
+}
+
 impl hyper::body::Body for PooledBody {
     type Data = bytes::Bytes;
     type Error = hyper::Error;
@@ -189,12 +216,9 @@ impl hyper::body::Body for PooledBody {
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
         match &polled {
-            std::task::Poll::Ready(None) => {
-                if let Some((conn, pool)) = self.conn.take() {
-                    return_to(&pool, conn);
-                }
-            }
             std::task::Poll::Ready(Some(Err(_))) => self.conn = None,
+            std::task::Poll::Ready(_) if self.body.is_end_stream() => self.release(),
+            std::task::Poll::Ready(None) => self.release(),
             _ => {}
         }
         polled

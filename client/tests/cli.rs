@@ -107,6 +107,31 @@ async fn attest_prints_verified_claims_or_fails() {
     assert!(out.stdout.is_empty(), "no claims printed on refusal");
 }
 
+#[tokio::test]
+async fn chat_streams_the_answer_after_attesting() {
+    let world = World::new();
+    let server = world.server(Knobs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = client_flags(&world, &world.policy(), dir.path());
+    let url = server.url();
+    let out = tokio::task::spawn_blocking(move || {
+        confidant()
+            .args(["chat", &url, "hi there"])
+            .args(flags)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "echo: hi there\n");
+    assert_eq!(server.attestation_requests(), 1);
+}
+
 /// A running `confidant proxy`; killed on drop.
 struct Proxy {
     child: Child,
@@ -144,16 +169,18 @@ fn start_proxy(upstream: &str, flags: Vec<String>) -> Proxy {
 
 /// Plain HTTP/1.1 POST of a chat request to the proxy.
 async fn post_chat(addr: &str) -> (u16, Bytes) {
+    post_chat_with(addr, false).await
+}
+
+async fn post_chat_with(addr: &str, stream: bool) -> (u16, Bytes) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let body = serde_json::to_vec(&ChatRequest::new(
-        MODEL_ID,
-        vec![ChatMessage::user("via the proxy")],
-    ))
-    .unwrap();
+    let mut request = ChatRequest::new(MODEL_ID, vec![ChatMessage::user("via the proxy")]);
+    request.stream = Some(stream);
+    let body = serde_json::to_vec(&request).unwrap();
     let req = http::Request::post("/v1/chat/completions")
         .header("host", addr)
         .header("content-type", "application/json")
@@ -179,7 +206,17 @@ async fn proxy_forwards_to_an_attested_upstream() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let reply: ChatResponse = serde_json::from_slice(&body).unwrap();
     assert_eq!(reply.text(), Some("echo: via the proxy"));
-    assert_eq!(server.inference_requests(), 1);
+    // Server-sent events pass through unchanged.
+    let (status, body) = post_chat_with(&proxy.addr, true).await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert_eq!(server.inference_requests(), 2);
+    assert_eq!(
+        server.handshakes(),
+        1,
+        "the attested upstream connection is reused"
+    );
 }
 
 #[tokio::test]

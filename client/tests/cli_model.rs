@@ -67,7 +67,7 @@ fn seal_args<'a>(dir: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str
         "--out",
         p(out),
         "--key-id",
-        "smollm2/v1",
+        "smollm2-v1",
     ];
     args.extend_from_slice(extra);
     args
@@ -81,7 +81,7 @@ fn seal_inspect_unseal_roundtrip() {
     // A small chunk size, so the file has several chunks.
     let sealed_json = ok_json(&run(&seal_args(&dir, &out, &["--chunk-size", "1024"])));
     let key_path = tmp.path().join("model.sealed.key");
-    assert_eq!(sealed_json["key_id"], "smollm2/v1");
+    assert_eq!(sealed_json["key_id"], "smollm2-v1");
     assert_eq!(sealed_json["key_file"], p(&key_path));
     let names: Vec<_> = sealed_json["files"]
         .as_array()
@@ -118,7 +118,7 @@ fn seal_inspect_unseal_roundtrip() {
 
     // inspect: the header, without the key.
     let inspected = ok_json(&run(&["model", "inspect", p(&out)]));
-    assert_eq!(inspected["key_id"], "smollm2/v1");
+    assert_eq!(inspected["key_id"], "smollm2-v1");
     assert_eq!(inspected["model_digest"], digest.as_str());
     assert_eq!(inspected["chunk_size"], 1024);
     assert_eq!(inspected["plaintext_len"], plaintext.len() as u64);
@@ -245,7 +245,18 @@ fn seal_refuses_incomplete_bundles() {
         "--key-id",
         &"x".repeat(65),
     ]);
-    fails_with(&bad_id, "key id");
+    fails_with(&bad_id, "invalid key id");
+    let slash_id = run(&[
+        "model",
+        "seal",
+        "--in",
+        p(&dir),
+        "--out",
+        p(&out),
+        "--key-id",
+        "a/b",
+    ]);
+    fails_with(&slash_id, "invalid key id");
     assert!(!tmp.path().join("m.sealed.key").exists());
 }
 
@@ -298,14 +309,14 @@ async fn register_imports_the_key_into_a_real_verifier() {
         }
     };
 
-    let ok = register(token("admin"), ca.clone(), "smollm2/v1").await;
+    let ok = register(token("admin"), ca.clone(), "smollm2-v1").await;
     let v = ok_json(&ok);
     assert_eq!(v["registered"], true);
-    assert_eq!(v["key"]["key_id"], "smollm2/v1");
+    assert_eq!(v["key"]["key_id"], "smollm2-v1");
     assert_eq!(v["key"]["model_id"], "smollm2-135m");
     assert_eq!(v["key"]["model_digest"], sealed_json["model_digest"]);
     let keys = running.verifier.list_keys();
-    let stored = keys.iter().find(|k| k.key_id == "smollm2/v1").unwrap();
+    let stored = keys.iter().find(|k| k.key_id == "smollm2-v1").unwrap();
     assert_eq!(
         stored.model_digest,
         sealed_json["model_digest"].as_str().unwrap()
@@ -324,13 +335,13 @@ async fn register_imports_the_key_into_a_real_verifier() {
     }
 
     // Wrong role: refused by the verifier, reported with its status and code.
-    let denied = register(token("auditor"), ca.clone(), "smollm2/v2").await;
+    let denied = register(token("auditor"), ca.clone(), "smollm2-v2").await;
     fails_with(&denied, "403");
     // A CA the verifier's certificate does not chain to: the TLS handshake fails.
     let other_ca = tmp.path().join("other-ca.pem");
     let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     std::fs::write(&other_ca, other.cert.pem()).unwrap();
-    let untrusted = register(token("admin"), other_ca, "smollm2/v3").await;
+    let untrusted = register(token("admin"), other_ca, "smollm2-v3").await;
     fails_with(&untrusted, "TLS handshake");
     assert_eq!(running.verifier.list_keys().len(), 1);
 }

@@ -278,7 +278,22 @@ async fn run(
         "model key released, model unsealed in memory and loaded"
     );
 
-    let resolver = Arc::new(CertResolver::new(summary.certified));
+    // Loading can take a while: never open the listener with a certificate already past its
+    // renewal point.
+    let (mut certified, mut received, mut not_after) =
+        (summary.certified, summary.received_at, summary.not_after);
+    if now_unix() >= renewal_time(received, not_after, boot.renew_at) {
+        tracing::info!(
+            not_after,
+            "certificate aged while loading the model; renewing first"
+        );
+        let Some(renewed) = attest_until(&attestor, shared, &boot, None, token).await else {
+            return Ok(());
+        };
+        certified = renewed.certified_key();
+        (received, not_after) = renewed.validity();
+    }
+    let resolver = Arc::new(CertResolver::new(certified));
     let tls_config = server_config(resolver.clone()).map_err(tls_task)?;
     let metrics = shared.metrics.clone();
     let state = AppState(Arc::new(ApiContext {
@@ -314,14 +329,12 @@ async fn run(
     .await
     .map_err(serve_task)?;
     let _ = shared.local_addr.set(handle.local_addr());
-    metrics.set_serving(true, summary.not_after);
+    metrics.set_serving(true, not_after);
     shared.set_phase(Phase::Serving);
-    tracing::info!(addr = %handle.local_addr(), not_after = summary.not_after, "serving");
+    tracing::info!(addr = %handle.local_addr(), not_after, "serving");
 
-    let (mut received, mut not_after) = (summary.received_at, summary.not_after);
     loop {
-        let life = not_after.saturating_sub(received) as f64;
-        let renew_at = received.saturating_add((life * boot.renew_at) as u64);
+        let renew_at = renewal_time(received, not_after, boot.renew_at);
         let wait = Duration::from_secs(renew_at.saturating_sub(now_unix()));
         tokio::select! {
             () = token.cancelled() => break,
@@ -349,6 +362,12 @@ async fn run(
     metrics.set_serving(false, not_after);
     handle.shutdown().await;
     Ok(())
+}
+
+/// When a certificate received at `received` and valid until `not_after` is renewed.
+fn renewal_time(received: u64, not_after: u64, fraction: f64) -> u64 {
+    let life = not_after.saturating_sub(received) as f64;
+    received.saturating_add((life * fraction) as u64)
 }
 
 fn tls_task(e: TlsError) -> BootError {

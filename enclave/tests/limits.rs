@@ -1,5 +1,6 @@
 //! Authentication, request caps, rate limits, overload and client disconnects, over TLS against
 //! a booted enclave (live verifier, real model).
+#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Captures every log line of a whole run (verifier and enclave in this process, TRACE level)
 //! and checks that no prompt or completion text, model key or bearer token appears in it.
+#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
 
 mod support;
 

@@ -120,7 +120,7 @@ fn greedy_answer_is_golden_and_stream_matches() {
 #[test]
 fn seeded_sampling_is_deterministic() {
     let params = |seed| SamplingParams {
-        max_tokens: 12,
+        max_tokens: 8,
         temperature: 1.0,
         top_p: 0.95,
         seed: Some(seed),
@@ -131,9 +131,8 @@ fn seeded_sampling_is_deterministic() {
     let b = run(&req(1));
     assert_eq!(a.text, b.text);
     // Different seeds give different text (checked over a few seeds to make a fluke unlikely).
-    let others: Vec<String> = (2..5).map(|s| run(&req(s)).text).collect();
     assert!(
-        others.iter().any(|t| *t != a.text),
+        (2..5).any(|s| run(&req(s)).text != a.text),
         "all seeds gave the same text"
     );
 }

@@ -361,6 +361,11 @@ fn release(
 ) -> Result<(AttestResponse, [u8; 32], String), Refusal> {
     let internal =
         |what: &str, e: &dyn std::fmt::Display| Refusal::Internal(format!("{what}: {e}"));
+    // Only evidence bound to this protocol's key-release binding may obtain a key or a
+    // certificate (never evidence checked against a raw expected value).
+    if !appraisal.bound().is_protocol_binding() {
+        return Err(Refusal::Binding);
+    }
     let (key_info, model_key) = ctx
         .keys
         .release(appraisal, req.key_id.as_deref())

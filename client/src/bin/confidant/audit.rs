@@ -232,8 +232,8 @@ fn describe(e: &AuditVerifyError, checkpoints: &[CheckpointSource]) -> Failure {
             "checkpoint-size",
             Some(log_len),
             format!(
-                "a signed checkpoint covers {size} entries but the log holds {log_len}: entries \
-                 {log_len}.. were removed"
+                "a signed checkpoint covers {size} entries but the log holds {log_len}: entry \
+                 {log_len} and later ones were removed"
             ),
         ),
     }
@@ -298,12 +298,15 @@ fn read_public_key(path: &Path) -> Result<Vec<u8>> {
             .and_then(|k| k.as_str())
             .with_context(|| format!("{}: JSON without `audit_checkpoint_key`", path.display()))?;
         hex::decode(hex_key).with_context(bad)?
+    } else if let Some(t) =
+        text.filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        // Checked before DER: hex text starting "30…" would otherwise look like a SEQUENCE tag.
+        hex::decode(t).with_context(bad)?
     } else if bytes.first() == Some(&0x30) {
         spki_point(&bytes).with_context(bad)?
     } else if bytes.len() == P256_POINT_LEN && bytes.first() == Some(&0x04) {
         bytes
-    } else if let Some(t) = text {
-        hex::decode(t).with_context(bad)?
     } else {
         bail!(bad());
     };
@@ -339,15 +342,18 @@ fn spki_point(der: &[u8]) -> Result<Vec<u8>> {
 
 fn export(args: &ExportArgs) -> Result<()> {
     let log = read(&args.log, None)?;
-    let entries = parse_log(&log).map_err(|e| {
-        let failure = describe(&e, &[]);
-        anyhow::anyhow!(
-            "audit log {} failed check `{}`: {} (nothing exported)",
-            args.log.display(),
-            failure.check,
-            failure.message
-        )
-    })?;
+    // verify_log first: its diagnosis is finer (it tells reordering from removal).
+    let entries = confidant_attestation::audit::verify_log(&log, &[], &[])
+        .and_then(|_| parse_log(&log))
+        .map_err(|e| {
+            let failure = describe(&e, &[]);
+            anyhow::anyhow!(
+                "audit log {} failed check `{}`: {} (nothing exported)",
+                args.log.display(),
+                failure.check,
+                failure.message
+            )
+        })?;
     let lines = export_jsonl(&entries).context("encoding the export")?;
     match &args.out {
         Some(path) => std::fs::write(path, &lines)

@@ -56,6 +56,7 @@ pub struct SealArgs {
     #[arg(long, value_name = "FILE.sealed")]
     out: PathBuf,
     /// Key id recorded in the header; the verifier releases the key under this id.
+    /// 1-64 characters of [A-Za-z0-9._-].
     #[arg(long, value_name = "ID")]
     key_id: String,
     /// Where to write the raw 32-byte key (mode 0600; must not exist). Default: `<out>.key`.
@@ -121,6 +122,19 @@ fn seal(args: SealArgs) -> Result<serde_json::Value> {
         bail!(
             "key file {} already exists: refusing to overwrite a key",
             key_path.display()
+        );
+    }
+    // The sealed format accepts any printable key id; the verifier's admin API (which puts ids
+    // in URL paths) only this set, so refuse here what could never be registered.
+    let id_ok = args
+        .key_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if args.key_id.is_empty() || args.key_id.len() > sealed::MAX_KEY_ID_LEN || !id_ok {
+        bail!(
+            "invalid key id: use 1-{} characters of [A-Za-z0-9._-] (the verifier registers \
+             keys under this id)",
+            sealed::MAX_KEY_ID_LEN
         );
     }
     let names = bundle_files(&args.input)?;

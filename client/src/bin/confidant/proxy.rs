@@ -51,11 +51,11 @@ pub fn run(args: ProxyArgs) -> Result<()> {
 
 async fn serve(client: Client, listen: SocketAddr, upstream: String) -> Result<()> {
     eprintln!("attesting {upstream} …");
-    match client.connect().await {
-        Ok(conn) => eprintln!(
+    match client.attest().await {
+        Ok(claims) => eprintln!(
             "attested {upstream}: model {}{}",
-            conn.claims().result.model_id,
-            if conn.claims().is_dev() {
+            claims.result.model_id,
+            if claims.is_dev() {
                 " — DEVELOPMENT evidence"
             } else {
                 ""
