@@ -195,8 +195,10 @@ impl BootConfig {
     }
 }
 
+/// The audience the verifier puts in results: they are written for relying parties (clients),
+/// and the enclave checks its own result as one.
 fn default_result_audience() -> String {
-    "confidant-enclave".to_owned()
+    "confidant-client".to_owned()
 }
 fn default_verifier_timeout() -> u64 {
     10

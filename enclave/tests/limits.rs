@@ -62,14 +62,15 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
     let admin = v.client_token("carol", &["admin"]);
     let r = c.post(path, Some(&admin), &chat("hi", 4)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Session attestation needs no token (clients send none before the session is proven).
     let r = c
         .post(
             "/v1/attestation",
-            Some(&admin),
+            None,
             &json!({"nonce": hex::encode([1u8; 32])}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.status, StatusCode::OK);
     let r = c.get("/v1/models", None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
@@ -130,6 +131,22 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
             .unwrap()
             >= 1
     );
+
+    // Session attestation takes no token, so it is limited per peer address: this peer already
+    // used one call above; the rest of its 12 go through, then 429.
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        let r = c
+            .post(
+                "/v1/attestation",
+                None,
+                &json!({"nonce": hex::encode([2u8; 32])}),
+            )
+            .await;
+        codes.push(r.status);
+    }
+    assert!(codes[..10].iter().all(|s| *s == StatusCode::OK), "{codes:?}");
+    assert_eq!(codes[11], StatusCode::TOO_MANY_REQUESTS);
 
     // A long stream holds the only slot (queue length 0) and 64 of erin's 100 tokens.
     let erin = v.client_token("erin", &["client"]);

@@ -212,8 +212,9 @@ fn default_leaf_validity() -> u64 {
 fn default_result_issuer() -> String {
     "confidant-verifier".to_owned()
 }
+/// Results are read by relying parties: the client SDK expects this audience by default.
 fn default_result_audience() -> String {
-    "confidant-enclave".to_owned()
+    "confidant-client".to_owned()
 }
 
 impl Config {

@@ -60,7 +60,7 @@ async fn snp_accepted_flow_releases_key_only_to_enclave() {
     let claims = rv
         .verify(
             &resp.result,
-            "confidant-enclave",
+            "confidant-client",
             confidant_verifier::now_unix(),
         )
         .unwrap()

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /v1/chat/completions`, `POST /v1/completions` | role `client` (configurable), rate-limited |
 //! | `GET /v1/models` | role `client` |
-//! | `POST /v1/attestation` | role `client`, rate-limited |
+//! | `POST /v1/attestation` | anyone: no token is sent before the session is proven; rate-limited per peer address |
 //! | `GET /healthz`, `GET /metrics` | anyone (no content, no principals) |
 //!
 //! There is no route that returns keys, weights, other users' data or a shell. While the

@@ -5,6 +5,7 @@
 //!   talk to an enclave only after attesting it (see `confidant_client`).
 //! - `confidant model seal | inspect | register`: seal a model bundle, read its header, import its key.
 //! - `confidant audit verify | export`: check the verifier's audit log offline, export it for a SIEM.
+//! - `confidant measure sim --binary PATH`: the simulated TEE's launch measurement of an enclave build.
 #![forbid(unsafe_code)]
 
 mod attest;
@@ -12,6 +13,7 @@ mod audit;
 mod chat;
 mod clientconf;
 mod evidence;
+mod measure;
 mod model;
 mod proxy;
 
@@ -47,6 +49,9 @@ enum Command {
     /// Verify the verifier's audit log offline, or export it as JSON Lines.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Compute reference values (launch measurements) for policies.
+    #[command(subcommand)]
+    Measure(measure::MeasureCommand),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => proxy::run(args),
         Command::Model(cmd) => model::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Measure(cmd) => measure::run(cmd),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
