@@ -12,19 +12,8 @@ use confidant_service::ratelimit::{BucketConfig, RateLimitConfig};
 use confidant_service::secrets::SecretSource;
 use serde::Deserialize;
 
-/// Why the configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("configuration file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("configuration file {path}: {detail}")]
-    Parse { path: PathBuf, detail: String },
-    #[error("configuration: {0}")]
-    Invalid(&'static str),
-}
+pub use confidant_service::config::ConfigError;
+use confidant_service::config::{ConfigFile, RelativeTo};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -226,63 +215,44 @@ fn default_rate_limit() -> RateLimitConfig {
     }
 }
 
+impl ConfigFile for Config {
+    fn resolve_paths(&mut self, base: &RelativeTo<'_>) {
+        self.resolve(base);
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.check()
+    }
+}
+
 impl Config {
     /// Parses TOML; relative paths are taken relative to `base`.
     pub fn from_toml(text: &str, base: &Path) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: base.to_path_buf(),
-            detail: e.message().to_owned(),
-        })?;
-        config.resolve(base);
-        config.validate()?;
-        Ok(config)
+        confidant_service::config::parse(text, base)
     }
 
     /// Reads and parses a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_toml(&text, base).map_err(|e| match e {
-            ConfigError::Parse { detail, .. } => ConfigError::Parse {
-                path: path.to_path_buf(),
-                detail,
-            },
-            other => other,
-        })
+        confidant_service::config::load(path)
     }
 
-    fn resolve(&mut self, base: &Path) {
-        let fix = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
-        let fix_secret = |s: &mut SecretSource| {
-            if let SecretSource::File(p) = s
-                && p.is_relative()
-            {
-                *p = base.join(&*p);
-            }
-        };
-        fix(&mut self.sealed_model);
-        fix(&mut self.verifier.tls_ca);
-        fix_secret(&mut self.verifier.token);
-        fix_secret(&mut self.auth.verification_keys);
+    fn resolve(&mut self, base: &RelativeTo<'_>) {
+        base.path(&mut self.sealed_model);
+        base.path(&mut self.verifier.tls_ca);
+        base.secret(&mut self.verifier.token);
+        base.secret(&mut self.auth.verification_keys);
         match &mut self.tee {
-            TeeConfig::Sim { dev_pki } => fix(dev_pki),
+            TeeConfig::Sim { dev_pki } => base.path(dev_pki),
             TeeConfig::Snp { signer_cert, .. } => {
                 if let Some(p) = signer_cert {
-                    fix(p);
+                    base.path(p);
                 }
             }
-            TeeConfig::Tpm { ak_dir, .. } => fix(ak_dir),
+            TeeConfig::Tpm { ak_dir, .. } => base.path(ak_dir),
         }
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn check(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         if self.model_id.is_empty() {
             return Err(ConfigError::Invalid("model_id is empty"));

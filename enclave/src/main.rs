@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use confidant_enclave::config::Config;
 use confidant_enclave::model::prepare::{DEFAULT_MODEL_NAME, WeightsFormat, prepare};
 use confidant_enclave::supervisor::Enclave;
+use confidant_service::config::shutdown_signal;
 
 #[derive(Debug, Parser)]
 #[command(name = "confidant-enclave", about = "Confidant inference service")]
@@ -101,19 +102,4 @@ fn serve(config: &std::path::Path, log_format: LogFormat) -> anyhow::Result<()> 
         });
         enclave.wait().await.context("boot")
     })
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -145,7 +145,10 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
             .await;
         codes.push(r.status);
     }
-    assert!(codes[..10].iter().all(|s| *s == StatusCode::OK), "{codes:?}");
+    assert!(
+        codes[..10].iter().all(|s| *s == StatusCode::OK),
+        "{codes:?}"
+    );
     assert_eq!(codes[11], StatusCode::TOO_MANY_REQUESTS);
 
     // A long stream holds the only slot (queue length 0) and 64 of erin's 100 tokens.

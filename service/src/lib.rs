@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod config;
 pub mod auth;
 pub mod error;
 pub mod jwt;

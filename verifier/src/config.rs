@@ -10,19 +10,8 @@ use std::path::{Path, PathBuf};
 use confidant_service::secrets::SecretSource;
 use serde::Deserialize;
 
-/// Why the configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("configuration file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("configuration file {path}: {detail}")]
-    Parse { path: PathBuf, detail: String },
-    #[error("configuration: {0}")]
-    Invalid(&'static str),
-}
+pub use confidant_service::config::ConfigError;
+use confidant_service::config::{ConfigFile, RelativeTo};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -217,66 +206,47 @@ fn default_result_audience() -> String {
     "confidant-client".to_owned()
 }
 
+impl ConfigFile for Config {
+    fn resolve_paths(&mut self, base: &RelativeTo<'_>) {
+        self.resolve(base);
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.check()
+    }
+}
+
 impl Config {
     /// Parses TOML text; relative paths are resolved against `base`.
     pub fn from_toml(text: &str, base: &Path) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: base.to_path_buf(),
-            detail: e.message().to_owned(),
-        })?;
-        config.resolve(base);
-        config.validate()?;
-        Ok(config)
+        confidant_service::config::parse(text, base)
     }
 
     /// Reads and parses a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_toml(&text, base).map_err(|e| match e {
-            ConfigError::Parse { detail, .. } => ConfigError::Parse {
-                path: path.to_path_buf(),
-                detail,
-            },
-            other => other,
-        })
+        confidant_service::config::load(path)
     }
 
-    fn resolve(&mut self, base: &Path) {
-        let fix = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
-        let fix_secret = |s: &mut SecretSource| {
-            if let SecretSource::File(p) = s
-                && p.is_relative()
-            {
-                *p = base.join(&*p);
-            }
-        };
-        fix(&mut self.server.tls_cert);
-        fix_secret(&mut self.server.tls_key);
-        fix_secret(&mut self.auth.verification_keys);
-        fix_secret(&mut self.ca.key);
-        fix_secret(&mut self.results.signing_key);
-        fix_secret(&mut self.keys.kek);
-        fix(&mut self.keys.store);
-        fix(&mut self.policy.path);
+    fn resolve(&mut self, base: &RelativeTo<'_>) {
+        base.path(&mut self.server.tls_cert);
+        base.secret(&mut self.server.tls_key);
+        base.secret(&mut self.auth.verification_keys);
+        base.secret(&mut self.ca.key);
+        base.secret(&mut self.results.signing_key);
+        base.secret(&mut self.keys.kek);
+        base.path(&mut self.keys.store);
+        base.path(&mut self.policy.path);
         if let Some(p) = self.policy.dev_ark.as_mut() {
-            fix(p);
+            base.path(p);
         }
         if let Some(p) = self.policy.dev_ask.as_mut() {
-            fix(p);
+            base.path(p);
         }
-        fix(&mut self.audit.log);
-        fix_secret(&mut self.audit.checkpoint_key);
+        base.path(&mut self.audit.log);
+        base.secret(&mut self.audit.checkpoint_key);
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn check(&self) -> Result<(), ConfigError> {
         if self.server.max_body_bytes == 0 {
             return Err(ConfigError::Invalid("server.max_body_bytes must be > 0"));
         }
