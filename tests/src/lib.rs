@@ -15,6 +15,7 @@
 // Test harness: a fixture that cannot be built is a failed test, so unwrap/expect are the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod configs;
 pub mod https;
 pub mod impostor;
 
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 use confidant_attestation::snp::SnpTrustRoots;
 use confidant_attestation::verify::TrustAnchors;
 use confidant_client::{BearerToken, Client, ClientPolicy, Mode, ResultVerifier};
+use configs::{enclave_toml, policy_toml};
 use tempfile::TempDir;
 
 /// Model id the stacks serve.
@@ -293,7 +295,10 @@ impl Stack {
         let t0 = Instant::now();
         let bins = bins();
         let model = sealed_model();
-        eprintln!("[e2e] binaries and sealed model ready after {:?}", t0.elapsed());
+        eprintln!(
+            "[e2e] binaries and sealed model ready after {:?}",
+            t0.elapsed()
+        );
         let dev_pki = confidant_testkit::dev_pki();
         let measurement = sim_measurement(&bins.enclave);
         let dir = tempfile::tempdir().unwrap();
@@ -375,7 +380,10 @@ impl Stack {
             .args(["--log-format", "json"]);
         let mut enclave = Service::spawn("confidant-enclave", cmd);
         let enclave_addr = enclave.wait_for_logged_addr("serving", Duration::from_secs(180));
-        eprintln!("[e2e] enclave serving on {enclave_addr} after {:?}", t0.elapsed());
+        eprintln!(
+            "[e2e] enclave serving on {enclave_addr} after {:?}",
+            t0.elapsed()
+        );
 
         let ca = std::fs::read(vdir.join("tls-cert.pem")).unwrap();
         let keys = https::blocking_request(verifier_addr, &ca, "GET", "/v1/keys", None, None);
@@ -535,72 +543,4 @@ pub fn metric_sum(metrics: &str, metric: &str, label: &str) -> f64 {
         .filter(|l| l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-fn policy_toml(
-    dev_pki: &Path,
-    digest: &[u8; 32],
-    measurement: &[u8; 48],
-    opts: &StackOptions,
-) -> String {
-    let ark = std::fs::read(dev_pki.join("ark.der")).unwrap();
-    let ark_sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, &ark));
-    let measurements = std::iter::once(measurement)
-        .chain(&opts.extra_measurements)
-        .map(|m| format!("\"{}\"", hex::encode(m)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        r#"id = "e2e"
-version = 1
-revoked_measurements = []
-
-[trust]
-amd_products = ["milan", "genoa", "turin"]
-tpm_aks_spki_sha256 = []
-dev_root_ark_sha256 = "{ark_sha}"
-
-[models."{MODEL_ID}"]
-digest = "{digest}"
-snp_measurements = [{measurements}]
-min_tcb = {{ bootloader = 0, tee = 0, snp = 0, microcode = 0 }}
-allow_dev = true
-"#,
-        digest = hex::encode(digest),
-    )
-}
-
-fn enclave_toml(sealed: &Path, dev_pki: &Path, verifier: SocketAddr) -> String {
-    format!(
-        r#"model_id = "{MODEL_ID}"
-sealed_model = "{sealed}"
-
-[verifier]
-url = "https://{verifier}"
-tls_ca = "verifier/tls-cert.pem"
-token = {{ file = "verifier/tokens/enclave.jwt" }}
-result_audience = "{RESULT_AUDIENCE}"
-timeout_secs = 5
-
-[tee]
-kind = "sim"
-dev_pki = "{pki}"
-
-[server]
-listen = "127.0.0.1:0"
-dns_names = ["localhost"]
-ip_addresses = ["127.0.0.1"]
-
-[auth]
-issuer = "confidant-dev-issuer"
-audience = "confidant-verifier"
-verification_keys = {{ file = "verifier/secrets/jwt-verify.jwk" }}
-
-[boot]
-retry_initial_ms = 100
-retry_max_ms = 1000
-"#,
-        sealed = sealed.display(),
-        pki = dev_pki.display(),
-    )
 }
