@@ -7,8 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod config;
 pub mod auth;
+pub mod config;
 pub mod error;
 pub mod jwt;
 pub mod ratelimit;
