@@ -172,6 +172,45 @@ allow_dev = true
             .unwrap();
     }
 
+    /// Installs a policy allowing TPM evidence for the test model: quotes signed by the AK whose
+    /// SPKI hashes to `ak_spki_sha256`, with the SHA-256 PCR values `pcrs`.
+    pub fn allow_tpm(
+        &self,
+        ak_spki_sha256: &[u8; 32],
+        pcrs: &std::collections::BTreeMap<u8, [u8; 32]>,
+    ) {
+        let v = self
+            .policy_version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let set: Vec<String> = pcrs
+            .iter()
+            .map(|(i, value)| format!("{{ pcr = {i}, sha256 = \"{}\" }}", hex::encode(value)))
+            .collect();
+        let policy = format!(
+            r#"id = "enclave-tpm-test"
+version = {v}
+[trust]
+tpm_aks_spki_sha256 = ["{ak}"]
+[models."{MODEL_ID}"]
+digest = "{digest}"
+tpm_pcrs = [[{set}]]
+"#,
+            ak = hex::encode(ak_spki_sha256),
+            digest = hex::encode(sealed_model().digest),
+            set = set.join(", "),
+        );
+        self.verifier()
+            .replace_policy("test-admin", &policy)
+            .unwrap();
+    }
+
+    /// Audit entries (JSON objects), oldest first.
+    pub fn audit_log(&self) -> Vec<serde_json::Value> {
+        let v = self.verifier().audit_entries(0, 1000).unwrap();
+        v["entries"].as_array().unwrap().clone()
+    }
+
     /// Imports the test model key.
     pub fn import_key(&self) {
         self.verifier()
