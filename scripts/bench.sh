@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Benchmarks: what attestation costs, each figure against a baseline measured in the same run.
+#
+# Usage: scripts/bench.sh [--quick] [--json]
+#   --quick  shorter measurement windows (under two minutes after the build)
+#   --json   print one JSON object {figure: {value, unit, baseline, ratio}} on stdout
+#            (the human-readable table always goes to stderr)
+#
+# Builds `confidant-bench` in release mode (--locked), fetches/verifies the model bundle (cached by
+# digest, see docs/model.md), then runs every figure. See BENCHMARKS.md for method and results.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+args=()
+for a in "$@"; do
+    case "$a" in
+        --quick | --json) args+=("$a") ;;
+        *)
+            echo "usage: scripts/bench.sh [--quick] [--json]" >&2
+            exit 2
+            ;;
+    esac
+done
+
+echo "bench: building (release, --locked)" >&2
+cargo build --release --locked -p confidant-bench >&2
+
+echo "bench: model bundle" >&2
+bundle="$(bash scripts/fetch-model.sh 2>/dev/null | tail -1)"
+if [[ ! -f "$bundle/model.gguf" ]]; then
+    echo "bench: no model bundle (scripts/fetch-model.sh failed)" >&2
+    exit 1
+fi
+
+echo "bench: machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+exec target/release/confidant-bench --bundle "$bundle" "${args[@]}"
