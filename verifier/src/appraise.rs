@@ -445,3 +445,92 @@ pub fn issue_certificate(
 ) -> Result<Vec<u8>, confidant_attestation::leafcert::CaError> {
     ca.issue_leaf(leaf, rng)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confidant_attestation::evidence::SnpEvidence;
+    use confidant_attestation::policy::Policy;
+    use confidant_attestation::result::ResultSigner;
+    use confidant_attestation::sealed::ModelKey;
+
+    use crate::keys::{KeyStore, NewKey};
+    use crate::policy_store::ActivePolicy;
+
+    const MODEL: &str = "smollm2-135m-instruct";
+
+    /// Evidence checked offline against a raw expected value (`bind_exact`, as the CLI does) can
+    /// pass the policy, and the key store alone would hand it a key; `release` must still refuse
+    /// it, because only a key-release protocol binding ties the key to the requester.
+    #[test]
+    fn raw_bound_evidence_never_gets_a_key() {
+        let report = confidant_testkit::read_testdata("snp/virtee-milan/report.bin");
+        let vcek = confidant_testkit::read_testdata("snp/virtee-milan/vcek.der");
+        let evidence = Evidence::SevSnp(SnpEvidence {
+            report: report.clone(),
+            signer_cert: vcek,
+            chain: None,
+        });
+        let text = include_str!("../../docs/policy.example.toml");
+        let policy = Policy::from_toml(text).unwrap();
+        let anchors = policy.trust_anchors(None, None).unwrap();
+        let verified = verify_evidence(&evidence, &anchors).unwrap();
+        let report_data = verified.report_data().to_vec();
+        let bound = verified.bind_exact(&report_data).unwrap();
+        assert!(!bound.is_protocol_binding());
+        let appraisal = policy.appraise(bound, MODEL).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let rng = SystemRandom::new();
+        let keys = KeyStore::open(&dir.path().join("keys.json"), &[7u8; 32]).unwrap();
+        keys.import(
+            NewKey {
+                key_id: "k1",
+                model_id: MODEL,
+                model_digest: policy.model_digest(MODEL).unwrap(),
+                key: ModelKey::from_bytes([9u8; 32]),
+            },
+            1,
+            &rng,
+        )
+        .unwrap();
+        // Positive control: everything but the binding guard would release a key.
+        assert!(keys.release(&appraisal, None).is_ok());
+
+        let ca_key = CertificateAuthority::generate_key(&rng).unwrap();
+        let ca =
+            CertificateAuthority::new(&ca_key, "test CA", 0, u64::from(u32::MAX), &rng).unwrap();
+        let signer = ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8().unwrap()).unwrap();
+        let active = ActivePolicy {
+            policy: policy.clone(),
+            text: text.to_owned(),
+            anchors,
+        };
+        let settings = Settings {
+            result_issuer: "confidant-verifier".into(),
+            result_audience: "confidant-client".into(),
+            result_validity_secs: 60,
+            leaf_validity_secs: 60,
+        };
+        let ctx = Context {
+            policy: &active,
+            keys: &keys,
+            ca: &ca,
+            signer: &signer,
+            settings: &settings,
+            rng: &rng,
+        };
+        let req = AttestRequest {
+            nonce: vec![0; 32],
+            evidence,
+            tls_spki: Vec::new(),
+            wrap_pk: vec![1; 32],
+            model_id: MODEL.into(),
+            dns_names: vec![],
+            ip_addresses: vec![],
+            key_id: None,
+        };
+        let refused = release(&ctx, &req, &appraisal, &[1; 32], &[], 100);
+        assert!(matches!(refused, Err(Refusal::Binding)), "{refused:?}");
+    }
+}
