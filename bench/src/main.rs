@@ -2,7 +2,7 @@
 //! process and run, reported as ratios (absolute times on shared machines drift).
 //!
 //! ```text
-//! confidant-bench [--quick] [--json] [--bundle DIR] [--only verify,unseal,attest]
+//! confidant-bench [--quick] [--json] [--bundle DIR] [--only verify,unseal,attest,handshake,generate,coldstart]
 //! ```
 //!
 //! Figures: `verify` (SNP report and TPM quote verification vs one bare ECDSA verification),
@@ -13,6 +13,9 @@
 #![forbid(unsafe_code)]
 
 mod attest;
+mod coldstart;
+mod generate;
+mod handshake;
 mod report;
 mod unseal;
 mod verify;
@@ -65,7 +68,7 @@ fn main() -> anyhow::Result<()> {
             }
             other => bail!(
                 "unknown argument {other:?}; usage: confidant-bench [--quick] [--json] \
-                 [--bundle DIR] [--only verify,unseal,attest]"
+                 [--bundle DIR] [--only verify,unseal,attest,handshake,generate,coldstart]"
             ),
         }
     }
@@ -80,6 +83,15 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("attest") {
         attest::run(&opts, &mut report)?;
+    }
+    if wants("handshake") {
+        handshake::run(&opts, &mut report)?;
+    }
+    if wants("generate") {
+        generate::run(&opts, &mut report)?;
+    }
+    if wants("coldstart") {
+        coldstart::run(&opts, &mut report)?;
     }
     if json {
         println!("{}", report.to_json());

@@ -54,10 +54,14 @@ pub struct Bins {
 /// `cargo test -p confidant-e2e` alone does not build other packages' binaries, so the harness
 /// runs `cargo build --bins` for the three packages (cargo has released its build lock by the
 /// time tests run; when they are fresh this takes about a second). Set
-/// `CONFIDANT_E2E_NO_BUILD=1` to use whatever is there.
+/// `CONFIDANT_E2E_NO_BUILD=1` to use whatever is there, or `CONFIDANT_BIN_DIR=DIR` to use the
+/// binaries in `DIR` without building (the benchmark does this with its release build).
 pub fn bins() -> &'static Bins {
     static BINS: OnceLock<Bins> = OnceLock::new();
     BINS.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("CONFIDANT_BIN_DIR") {
+            return Bins::in_dir(Path::new(&dir));
+        }
         let exe = std::env::current_exe().expect("test executable path");
         // <target>/<profile>/deps/<test>-<hash>
         let profile_dir = exe
@@ -93,16 +97,23 @@ pub fn bins() -> &'static Bins {
                 .expect("running cargo build");
             assert!(status.success(), "cargo build of the binaries failed");
         }
+        Bins::in_dir(&profile_dir)
+    })
+}
+
+impl Bins {
+    /// The three binaries in `dir`; panics (a failed fixture) if one is missing.
+    pub fn in_dir(dir: &Path) -> Self {
         let bins = Bins {
-            verifier: profile_dir.join("confidant-verifier"),
-            enclave: profile_dir.join("confidant-enclave"),
-            cli: profile_dir.join("confidant"),
+            verifier: dir.join("confidant-verifier"),
+            enclave: dir.join("confidant-enclave"),
+            cli: dir.join("confidant"),
         };
         for b in [&bins.verifier, &bins.enclave, &bins.cli] {
             assert!(b.is_file(), "missing binary {}", b.display());
         }
         bins
-    })
+    }
 }
 
 /// The sealed model shared by every stack of this process.
