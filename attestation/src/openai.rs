@@ -351,7 +351,8 @@ pub struct Model {
     pub object: String,
     pub created: u64,
     pub owned_by: String,
-    /// Confidant extension: SHA-256 of the attested plaintext model bundle, hex.
+    /// Confidant extension: the attested model digest (BLAKE3-256 of the plaintext model
+    /// bundle), hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
 }

@@ -1,10 +1,49 @@
 //! Sealed model format: roundtrips and a table of corruptions with the exact error each yields.
+//! Every case goes through all four ways to unseal (in memory or from a reader, on one thread or
+//! several), which must agree.
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
 
+use std::io::Read;
+
 use confidant_attestation::sealed::{
-    Bundle, HeaderField, ModelKey, SealError, SealedHeader, TAG_LEN, encode_bundle, seal,
-    seal_with_chunk_size, unseal,
+    Bundle, HeaderField, ModelKey, SealError, SealedHeader, TAG_LEN, UnsealedModel, encode_bundle,
+    model_digest, seal, seal_with_chunk_size, unseal_from_reader_with_threads, unseal_with_threads,
 };
+
+/// A reader that hands out at most 7 bytes per call, to exercise short reads.
+struct Dribble<'a>(&'a [u8]);
+
+impl Read for Dribble<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.0.len()).min(7);
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+/// Unseals `sealed` in memory and from readers, on 1 and 3 threads; all results must agree.
+fn unseal(sealed: &[u8], key: &ModelKey) -> Result<UnsealedModel, SealError> {
+    let len = sealed.len() as u64;
+    let first = unseal_with_threads(sealed, key, 1);
+    let others = [
+        unseal_with_threads(sealed, key, 3),
+        unseal_from_reader_with_threads(sealed, len, key, 1),
+        unseal_from_reader_with_threads(sealed, len, key, 3),
+        unseal_from_reader_with_threads(Dribble(sealed), len, key, 2),
+    ];
+    for (i, other) in others.into_iter().enumerate() {
+        match (&first, other) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.plaintext(), b.plaintext(), "variant {i}");
+                assert_eq!(a.header(), b.header(), "variant {i}");
+            }
+            (Err(a), Err(b)) => assert_eq!(*a, b, "variant {i}"),
+            (a, b) => panic!("variant {i} disagrees: {:?} vs {:?}", a.is_ok(), b.is_ok()),
+        }
+    }
+    first
+}
 
 const CHUNK: u32 = 64;
 
@@ -293,4 +332,197 @@ fn huge_declared_length_is_refused_before_allocating() {
     let mut bad = sealed;
     bad[len_off..len_off + 8].copy_from_slice(&(1u64 << 37).to_be_bytes());
     assert_eq!(unseal(&bad, &key()).unwrap_err(), SealError::Truncated);
+}
+
+/// A bundle of about `mib` MiB sealed in 64 KiB chunks: several segments, a short last chunk.
+fn sealed_big(mib: usize) -> (Vec<u8>, Vec<u8>, SealedHeader) {
+    let pt = bundle_of_len(mib * (1 << 20) + 12_345);
+    let sealed =
+        seal_with_chunk_size(&pt, &key(), "big", 1 << 16, &mut rand::thread_rng()).unwrap();
+    let h = SealedHeader::parse(&sealed).unwrap();
+    (pt, sealed, h)
+}
+
+fn big_chunk_off(h: &SealedHeader, i: usize) -> usize {
+    h.encoded_len() + i * ((1 << 16) + TAG_LEN)
+}
+
+#[test]
+fn model_digest_is_blake3_of_the_plaintext() {
+    let (pt, sealed, h) = sealed_big(3);
+    assert_eq!(h.version, 2);
+    assert_eq!(h.model_digest, *blake3::hash(&pt).as_bytes());
+    assert_eq!(model_digest(&pt), h.model_digest);
+    let m = unseal(&sealed, &key()).unwrap();
+    assert_eq!(m.plaintext(), &pt[..]);
+    assert_eq!(m.digest(), &h.model_digest);
+    // One byte, or the length, changes the digest.
+    let mut other = pt.clone();
+    *other.last_mut().unwrap() ^= 1;
+    assert_ne!(model_digest(&other), h.model_digest);
+    assert_ne!(model_digest(&pt[..pt.len() - 1]), h.model_digest);
+    let mut longer = pt.clone();
+    longer.push(0);
+    assert_ne!(model_digest(&longer), h.model_digest);
+}
+
+#[test]
+fn multi_segment_roundtrip_sizes() {
+    // Around segment (1 MiB) and chunk boundaries, chunk sizes that are not powers of two.
+    for (len, chunk) in [
+        (1 << 20, 1 << 16),
+        ((1 << 20) + 1, 1 << 16),
+        ((2 << 20) - 1, 1 << 20),
+        ((2 << 20) + 1, 1 << 20),
+        ((3 << 20) + 5, 3 << 19),
+        ((2 << 20) + 77, 1000),
+        ((1 << 20) + 3, 4 << 20),
+    ] {
+        let pt = bundle_of_len(len);
+        let sealed =
+            seal_with_chunk_size(&pt, &key(), "k", chunk, &mut rand::thread_rng()).unwrap();
+        let m = unseal(&sealed, &key()).unwrap();
+        assert_eq!(m.plaintext(), &pt[..], "len {len} chunk {chunk}");
+        assert_eq!(m.digest(), blake3::hash(&pt).as_bytes());
+    }
+}
+
+#[test]
+fn multi_segment_tampering_reports_the_first_bad_chunk() {
+    let (_, sealed, h) = sealed_big(3);
+    let n = h.chunk_count() as usize;
+    assert_eq!(n, 49);
+    for i in [0, 1, 15, 16, 17, 31, 47, 48] {
+        let mut bad = sealed.clone();
+        bad[big_chunk_off(&h, i) + 3] ^= 0x80;
+        assert_eq!(
+            unseal(&bad, &key()).unwrap_err(),
+            SealError::ChunkAuthFailed { index: i as u64 },
+            "chunk {i}"
+        );
+        // A later chunk also broken: still the first one reported.
+        bad[big_chunk_off(&h, n - 1) + 1] ^= 1;
+        if i != n - 1 {
+            assert_eq!(
+                unseal(&bad, &key()).unwrap_err(),
+                SealError::ChunkAuthFailed { index: i as u64 }
+            );
+        }
+    }
+    // Tag of the last chunk.
+    let mut bad = sealed.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    assert_eq!(
+        unseal(&bad, &key()).unwrap_err(),
+        SealError::ChunkAuthFailed {
+            index: n as u64 - 1
+        }
+    );
+    let wrong = ModelKey::from_bytes([0x43; 32]);
+    assert_eq!(
+        unseal(&sealed, &wrong).unwrap_err(),
+        SealError::ChunkAuthFailed { index: 0 }
+    );
+}
+
+#[test]
+fn multi_segment_truncation_and_trailing_data() {
+    let (_, sealed, h) = sealed_big(2);
+    let n = h.chunk_count() as usize;
+    for cut in [
+        0,
+        5,
+        h.encoded_len() - 1,
+        h.encoded_len(),
+        big_chunk_off(&h, 1),
+        big_chunk_off(&h, 1) - 1,
+        big_chunk_off(&h, 16),
+        big_chunk_off(&h, n - 1),
+        big_chunk_off(&h, n - 1) + 1,
+        sealed.len() - TAG_LEN,
+        sealed.len() - 1,
+    ] {
+        assert_eq!(
+            unseal(&sealed[..cut], &key()).unwrap_err(),
+            SealError::Truncated,
+            "cut at {cut}"
+        );
+    }
+    // Truncated and tampered: the truncation is reported.
+    let mut bad = sealed[..sealed.len() - 1].to_vec();
+    bad[big_chunk_off(&h, 0)] ^= 1;
+    assert_eq!(unseal(&bad, &key()).unwrap_err(), SealError::Truncated);
+    let mut longer = sealed.clone();
+    longer.extend_from_slice(&[0; 3]);
+    assert_eq!(
+        unseal(&longer, &key()).unwrap_err(),
+        SealError::TrailingData
+    );
+}
+
+#[test]
+fn reader_that_disagrees_with_its_declared_length() {
+    let (pt, sealed, h) = sealed_big(2);
+    let len = sealed.len() as u64;
+    let n = h.chunk_count() as usize;
+    for threads in [1, 2] {
+        let run = |bytes: &[u8], declared: u64| {
+            unseal_from_reader_with_threads(bytes, declared, &key(), threads).map(|_| ())
+        };
+        // Declared length wrong: refused from the header alone.
+        assert_eq!(run(&sealed, len - 1), Err(SealError::Truncated));
+        assert_eq!(run(&sealed, len + 1), Err(SealError::TrailingData));
+        // The input changed while being read: shorter at a chunk boundary, mid-chunk, at a
+        // segment boundary; or longer.
+        for cut in [
+            big_chunk_off(&h, n - 1),
+            big_chunk_off(&h, 16),
+            big_chunk_off(&h, 3) + 9,
+        ] {
+            assert_eq!(
+                run(&sealed[..cut], len),
+                Err(SealError::Truncated),
+                "cut {cut}"
+            );
+        }
+        let mut longer = sealed.clone();
+        longer.push(7);
+        assert_eq!(run(&longer, len), Err(SealError::TrailingData));
+        // An I/O error mid-body is reported as such, not as an authentication failure.
+        let failing = (&sealed[..big_chunk_off(&h, 20)]).chain(Failing);
+        assert_eq!(
+            unseal_from_reader_with_threads(failing, len, &key(), threads).unwrap_err(),
+            SealError::Io(std::io::ErrorKind::BrokenPipe)
+        );
+        let m = unseal_from_reader_with_threads(&sealed[..], len, &key(), threads).unwrap();
+        assert_eq!(m.plaintext(), &pt[..]);
+    }
+}
+
+struct Failing;
+
+impl Read for Failing {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::BrokenPipe.into())
+    }
+}
+
+#[test]
+fn version_1_is_refused() {
+    let (mut sealed, _) = sealed_multi();
+    sealed[8..10].copy_from_slice(&1u16.to_be_bytes());
+    assert_eq!(
+        unseal(&sealed, &key()).unwrap_err(),
+        SealError::UnsupportedVersion(1)
+    );
+}
+
+#[test]
+fn smallest_bundle() {
+    // 12 bytes (magic and a zero file count): one short chunk. Zero bytes: see the unit tests.
+    let pt = encode_bundle(&[]).unwrap();
+    let sealed = seal_with_chunk_size(&pt, &key(), "k", CHUNK, &mut rand::thread_rng()).unwrap();
+    let m = unseal(&sealed, &key()).unwrap();
+    assert_eq!(m.plaintext(), &pt[..]);
+    assert_eq!(m.digest(), blake3::hash(&pt).as_bytes());
 }

@@ -3,6 +3,9 @@
 //! of `POST /v1/attestation`. Their outputs, [`VerifiedPeer`] and [`VerifiedSession`], can only be
 //! made here, and a [`crate::Connection`] can only be made from them.
 
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
@@ -31,6 +34,57 @@ pub(crate) struct Appraiser {
     policy: ClientPolicy,
     mode: Mode,
     anchors: TrustAnchors,
+    /// `direct` mode: certificate evidence this appraiser verified, by its exact bytes.
+    evidence_cache: BoundedCache<VerifiedEvidence>,
+}
+
+/// Certificate-evidence entries an [`Appraiser`] keeps (an enclave presents the same certificate,
+/// hence the same evidence, on every connection until it renews it).
+const EVIDENCE_CACHE_ENTRIES: usize = 8;
+
+/// A small cache of values derived from exact byte strings, evicting the oldest entry.
+///
+/// Sound only for pure functions of the bytes (and of settings fixed for the cache's owner):
+/// it holds the outcome of evidence *verification*, which reads no clock and depends only on the
+/// evidence and the appraiser's trust anchors. Every check that depends on time, the attestation
+/// result or the policy still runs on each connection.
+#[derive(Debug)]
+struct BoundedCache<V> {
+    capacity: usize,
+    entries: Mutex<VecDeque<(Vec<u8>, V)>>,
+}
+
+impl<V: Clone> BoundedCache<V> {
+    fn new(capacity: usize) -> Self {
+        BoundedCache {
+            capacity,
+            entries: Mutex::new(VecDeque::with_capacity(capacity)),
+        }
+    }
+
+    /// The value stored for exactly `key`.
+    fn get(&self, key: &[u8]) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .iter()
+            .find(|(k, _)| k.as_slice() == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Stores `value` for `key`, evicting the oldest entry when full.
+    fn insert(&self, key: &[u8], value: V) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.iter().any(|(k, _)| k.as_slice() == key) {
+            return;
+        }
+        while entries.len() >= self.capacity {
+            entries.pop_front();
+        }
+        entries.push_back((key.to_vec(), value));
+    }
 }
 
 /// A server certificate that passed every check of the client's mode. Only
@@ -169,6 +223,7 @@ impl Appraiser {
             policy,
             mode,
             anchors,
+            evidence_cache: BoundedCache::new(EVIDENCE_CACHE_ENTRIES),
         }
     }
 
@@ -215,15 +270,26 @@ impl Appraiser {
 
     /// `direct` mode: the embedded evidence verifies against the client's own anchors, is the
     /// evidence the result names, and meets the client's own reference values.
+    ///
+    /// The cryptographic verification (clock-free, a function of the bytes and this appraiser's
+    /// anchors only) is done once per distinct evidence and remembered; the checks against the
+    /// result and the policy run every time.
     fn appraise_certificate_evidence(
         &self,
         evidence_cbor: &[u8],
         result: &ResultClaims,
     ) -> Result<EvidenceClaims, AttestError> {
-        let evidence = Evidence::from_cbor(evidence_cbor)
-            .map_err(|e| AttestError::EvidenceInvalid(EvidenceFault::Decode(e)))?;
-        let verified = verify_evidence(&evidence, &self.anchors)
-            .map_err(|e| AttestError::EvidenceInvalid(EvidenceFault::Verify(e)))?;
+        let verified = match self.evidence_cache.get(evidence_cbor) {
+            Some(verified) => verified,
+            None => {
+                let evidence = Evidence::from_cbor(evidence_cbor)
+                    .map_err(|e| AttestError::EvidenceInvalid(EvidenceFault::Decode(e)))?;
+                let verified = verify_evidence(&evidence, &self.anchors)
+                    .map_err(|e| AttestError::EvidenceInvalid(EvidenceFault::Verify(e)))?;
+                self.evidence_cache.insert(evidence_cbor, verified.clone());
+                verified
+            }
+        };
         if !bool::from(verified.digest().ct_eq(&result.evidence_digest)) {
             return Err(AttestError::EvidenceMismatch);
         }
@@ -325,4 +391,57 @@ fn spki_of(cert_der: &[u8]) -> Result<Vec<u8>, AttestError> {
     let (_, cert) = X509Certificate::from_der(cert_der)
         .map_err(|_| AttestError::MissingExtension(certext::CertExtError::BadCertificate))?;
     Ok(cert.tbs_certificate.subject_pki.raw.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BoundedCache;
+
+    #[test]
+    fn cache_answers_only_for_the_exact_bytes() {
+        let cache = BoundedCache::new(4);
+        cache.insert(b"evidence-a", 1u32);
+        assert_eq!(cache.get(b"evidence-a"), Some(1));
+        assert_eq!(cache.get(b"evidence-b"), None);
+        assert_eq!(cache.get(b"evidence-"), None, "a prefix is another key");
+        assert_eq!(
+            cache.get(b"evidence-aa"),
+            None,
+            "an extension is another key"
+        );
+        assert_eq!(cache.get(b""), None);
+    }
+
+    #[test]
+    fn cache_stays_bounded_and_evicts_the_oldest() {
+        let cache = BoundedCache::new(3);
+        for i in 0u32..10 {
+            cache.insert(&i.to_be_bytes(), i);
+        }
+        assert_eq!(
+            cache
+                .entries
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len(),
+            3
+        );
+        for i in 0u32..7 {
+            assert_eq!(cache.get(&i.to_be_bytes()), None, "{i} was evicted");
+        }
+        for i in 7u32..10 {
+            assert_eq!(cache.get(&i.to_be_bytes()), Some(i));
+        }
+        // Re-inserting a present key neither duplicates nor evicts.
+        cache.insert(&9u32.to_be_bytes(), 99);
+        assert_eq!(cache.get(&7u32.to_be_bytes()), Some(7));
+        assert_eq!(cache.get(&9u32.to_be_bytes()), Some(9));
+    }
+
+    #[test]
+    fn zero_capacity_cache_keeps_nothing() {
+        let cache = BoundedCache::new(0);
+        cache.insert(b"x", 1u8);
+        assert_eq!(cache.get(b"x"), None);
+    }
 }

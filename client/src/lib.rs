@@ -9,7 +9,10 @@
 //!    key. The handshake signature proves the server holds that key.
 //! 2. **[`Mode::Direct`]** additionally verifies the raw evidence embedded in the certificate
 //!    against the client's own trust anchors and reference values, and that it is the evidence the
-//!    result was issued for.
+//!    result was issued for. The cryptographic verification of a given evidence (clock-free, a
+//!    function of its bytes and the client's anchors) is done once per client and remembered in a
+//!    small bounded cache keyed by the exact bytes; the result, expiry, policy and
+//!    evidence-to-result checks run on every connection.
 //! 3. **`fresh`** (the default, on top of either mode): after the handshake, `POST /v1/attestation`
 //!    with a random nonce returns evidence bound to this TLS session's exporter, which the client
 //!    computes itself; a relay or a replay from another session cannot match.

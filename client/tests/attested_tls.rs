@@ -329,6 +329,38 @@ async fn direct_mode_refuses_evidence_the_result_does_not_name() {
 }
 
 #[tokio::test]
+async fn direct_mode_appraises_every_connection_including_repeats() {
+    let world = World::new();
+    let honest = world.server(Knobs::default()).await;
+    let client = world.client(&honest, Mode::Direct, false);
+    let first = client.connect().await.unwrap();
+    let second = client.connect().await.unwrap();
+    assert!(second.claims().certificate_evidence.is_some());
+    assert_eq!(
+        first.claims().certificate_evidence,
+        second.claims().certificate_evidence,
+        "the same certificate evidence, verified for both connections"
+    );
+
+    // Evidence that verifies (and is remembered) but is not the evidence the result names is
+    // refused on every connection, not only on the first.
+    let swapped = world
+        .server(Knobs {
+            swap_certificate_evidence: true,
+            ..Knobs::default()
+        })
+        .await;
+    let client = world.client(&swapped, Mode::Direct, false);
+    for attempt in 0..3 {
+        let err = refusal(client.connect().await.unwrap_err());
+        assert!(
+            matches!(err, AttestError::EvidenceMismatch),
+            "attempt {attempt}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn direct_mode_refuses_evidence_from_untrusted_roots() {
     let err = refused(Knobs::default(), |w, s| {
         w.builder(s)

@@ -91,7 +91,7 @@ fn seal_inspect_unseal_roundtrip() {
         .collect();
     assert_eq!(names, ["config.json", "model.gguf", "tokenizer.json"]);
 
-    // The digest is SHA-256 of the bundle of the three files, in name order.
+    // The digest is BLAKE3-256 of the bundle of the three files, in name order.
     let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
     let (c, m, t) = (
         read("config.json"),
@@ -104,8 +104,9 @@ fn seal_inspect_unseal_roundtrip() {
         ("tokenizer.json", &t[..]),
     ])
     .unwrap();
-    let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, &plaintext));
+    let digest = hex::encode(sealed::model_digest(&plaintext));
     assert_eq!(sealed_json["model_digest"], digest.as_str());
+    assert_eq!(sealed_json["model_digest_alg"], "BLAKE3-256");
 
     // Key file: exactly 32 bytes, mode 0600, never printed.
     let meta = std::fs::metadata(&key_path).unwrap();
@@ -120,6 +121,7 @@ fn seal_inspect_unseal_roundtrip() {
     let inspected = ok_json(&run(&["model", "inspect", p(&out)]));
     assert_eq!(inspected["key_id"], "smollm2-v1");
     assert_eq!(inspected["model_digest"], digest.as_str());
+    assert_eq!(inspected["model_digest_alg"], "BLAKE3-256");
     assert_eq!(inspected["chunk_size"], 1024);
     assert_eq!(inspected["plaintext_len"], plaintext.len() as u64);
     assert!(inspected["chunks"].as_u64().unwrap() > 1);

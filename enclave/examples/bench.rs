@@ -1,9 +1,12 @@
-//! Prefill and decode speed of prepared bundles, plus the greedy golden answer.
+//! Prefill and decode speed of prepared bundles, native engine and candle side by side, plus the
+//! greedy golden answer.
 //!
 //! cargo run --release -p confidant-enclave --example bench -- BUNDLE_DIR... [--runs N]
+//!     [--threads 1,2] [--backends native,candle]
 //!
-//! Per bundle: one forward over a 128-token prompt (prefill) and 64 single-token greedy steps
-//! (decode, stop tokens ignored), medians over N runs (default 5).
+//! Per bundle, backend and thread count: one forward over a 128-token prompt (prefill) and 64
+//! single-token greedy steps (decode, stop tokens ignored), medians over N runs (default 5).
+//! candle runs inside a rayon pool of the given size (it uses rayon's current pool).
 #![forbid(unsafe_code)]
 
 use std::ops::ControlFlow;
@@ -11,10 +14,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use candle_core::{Device, Tensor};
-use confidant_enclave::model::bundle::{BundleFiles, load_tokenizer, load_weights};
+use confidant_enclave::model::bundle::{BundleFiles, load_tokenizer};
 use confidant_enclave::model::{
-    ChatMessage, Engine, GenerateRequest, ModelConfig, Prompt, Role, SamplingParams,
+    Backend, ChatMessage, Engine, EngineOptions, GenerateRequest, ModelConfig, Prompt, Role,
+    SamplingParams,
 };
 
 const PREFILL: usize = 128;
@@ -23,25 +26,42 @@ const DECODE: usize = 64;
 fn main() -> anyhow::Result<()> {
     let mut dirs = Vec::new();
     let mut runs = 5usize;
+    let mut threads = vec![1usize, 2];
+    let mut backends = vec![Backend::Native, Backend::Candle];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "--runs" {
-            runs = args.next().context("--runs N")?.parse()?;
-        } else {
-            dirs.push(PathBuf::from(a));
+        match a.as_str() {
+            "--runs" => runs = args.next().context("--runs N")?.parse()?,
+            "--threads" => {
+                threads = args
+                    .next()
+                    .context("--threads N,M")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--backends" => {
+                backends = args
+                    .next()
+                    .context("--backends native,candle")?
+                    .split(',')
+                    .map(|b| match b {
+                        "native" => Ok(Backend::Native),
+                        "candle" => Ok(Backend::Candle),
+                        other => bail!("unknown backend {other}"),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            _ => dirs.push(PathBuf::from(a)),
         }
     }
-    if dirs.is_empty() {
-        bail!("usage: bench BUNDLE_DIR... [--runs N]");
+    if dirs.is_empty() || runs == 0 {
+        bail!("usage: bench BUNDLE_DIR... [--runs N] [--threads 1,2] [--backends native,candle]");
     }
     for dir in dirs {
         let b = BundleFiles::read_dir(&dir).with_context(|| dir.display().to_string())?;
         let config = ModelConfig::from_json(&b.config_json)?;
         let tok = load_tokenizer(&b.tokenizer_json)?;
-        let t = Instant::now();
-        let weights = load_weights(&b.weights, &config)?;
-        let load = t.elapsed();
-
         let text = "The quick brown fox jumps over the lazy dog. ".repeat(40);
         let enc = tok
             .encode(text.as_str(), false)
@@ -50,48 +70,70 @@ fn main() -> anyhow::Result<()> {
         if prompt.len() != PREFILL {
             bail!("prompt too short");
         }
-
-        let mut prefill = Vec::new();
-        let mut decode = Vec::new();
-        for _ in 0..runs {
-            let mut m = weights.clone();
-            let input = Tensor::new(prompt.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
-            let t = Instant::now();
-            let mut logits = m.forward(&input, 0)?;
-            prefill.push(PREFILL as f64 / t.elapsed().as_secs_f64());
-            let t = Instant::now();
-            for i in 0..DECODE {
-                let next = logits.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
-                let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
-                logits = m.forward(&input, PREFILL + i)?;
-            }
-            decode.push(DECODE as f64 / t.elapsed().as_secs_f64());
-        }
-
-        let engine = Engine::load(&b.weights, &b.tokenizer_json, &b.config_json)?;
-        let out = engine.generate(
-            &GenerateRequest {
-                prompt: Prompt::Chat(vec![ChatMessage::new(
-                    Role::User,
-                    "What is the capital of France?",
-                )]),
-                params: SamplingParams::greedy(32),
-            },
-            |_| ControlFlow::Continue(()),
-        )?;
         println!(
-            "{}: weights {} MB ({}), load {:.2} s, prefill {:.1} tok/s, decode {:.1} tok/s \
-             (medians of {runs}); greedy France: {:?}",
+            "{}: weights {} MB ({})",
             dir.display(),
             b.weights.len() >> 20,
-            config.confidant.weights_format,
-            load.as_secs_f64(),
-            median(&mut prefill),
-            median(&mut decode),
-            out.text
+            config.confidant.weights_format
         );
+        for &backend in &backends {
+            for &n in &threads {
+                let t = Instant::now();
+                let engine = Engine::load_with(
+                    &b.weights,
+                    &b.tokenizer_json,
+                    &b.config_json,
+                    EngineOptions {
+                        backend,
+                        threads: n,
+                    },
+                )?;
+                let load = t.elapsed();
+                // candle uses rayon's current pool; the native engine its own.
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build()?;
+                let (prefill, decode, answer) = pool.install(|| -> anyhow::Result<_> {
+                    let mut prefill = Vec::new();
+                    let mut decode = Vec::new();
+                    for _ in 0..runs {
+                        let mut s = engine.session(PREFILL + DECODE);
+                        let t = Instant::now();
+                        let mut logits = s.feed(&prompt)?;
+                        prefill.push(PREFILL as f64 / t.elapsed().as_secs_f64());
+                        let t = Instant::now();
+                        for _ in 0..DECODE {
+                            let next = argmax(&logits);
+                            logits = s.feed(&[next])?;
+                        }
+                        decode.push(DECODE as f64 / t.elapsed().as_secs_f64());
+                    }
+                    let out = engine.generate(
+                        &GenerateRequest {
+                            prompt: Prompt::Chat(vec![ChatMessage::new(
+                                Role::User,
+                                "What is the capital of France?",
+                            )]),
+                            params: SamplingParams::greedy(32),
+                        },
+                        |_| ControlFlow::Continue(()),
+                    )?;
+                    Ok((median(&mut prefill), median(&mut decode), out.text))
+                })?;
+                println!(
+                    "  {backend:?} threads {n}: load {:.2} s, prefill {prefill:.1} tok/s, \
+                     decode {decode:.1} tok/s (medians of {runs}); greedy France: {answer:?}",
+                    load.as_secs_f64(),
+                );
+            }
+        }
     }
     Ok(())
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i as u32)
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -19,11 +19,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use confidant_attestation::binding::{Binding, BindingInput, Purpose};
 use confidant_attestation::keywrap::{WrapError, WrapKeyPair, WrappedKey, wrap_info};
 use confidant_attestation::result::{ResultError, ResultVerifier, Status, VerifiedResult};
-use confidant_attestation::sealed::{SealError, SealedHeader, UnsealedModel, unseal};
+use confidant_attestation::sealed::{SealError, SealedHeader, UnsealedModel, unseal_from_reader};
 use confidant_attestation::wire::AttestRequest;
 use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
-use zeroize::Zeroizing;
 
 use crate::config::{Config, LimitsConfig};
 use crate::keys::{TlsIdentity, sha256};
@@ -339,15 +338,17 @@ pub fn release_model(
     let info = wrap_info(&result_digest, &key_id);
     let key = wrap.unwrap(&wrapped, &info)?;
     drop(wrap);
-    // The ciphertext may be read into ordinary memory; the plaintext only ever lives in the
-    // zeroizing buffer `unseal` allocates.
-    let sealed = Zeroizing::new(std::fs::read(sealed_path).map_err(|source| BootError::Io {
+    // Streamed: each ciphertext chunk is read straight into its place in the zeroizing
+    // plaintext buffer and decrypted there, so the whole ciphertext is never in memory (peak ≈
+    // the model's size). The length is checked against the header before anything is allocated.
+    let io = |source| BootError::Io {
         path: sealed_path.to_path_buf(),
         source,
-    })?);
-    let unsealed = unseal(&sealed, &key)?;
+    };
+    let file = std::fs::File::open(sealed_path).map_err(io)?;
+    let sealed_len = file.metadata().map_err(io)?.len();
+    let unsealed = unseal_from_reader(file, sealed_len, &key)?;
     drop(key);
-    drop(sealed);
     unsealed.header().expect_key_id(&key_id)?;
     if *unsealed.digest() != result.claims().model_digest {
         return Err(BootError::DigestMismatch);

@@ -7,6 +7,38 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+/// How long each boot phase took, from [`crate::supervisor::Enclave::start`] until the API
+/// listens. Durations only: nothing about the model, the key or the verifier's answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BootTimings {
+    /// Local preparation: configuration files, TLS key generation, TEE device, verifier client.
+    pub prepare: Duration,
+    /// Key-release attestation until accepted (challenge → evidence → `/v1/attest` → result and
+    /// certificate checked), retries and backoff included.
+    pub attestation: Duration,
+    /// Key unwrap (HPKE), reading and decrypting the sealed model, checking its digest.
+    pub unseal: Duration,
+    /// Building the engine from the unsealed bundle (weights, tokenizer).
+    pub model_load: Duration,
+    /// Opening the listener with the attested certificate.
+    pub listen: Duration,
+    /// Start to serving (at least the sum of the phases above).
+    pub total: Duration,
+}
+
+impl BootTimings {
+    /// The phases with their metric label, in boot order.
+    pub fn phases(&self) -> [(&'static str, Duration); 5] {
+        [
+            ("prepare", self.prepare),
+            ("attestation", self.attestation),
+            ("unseal", self.unseal),
+            ("model_load", self.model_load),
+            ("listen", self.listen),
+        ]
+    }
+}
+
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 11] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
@@ -44,6 +76,7 @@ pub struct Metrics {
     unseals: AtomicU64,
     serving: AtomicI64,
     cert_not_after: AtomicU64,
+    boot: Mutex<Option<BootTimings>>,
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K, by: u64) {
@@ -115,6 +148,16 @@ impl Metrics {
     pub fn set_serving(&self, serving: bool, cert_not_after: u64) {
         self.serving.store(i64::from(serving), Ordering::Relaxed);
         self.cert_not_after.store(cert_not_after, Ordering::Relaxed);
+    }
+
+    /// Records how long boot took (once serving starts).
+    pub fn set_boot(&self, timings: BootTimings) {
+        *self.boot.lock().unwrap_or_else(|e| e.into_inner()) = Some(timings);
+    }
+
+    /// The boot phase durations, once the enclave served.
+    pub fn boot(&self) -> Option<BootTimings> {
+        *self.boot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -242,6 +285,21 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {value}");
         }
+        if let Some(boot) = self.boot() {
+            let name = "confidant_boot_phase_seconds";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Duration of each boot phase (start to serving)."
+            );
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (phase, d) in boot.phases() {
+                let _ = writeln!(out, "{name}{{phase=\"{phase}\"}} {:.6}", d.as_secs_f64());
+            }
+            let name = "confidant_boot_seconds";
+            let _ = writeln!(out, "# HELP {name} Start to serving.");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {:.6}", boot.total.as_secs_f64());
+        }
         out
     }
 }
@@ -280,5 +338,28 @@ mod tests {
         assert!(text.contains("le=\"0.01\"} 0"));
         assert!(text.contains("confidant_rejections_total{code=\"rate_limited\"} 1"));
         assert!(text.contains("confidant_completion_tokens_total 7"));
+        assert!(
+            !text.contains("confidant_boot_seconds"),
+            "no boot timings before boot ended"
+        );
+    }
+
+    #[test]
+    fn renders_boot_phases() {
+        let m = Metrics::default();
+        m.set_boot(BootTimings {
+            prepare: Duration::from_millis(1),
+            attestation: Duration::from_millis(20),
+            unseal: Duration::from_millis(300),
+            model_load: Duration::from_millis(400),
+            listen: Duration::from_micros(500),
+            total: Duration::from_millis(800),
+        });
+        let text = m.render();
+        assert!(text.contains("confidant_boot_phase_seconds{phase=\"attestation\"} 0.020000"));
+        assert!(text.contains("confidant_boot_phase_seconds{phase=\"unseal\"} 0.300000"));
+        assert!(text.contains("confidant_boot_phase_seconds{phase=\"model_load\"} 0.400000"));
+        assert!(text.contains("confidant_boot_phase_seconds{phase=\"listen\"} 0.000500"));
+        assert!(text.contains("confidant_boot_seconds 0.800000"));
     }
 }

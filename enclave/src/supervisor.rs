@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use confidant_service::ratelimit::{RateLimitConfigError, SystemClock};
 use confidant_service::secrets::SecretError;
@@ -23,7 +23,7 @@ use crate::boot::{
 use crate::config::{BootConfig, Config};
 use crate::keys::{KeyGenError, TlsIdentity};
 use crate::limits::{AnomalyDetector, GenerationQueue};
-use crate::metrics::Metrics;
+use crate::metrics::{BootTimings, Metrics};
 use crate::tee::{Tee, TeeError};
 use crate::verifier_client::{VerifierClient, VerifierError};
 
@@ -99,6 +99,7 @@ impl Enclave {
     /// Prepares everything local (keys, TEE, verifier client, sealed header, auth) and starts the
     /// supervisor. Returns once the supervisor runs; serving starts after key release.
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        let started = Instant::now();
         let config = Arc::new(config);
         let cfg = config.clone();
         let prepared = tokio::task::spawn_blocking(move || prepare(&cfg))
@@ -114,7 +115,17 @@ impl Enclave {
             last_failure: Mutex::new(None),
         });
         let token = CancellationToken::new();
-        let task = tokio::spawn(supervise(config, prepared, shared.clone(), token.clone()));
+        let clock = BootClock {
+            started,
+            prepared: started.elapsed(),
+        };
+        let task = tokio::spawn(supervise(
+            config,
+            prepared,
+            clock,
+            shared.clone(),
+            token.clone(),
+        ));
         Ok(Self {
             shared,
             token,
@@ -133,6 +144,11 @@ impl Enclave {
 
     pub fn metrics(&self) -> Arc<Metrics> {
         self.shared.metrics.clone()
+    }
+
+    /// How long each boot phase took, once serving started.
+    pub fn boot_timings(&self) -> Option<BootTimings> {
+        self.shared.metrics.boot()
     }
 
     /// Attestation attempts so far (boot and renewals).
@@ -171,6 +187,13 @@ impl Enclave {
         self.token.cancel();
         self.wait().await
     }
+}
+
+/// When boot started, and how long local preparation took.
+#[derive(Debug, Clone, Copy)]
+struct BootClock {
+    started: Instant,
+    prepared: Duration,
 }
 
 struct Prepared {
@@ -228,10 +251,11 @@ fn prepare(config: &Arc<Config>) -> Result<Prepared, StartError> {
 async fn supervise(
     config: Arc<Config>,
     prepared: Prepared,
+    clock: BootClock,
     shared: Arc<Shared>,
     token: CancellationToken,
 ) -> Result<(), BootError> {
-    let result = run(config, prepared, &shared, &token).await;
+    let result = run(config, prepared, clock, &shared, &token).await;
     match &result {
         Ok(()) => shared.set_phase(Phase::Stopped),
         Err(e) => {
@@ -246,6 +270,7 @@ async fn supervise(
 async fn run(
     config: Arc<Config>,
     prepared: Prepared,
+    clock: BootClock,
     shared: &Arc<Shared>,
     token: &CancellationToken,
 ) -> Result<(), BootError> {
@@ -257,17 +282,23 @@ async fn run(
         rate,
     } = prepared;
     let boot = config.boot;
+    let attest_started = Instant::now();
     let Some(first) = attest_until(&attestor, shared, &boot, None, token).await else {
         return Ok(());
     };
+    let attestation_time = attest_started.elapsed();
 
     shared.set_phase(Phase::Loading);
     shared.metrics.unsealed();
     let sealed_path = config.sealed_model.clone();
     let limits = config.limits;
-    let (model, summary) = tokio::task::spawn_blocking(move || {
+    let (model, summary, unseal_time, load_time) = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
         let (released, summary) = release_model(first, &sealed_path)?;
-        Ok::<_, BootError>((load_engine(released, &limits)?, summary))
+        let unseal_time = t.elapsed();
+        let t = Instant::now();
+        let model = load_engine(released, &limits)?;
+        Ok::<_, BootError>((model, summary, unseal_time, t.elapsed()))
     })
     .await
     .map_err(|e| BootError::Task(e.to_string()))??;
@@ -320,6 +351,7 @@ async fn run(
         ..ServeOptions::default()
     };
     shared.serving.store(true, Ordering::Release);
+    let listen_started = Instant::now();
     let handle = confidant_service::serve(
         config.server.listen,
         Arc::new(tls_config),
@@ -328,10 +360,30 @@ async fn run(
     )
     .await
     .map_err(serve_task)?;
+    let timings = BootTimings {
+        prepare: clock.prepared,
+        attestation: attestation_time,
+        unseal: unseal_time,
+        model_load: load_time,
+        listen: listen_started.elapsed(),
+        total: clock.started.elapsed(),
+    };
+    metrics.set_boot(timings);
     let _ = shared.local_addr.set(handle.local_addr());
     metrics.set_serving(true, not_after);
     shared.set_phase(Phase::Serving);
-    tracing::info!(addr = %handle.local_addr(), not_after, "serving");
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    tracing::info!(
+        addr = %handle.local_addr(),
+        not_after,
+        prepare_ms = ms(timings.prepare),
+        attestation_ms = ms(timings.attestation),
+        unseal_ms = ms(timings.unseal),
+        model_load_ms = ms(timings.model_load),
+        listen_ms = ms(timings.listen),
+        boot_ms = ms(timings.total),
+        "serving"
+    );
 
     loop {
         let renew_at = renewal_time(received, not_after, boot.renew_at);

@@ -107,11 +107,23 @@ async fn serves_only_after_key_release_and_speaks_openai() {
     assert_eq!(e.last_failure(), Some("verifier_refused"));
     assert_eq!(e.local_addr(), None);
     assert_eq!(e.metrics().unseal_count(), 0);
+    assert_eq!(e.boot_timings(), None, "no boot timings before serving");
 
     v.allow(&this_measurement());
     v.import_key();
     let addr = wait_serving(&e).await;
     assert_eq!(e.metrics().unseal_count(), 1);
+    // Boot phase timings: every phase measured, together no more than start → serving.
+    let boot = e.boot_timings().expect("boot timings once serving");
+    let phases: Duration = boot.phases().iter().map(|(_, d)| *d).sum();
+    assert!(phases <= boot.total, "{boot:?}");
+    for (phase, d) in [
+        ("attestation", boot.attestation),
+        ("unseal", boot.unseal),
+        ("model_load", boot.model_load),
+    ] {
+        assert!(d > Duration::ZERO, "{phase} not measured: {boot:?}");
+    }
     assert_eq!(v.audit_reasons().last(), Some(&None));
 
     let c = Client::new(addr, &v.ca_pem());
@@ -290,6 +302,27 @@ async fn serves_only_after_key_release_and_speaks_openai() {
     );
     assert!(m.contains("confidant_completion_tokens_total"));
     assert!(m.contains("confidant_serving 1"));
+    let gauge = |line: &str| -> f64 { line.rsplit(' ').next().unwrap().parse().unwrap() };
+    let phase_lines: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("confidant_boot_phase_seconds{phase="))
+        .collect();
+    let labels: Vec<&str> = phase_lines
+        .iter()
+        .map(|l| l.split('"').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        ["prepare", "attestation", "unseal", "model_load", "listen"]
+    );
+    let total = gauge(
+        m.lines()
+            .find(|l| l.starts_with("confidant_boot_seconds "))
+            .expect("confidant_boot_seconds"),
+    );
+    let sum: f64 = phase_lines.iter().map(|l| gauge(l)).sum();
+    // Printed with 6 decimals: allow their rounding, nothing more.
+    assert!(sum <= total + 5e-6, "phases {sum} s > total {total} s");
     assert!(!m.contains("France") && !m.contains("Paris") && !m.contains("alice"));
 
     e.shutdown().await.unwrap();

@@ -39,7 +39,18 @@ allow_dev = true
     )
 }
 
-pub(crate) fn enclave_toml(sealed: &Path, dev_pki: &Path, verifier: SocketAddr) -> String {
+pub(crate) fn enclave_toml(
+    sealed: &Path,
+    dev_pki: &Path,
+    verifier: SocketAddr,
+    opts: &StackOptions,
+) -> String {
+    let rate_limit = if opts.unlimited_rate {
+        "\n[rate_limit]\nrequests = { per_second = 1e9, burst = 1000000000 }\n\
+         tokens = { per_second = 1e9, burst = 1000000000 }\n"
+    } else {
+        ""
+    };
     format!(
         r#"model_id = "{MODEL_ID}"
 sealed_model = "{sealed}"
@@ -68,7 +79,11 @@ verification_keys = {{ file = "verifier/secrets/jwt-verify.jwk" }}
 [boot]
 retry_initial_ms = 100
 retry_max_ms = 1000
-"#,
+
+# Four generations at once (the benchmark's concurrent streams).
+[limits]
+max_concurrent = 4
+{rate_limit}"#,
         sealed = sealed.display(),
         pki = dev_pki.display(),
     )

@@ -278,6 +278,9 @@ pub struct StackOptions {
     pub result_validity_secs: Option<u64>,
     /// Further SEV-SNP measurements the verifier's policy allows for the model (second enclaves).
     pub extra_measurements: Vec<[u8; 48]>,
+    /// Lifts the enclave's per-principal request and token budgets (`[rate_limit]`) far above
+    /// what a benchmark reaches, so that it measures the server rather than its limiter.
+    pub unlimited_rate: bool,
 }
 
 /// A verifier and an enclave (simulated SEV-SNP) from the real binaries, on loopback.
@@ -381,7 +384,7 @@ impl Stack {
         let enclave_config = dir.path().join("enclave.toml");
         std::fs::write(
             &enclave_config,
-            enclave_toml(&model.path, &dev_pki, verifier_addr),
+            enclave_toml(&model.path, &dev_pki, verifier_addr, &opts),
         )
         .unwrap();
         let mut cmd = Command::new(&bins.enclave);

@@ -63,6 +63,14 @@ pub fn load_weights(weights: &[u8], config: &ModelConfig) -> Result<ModelWeights
     ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).map_err(ModelError::Weights)
 }
 
+/// Parses the GGUF header in `weights` and checks that its shape matches `config`.
+pub fn read_gguf(weights: &[u8], config: &ModelConfig) -> Result<gguf_file::Content, ModelError> {
+    let content =
+        gguf_file::Content::read(&mut Cursor::new(weights)).map_err(ModelError::Weights)?;
+    check_shape(&content, config)?;
+    Ok(content)
+}
+
 fn check_shape(content: &gguf_file::Content, config: &ModelConfig) -> Result<(), ModelError> {
     let arch = meta_str(content, "general.architecture")?;
     if arch != "llama" {

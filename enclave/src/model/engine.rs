@@ -1,9 +1,12 @@
 //! The inference engine: one set of weights, any number of concurrent generations.
 //!
-//! candle's `quantized_llama::ModelWeights` keeps its KV cache inside the struct, so each
-//! generation works on its own clone. The clone is shallow: every weight is an `Arc`-backed
-//! `QTensor`/`Tensor`, so clones share the weights and only the per-request KV cache and mask
-//! cache are new (the `clone_shares_weights` test checks the process does not grow).
+//! Two backends compute the forward pass:
+//! - [`Backend::Native`] (default): the engine's own Llama forward pass (`native.rs`): GGUF
+//!   weights used in place, `f32` activations, products split across the engine's thread pool.
+//!   Each generation owns a KV cache; the weights are shared.
+//! - [`Backend::Candle`]: candle's `quantized_llama`, kept as the reference the native engine is
+//!   tested against. Its `ModelWeights` keeps the KV cache inside the struct, so each generation
+//!   works on a shallow clone (every weight is `Arc`-backed).
 
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -12,10 +15,11 @@ use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
 use tokenizers::Tokenizer;
 
-use super::bundle::{load_tokenizer, load_weights};
+use super::bundle::{load_tokenizer, load_weights, read_gguf};
 use super::chat::{ChatEncoder, ChatMessage};
 use super::config::ModelConfig;
 use super::error::ModelError;
+use super::native::{KvCache, Model};
 use super::sampling::{Sampler, SamplingParams};
 use super::stream::TextAssembler;
 
@@ -97,10 +101,57 @@ pub struct EngineLimits {
     pub max_tokens: usize,
 }
 
+/// Which implementation runs the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The engine's own kernels (default).
+    Native,
+    /// candle's `quantized_llama` (the reference).
+    Candle,
+}
+
+/// How to load the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    pub backend: Backend,
+    /// Worker threads of the native backend (candle uses rayon's global pool).
+    pub threads: usize,
+}
+
+impl EngineOptions {
+    /// The native backend on all available cores, unless the environment says otherwise:
+    /// `CONFIDANT_ENGINE=candle|native` picks the backend, `CONFIDANT_ENGINE_THREADS=N` the
+    /// thread count. Debug builds too: the root manifest optimises the kernels crate in the dev
+    /// profile.
+    pub fn from_env() -> Self {
+        let backend = match std::env::var("CONFIDANT_ENGINE").as_deref() {
+            Ok("candle") => Backend::Candle,
+            Ok("native") => Backend::Native,
+            _ => Backend::Native,
+        };
+        let threads = std::env::var("CONFIDANT_ENGINE_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(default_threads);
+        Self { backend, threads }
+    }
+}
+
+/// The machine's available cores.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+enum Weights {
+    Native(Box<Model>),
+    Candle(Box<ModelWeights>),
+}
+
 /// A loaded model. Share it as `Arc<Engine>`; [`Engine::generate`] takes `&self`, is
 /// synchronous and CPU-bound (run it on a blocking thread).
 pub struct Engine {
-    weights: ModelWeights,
+    weights: Weights,
     tokenizer: Tokenizer,
     chat: ChatEncoder,
     config: ModelConfig,
@@ -112,6 +163,8 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("model", &self.config.confidant.model_name)
+            .field("backend", &self.backend())
+            .field("threads", &self.threads())
             .field("context_length", &self.context_length)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
@@ -119,11 +172,27 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Loads a model from the bundle's three files, all in memory.
+    /// Loads a model from the bundle's three files, all in memory, with
+    /// [`EngineOptions::from_env`].
     pub fn load(
         weights: &[u8],
         tokenizer_json: &[u8],
         config_json: &[u8],
+    ) -> Result<Self, ModelError> {
+        Self::load_with(
+            weights,
+            tokenizer_json,
+            config_json,
+            EngineOptions::from_env(),
+        )
+    }
+
+    /// Loads a model from the bundle's three files with the given backend and threads.
+    pub fn load_with(
+        weights: &[u8],
+        tokenizer_json: &[u8],
+        config_json: &[u8],
+        options: EngineOptions,
     ) -> Result<Self, ModelError> {
         let started = Instant::now();
         let config = ModelConfig::from_json(config_json)?;
@@ -147,12 +216,30 @@ impl Engine {
             ));
         }
         let chat = ChatEncoder::new(&tokenizer)?;
-        let weights = load_weights(weights, &config)?;
-        // candle's llama precomputes RoPE tables for MAX_SEQ_LEN positions only.
+        let weights = match options.backend {
+            Backend::Candle => Weights::Candle(Box::new(load_weights(weights, &config)?)),
+            Backend::Native => {
+                let content = read_gguf(weights, &config)?;
+                Weights::Native(Box::new(Model::load(
+                    &content,
+                    weights,
+                    &config,
+                    options.threads,
+                )?))
+            }
+        };
+        // candle's llama precomputes RoPE tables for MAX_SEQ_LEN positions only; the native
+        // backend keeps the same limit (the KV cache of a full context is ~190 MB).
         let context_length = config.max_position_embeddings.min(MAX_SEQ_LEN);
+        let threads = match &weights {
+            Weights::Native(m) => m.threads(),
+            Weights::Candle(_) => rayon::current_num_threads(),
+        };
         tracing::info!(
             model = %config.confidant.model_name,
             weights_format = %config.confidant.weights_format,
+            backend = ?options.backend,
+            threads,
             context_length,
             load_ms = started.elapsed().as_millis() as u64,
             "model loaded"
@@ -194,6 +281,34 @@ impl Engine {
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.weights {
+            Weights::Native(_) => Backend::Native,
+            Weights::Candle(_) => Backend::Candle,
+        }
+    }
+
+    /// Threads a forward pass uses (candle: rayon's global pool).
+    pub fn threads(&self) -> usize {
+        match &self.weights {
+            Weights::Native(m) => m.threads(),
+            Weights::Candle(_) => rayon::current_num_threads(),
+        }
+    }
+
+    /// A fresh generation state (KV cache) with room for `positions` positions.
+    pub fn session(&self, positions: usize) -> Session<'_> {
+        let state = match &self.weights {
+            Weights::Native(m) => State::Native(m.new_cache(positions)),
+            Weights::Candle(w) => State::Candle(w.clone()),
+        };
+        Session {
+            engine: self,
+            state,
+            pos: 0,
+        }
     }
 
     /// The tokens `prompt` is fed to the model as.
@@ -239,14 +354,14 @@ impl Engine {
         }
 
         let started = Instant::now();
-        let mut model = self.weights.clone();
+        let mut session = self.session(prompt.len() + params.max_tokens);
         let mut sampler = Sampler::new(params);
         let mut text_out = TextAssembler::new(&self.tokenizer, &params.stop);
         let stop_ids = &self.config.confidant.stop_token_ids;
         let mut text = String::new();
         let mut completion_tokens = 0;
 
-        let mut logits = forward(&mut model, &prompt, 0)?;
+        let mut logits = session.feed(&prompt)?;
         let prefill = started.elapsed();
         let finish_reason = loop {
             let id = sampler.sample(&logits)?;
@@ -269,7 +384,7 @@ impl Engine {
             if completion_tokens >= params.max_tokens {
                 break FinishReason::Length;
             }
-            logits = forward(&mut model, &[id], prompt.len() + completion_tokens - 1)?;
+            logits = session.feed(&[id])?;
         };
         let rest = text_out.finish();
         if !rest.is_empty() {
@@ -297,8 +412,62 @@ impl Engine {
     }
 }
 
-/// Runs `tokens` (at positions `pos..`) through the model; returns the last position's logits.
-fn forward(model: &mut ModelWeights, tokens: &[u32], pos: usize) -> Result<Vec<f32>, ModelError> {
+/// One generation's state: the positions fed so far and their keys and values.
+pub struct Session<'e> {
+    engine: &'e Engine,
+    state: State,
+    pos: usize,
+}
+
+enum State {
+    Native(KvCache),
+    Candle(Box<ModelWeights>),
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("pos", &self.pos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session<'_> {
+    /// Positions fed so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Feeds `tokens` (one forward pass over all of them); returns the logits of the last one.
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        if self.pos + tokens.len() > self.engine.context_length {
+            return Err(ModelError::ContextOverflow {
+                prompt_tokens: self.pos + tokens.len(),
+                max_tokens: 0,
+                context_length: self.engine.context_length,
+            });
+        }
+        let logits = match (&mut self.state, &self.engine.weights) {
+            (State::Native(cache), Weights::Native(model)) => model.forward(tokens, cache)?,
+            (State::Candle(model), _) => candle_forward(model, tokens, self.pos)?,
+            (State::Native(_), Weights::Candle(_)) => {
+                return Err(ModelError::Inconsistent(
+                    "session of another backend".into(),
+                ));
+            }
+        };
+        self.pos += tokens.len();
+        Ok(logits)
+    }
+}
+
+/// Runs `tokens` (at positions `pos..`) through candle's model; returns the last position's
+/// logits.
+fn candle_forward(
+    model: &mut ModelWeights,
+    tokens: &[u32],
+    pos: usize,
+) -> Result<Vec<f32>, ModelError> {
     let input = Tensor::new(tokens, &Device::Cpu)
         .and_then(|t| t.unsqueeze(0))
         .map_err(ModelError::Inference)?;

@@ -52,6 +52,9 @@ pub enum ModelError {
     /// Decoding generated tokens failed.
     #[error("output decoding failed")]
     Decode(#[source] TokenizerError),
+    /// The engine's worker threads could not be started.
+    #[error("engine threads: {0}")]
+    Threads(String),
     /// The forward pass failed.
     #[error("inference failed")]
     Inference(#[source] candle_core::Error),

@@ -8,6 +8,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 mod gguf_tokenizer;
+mod native;
 pub mod prepare;
 pub mod sampling;
 mod stream;
@@ -16,7 +17,8 @@ pub use bundle::BundleFiles;
 pub use chat::{ChatMessage, Role};
 pub use config::ModelConfig;
 pub use engine::{
-    Engine, EngineLimits, FinishReason, GenerateRequest, GenerationOutput, Prompt, TokenEvent,
+    Backend, Engine, EngineLimits, EngineOptions, FinishReason, GenerateRequest, GenerationOutput,
+    Prompt, Session, TokenEvent, default_threads,
 };
 pub use error::ModelError;
 pub use sampling::SamplingParams;

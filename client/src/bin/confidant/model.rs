@@ -170,6 +170,7 @@ fn seal(args: SealArgs) -> Result<serde_json::Value> {
     Ok(serde_json::json!({
         "key_id": header.key_id,
         "model_digest": hex::encode(header.model_digest),
+        "model_digest_alg": sealed::MODEL_DIGEST_ALG,
         "manifest_digest": hex::encode(header.manifest_digest),
         "plaintext_len": header.plaintext_len,
         "sealed_len": header.sealed_len(),
@@ -296,6 +297,7 @@ fn inspect(path: &Path) -> Result<serde_json::Value> {
         "version": header.version,
         "key_id": header.key_id,
         "model_digest": hex::encode(header.model_digest),
+        "model_digest_alg": sealed::MODEL_DIGEST_ALG,
         "manifest_digest": hex::encode(header.manifest_digest),
         "chunk_size": header.chunk_size,
         "chunks": header.chunk_count(),
