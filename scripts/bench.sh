@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Benchmarks: what attestation costs, each figure against a baseline measured in the same run.
 #
-# Usage: scripts/bench.sh [--quick] [--json]
-#   --quick  shorter measurement windows (under two minutes after the build)
-#   --json   print one JSON object {figure: {value, unit, baseline, ratio}} on stdout
-#            (the human-readable table always goes to stderr)
+# Usage: scripts/bench.sh [--quick] [--json] [--only LIST]
+#   --quick      shorter measurement windows
+#   --json       print one JSON object {figure: {value, unit, baseline, ratio}} on stdout
+#                (the human-readable table always goes to stderr)
+#   --only LIST  comma-separated figures: verify,unseal,attest,handshake,generate,coldstart
 #
 # Builds `confidant-bench` in release mode (--locked), fetches/verifies the model bundle (cached by
 # digest, see docs/model.md), then runs every figure. See BENCHMARKS.md for method and results.
@@ -13,15 +14,22 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
+usage() {
+    echo "usage: scripts/bench.sh [--quick] [--json] [--only verify,unseal,attest,handshake,generate,coldstart]" >&2
+    exit 2
+}
 args=()
-for a in "$@"; do
-    case "$a" in
-        --quick | --json) args+=("$a") ;;
-        *)
-            echo "usage: scripts/bench.sh [--quick] [--json]" >&2
-            exit 2
+while (($#)); do
+    case "$1" in
+        --quick | --json) args+=("$1") ;;
+        --only)
+            [[ $# -ge 2 && "$2" =~ ^[a-z,]+$ ]] || usage
+            args+=("$1" "$2")
+            shift
             ;;
+        *) usage ;;
     esac
+    shift
 done
 
 echo "bench: building (release, --locked)" >&2
