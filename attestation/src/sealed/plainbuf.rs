@@ -59,6 +59,24 @@ impl Drop for PlainBuf {
 mod tests {
     use super::*;
 
+    /// The plaintext mapping carries `dd` (don't dump) in its `VmFlags`.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn excluded_from_core_dumps() {
+        let b = PlainBuf::new(3 * 4096 + 5).unwrap();
+        let start = format!("{:x}-", b.as_ptr() as usize);
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&start));
+        assert!(lines.next().is_some(), "mapping not found in smaps");
+        let flags = lines
+            .find(|l| l.starts_with("VmFlags:"))
+            .expect("VmFlags line");
+        assert!(
+            flags.split_whitespace().any(|f| f == "dd"),
+            "not marked MADV_DONTDUMP: {flags}"
+        );
+    }
+
     #[test]
     fn zeroed_and_writable() {
         for len in [0, 1, 4097] {
