@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Installs the llama.cpp baseline of figure 5: `llama-cpp-python` (pinned) from PyPI into a venv in
-# the model cache, building llama.cpp from source for this CPU (GGML_NATIVE, no BLAS, no GPU).
+# the model cache, building llama.cpp from source for this CPU (no BLAS, no GPU): every x86 SIMD
+# extension llama.cpp has kernels for and /proc/cpuinfo lists (AVX2, FMA, F16C, AVX-VNNI,
+# AVX-512 and its VNNI/VBMI/BF16 parts) is switched on, AMX is not. (`GGML_NATIVE` would enable
+# AMX wherever the CPU advertises it, and on VMs that advertise AMX without granting the tile
+# state llama.cpp dies with SIGILL on its first tile load.) The venv's name carries a hash of
+# the build flags, so a machine with different extensions gets its own build.
 #
 # Usage: scripts/llama-cpp.sh [--check] [CACHE_DIR]
 #   --check    install nothing: exit 0 and print the venv's python if it is installed, else exit 1
@@ -15,6 +20,21 @@ set -euo pipefail
 
 VERSION="0.3.36"
 
+# llama.cpp's build switches for the SIMD extensions this CPU has.
+cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+has() { [[ "$cpu_flags" == *" $1 "* ]]; }
+simd=(-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
+for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C bmi2:BMI2 avx_vnni:AVX_VNNI avx512f:AVX512 \
+    avx512vbmi:AVX512_VBMI avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16; do
+    if has "${pair%%:*}"; then
+        simd+=("-DGGML_${pair#*:}=ON")
+    else
+        simd+=("-DGGML_${pair#*:}=OFF")
+    fi
+done
+cmake_args="${simd[*]} -DGGML_BLAS=OFF -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DGGML_OPENMP=ON -DLLAMA_CURL=OFF"
+flags_id="$(printf '%s' "$cmake_args" | sha256sum | cut -c1-8)"
+
 log() { printf 'llama-cpp: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -27,7 +47,7 @@ fi
 cache="${1:-${CONFIDANT_MODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/confidant}}"
 mkdir -p "$cache"
 cache="$(cd "$cache" && pwd)"
-dir="$cache/llama-cpp-python-$VERSION"
+dir="$cache/llama-cpp-python-$VERSION-$flags_id"
 py="$dir/venv/bin/python"
 
 if [[ -f "$dir/.complete" ]] && "$py" -c 'import llama_cpp' 2>/dev/null; then
@@ -56,8 +76,8 @@ rm -rf "$dir"
 mkdir -p "$dir"
 log "creating venv in $dir"
 python3 -m venv "$dir/venv" >&2 || die "python3 -m venv failed (apt-get install python3-venv)"
-log "building llama-cpp-python==$VERSION from source (native CPU, no BLAS/GPU; several minutes)"
-CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_BLAS=OFF -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DGGML_OPENMP=ON -DLLAMA_CURL=OFF" \
+log "building llama-cpp-python==$VERSION from source (${simd[*]}; no BLAS/GPU; several minutes)"
+CMAKE_ARGS="$cmake_args" \
     FORCE_CMAKE=1 \
     CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
     "$py" -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-binary=llama-cpp-python \

@@ -2,11 +2,12 @@
 //! greedy golden answer.
 //!
 //! cargo run --release -p confidant-enclave --example bench -- BUNDLE_DIR... [--runs N]
-//!     [--threads 1,2] [--backends native,candle]
+//!     [--threads 1,2] [--backends native,candle] [--pool]
 //!
 //! Per bundle, backend and thread count: one forward over a 128-token prompt (prefill) and 64
 //! single-token greedy steps (decode, stop tokens ignored), medians over N runs (default 5).
-//! candle runs inside a rayon pool of the given size (it uses rayon's current pool).
+//! candle runs inside a rayon pool of the given size (it uses rayon's current pool). `--pool`:
+//! the native engine decodes on its rayon pool instead of as a thread team.
 #![forbid(unsafe_code)]
 
 use std::ops::ControlFlow;
@@ -28,6 +29,7 @@ fn main() -> anyhow::Result<()> {
     let mut runs = 5usize;
     let mut threads = vec![1usize, 2];
     let mut backends = vec![Backend::Native, Backend::Candle];
+    let mut pool = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -40,6 +42,7 @@ fn main() -> anyhow::Result<()> {
                     .map(str::parse)
                     .collect::<Result<_, _>>()?
             }
+            "--pool" => pool = true,
             "--backends" => {
                 backends = args
                     .next()
@@ -56,7 +59,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if dirs.is_empty() || runs == 0 {
-        bail!("usage: bench BUNDLE_DIR... [--runs N] [--threads 1,2] [--backends native,candle]");
+        bail!(
+            "usage: bench BUNDLE_DIR... [--runs N] [--threads 1,2] [--backends native,candle] [--pool]"
+        );
     }
     for dir in dirs {
         let b = BundleFiles::read_dir(&dir).with_context(|| dir.display().to_string())?;
@@ -86,6 +91,7 @@ fn main() -> anyhow::Result<()> {
                     EngineOptions {
                         backend,
                         threads: n,
+                        team_decode: !pool,
                     },
                 )?;
                 let load = t.elapsed();

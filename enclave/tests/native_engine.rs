@@ -14,16 +14,60 @@ fn bundle() -> BundleFiles {
 }
 
 fn load(b: &BundleFiles, backend: Backend) -> Engine {
+    load_with(b, backend, default_threads(), true)
+}
+
+fn load_with(b: &BundleFiles, backend: Backend, threads: usize, team_decode: bool) -> Engine {
     Engine::load_with(
         &b.weights,
         &b.tokenizer_json,
         &b.config_json,
         EngineOptions {
             backend,
-            threads: default_threads(),
+            threads,
+            team_decode,
         },
     )
     .expect("load")
+}
+
+/// The greedy path of `ids` for `steps` steps: every step's logits, bit for bit.
+fn greedy_logits(engine: &Engine, ids: &[u32], steps: usize) -> Vec<Vec<u32>> {
+    let mut s = engine.session(ids.len() + steps);
+    let mut logits = s.feed(ids).expect("prefill");
+    let mut all = Vec::new();
+    for _ in 0..steps {
+        all.push(logits.iter().map(|v| v.to_bits()).collect());
+        logits = s.feed(&[argmax(&logits)]).expect("decode");
+    }
+    all.push(logits.iter().map(|v| v.to_bits()).collect());
+    all
+}
+
+/// Decode by the thread team gives the same logits, bit for bit, as decode on the rayon pool,
+/// alone and with two generations decoding at once (one of them then falls back to the pool
+/// while the other's team step runs).
+#[test]
+fn team_decode_matches_pool_decode_bit_for_bit() {
+    let b = bundle();
+    let team = load_with(&b, Backend::Native, 2, true);
+    let pool = load_with(&b, Backend::Native, 2, false);
+    let prompt = Prompt::Chat(vec![ChatMessage::new(
+        Role::User,
+        "What is the capital of France?",
+    )]);
+    let ids = team.encode_prompt(&prompt).expect("encode");
+    let want = greedy_logits(&pool, &ids, 6);
+    assert_eq!(greedy_logits(&team, &ids, 6), want, "team vs pool");
+    let other: Vec<u32> = ids.iter().rev().copied().collect();
+    let want_other = greedy_logits(&pool, &other, 6);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| greedy_logits(&team, &ids, 6));
+        let b = s.spawn(|| greedy_logits(&team, &other, 6));
+        (a.join().expect("first"), b.join().expect("second"))
+    });
+    assert_eq!(a, want, "concurrent generation 1");
+    assert_eq!(b, want_other, "concurrent generation 2");
 }
 
 fn argmax(v: &[f32]) -> u32 {
@@ -34,23 +78,26 @@ fn argmax(v: &[f32]) -> u32 {
         .expect("non-empty")
 }
 
+/// Largest logit minus smallest.
+fn range(v: &[f32]) -> f32 {
+    v.iter().fold(f32::MIN, |m, x| m.max(*x)) - v.iter().fold(f32::MAX, |m, x| m.min(*x))
+}
+
 /// Largest absolute logit difference, relative to the reference's logit range.
 fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    let range =
-        b.iter().fold(f32::MIN, |m, v| m.max(*v)) - b.iter().fold(f32::MAX, |m, v| m.min(*v));
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
-        / range
+        / range(b)
 }
 
 /// SmolLM2's greedy answer (see `tests/model.rs`).
 const GOLDEN_FRANCE: &str = "The capital of France is Paris.";
 
-/// Feeds `ids` to both engines, then follows candle's greedy tokens for up to `steps` steps
-/// (stopping at a stop token), checking at every step that the logits agree and that the
-/// native engine picks the same token. Returns the tokens.
+/// Feeds `ids` to both engines, then follows the native engine's greedy tokens for up to `steps`
+/// steps (stopping at a stop token), checking at every step that the logits agree and that the
+/// native engine's token is the reference's best (or tied with it). Returns the tokens.
 fn compare(native: &Engine, candle: &Engine, ids: &[u32], steps: usize) -> Vec<u32> {
     let stops = &native.config().confidant.stop_token_ids;
     let mut sn = native.session(ids.len() + steps);
@@ -61,11 +108,20 @@ fn compare(native: &Engine, candle: &Engine, ids: &[u32], steps: usize) -> Vec<u
     for step in 0..steps {
         let d = rel_diff(&ln, &lc);
         eprintln!("step {step}: max logit difference / logit range = {d:.4}");
-        // candle rounds activations to 8 bits for its Q8_0 products; the native engine keeps
-        // them f32. Measured: 0.013-0.031 on these prompts.
+        // candle rounds activations to 8 bits for its Q8_0 products, the native engine only for
+        // decode's (and accumulates differently). Measured: 0.013-0.038 on these prompts.
         assert!(d < 0.05, "step {step}: relative logit difference {d}");
-        let next = argmax(&lc);
-        assert_eq!(argmax(&ln), next, "step {step}: greedy tokens differ");
+        // The native engine's greedy token must be the reference's, or within 2 % of the
+        // reference's logit range of its best: SmolLM2's first answer token is a near tie
+        // ("The" vs "L", 0.9 % of the range apart in candle), and candle's own choice between
+        // them changes with the CPU its matrix kernels dispatch to (AVX2 vs AVX-512).
+        let next = argmax(&ln);
+        let best = argmax(&lc);
+        let gap = (lc[best as usize] - lc[next as usize]) / range(&lc);
+        assert!(
+            next == best || gap < 0.02,
+            "step {step}: greedy tokens differ ({next} vs {best}, reference gap {gap:.4})"
+        );
         if stops.contains(&next) {
             break;
         }

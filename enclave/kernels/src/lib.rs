@@ -9,13 +9,26 @@
 //! `Q4_1`, `F16`/`F32` matrices; matches a dequantised-`f32` reference up to summation order),
 //! and, for decode with `Q8_0` weights, activations quantised per 32-block to 8 bits
 //! ([`QuantAct`], GGML's `Q8_0` activations) multiplied with integer dot products
-//! ([`matvec_rows_i8`]: `vpmovsxbw` + `vpmaddwd` per 16 weights).
+//! ([`matvec_rows_i8`]).
+//!
+//! The hot products have hand-written SIMD kernels, used when the CPU has the features (checked
+//! at run time): decode's `Q8_0` × 8-bit and `F16` × `f32` matrix-vector rows (module `avx2`:
+//! `vpmaddubsw`, `vcvtph2ps`) and the prefill tiles (`avx2`: 16 rows × 4 tokens; `avx512`:
+//! 32 × 8). The portable kernels below are the fallback and the reference the tests compare
+//! them with.
 //!
 //! Weight layouts are GGML's, read in place:
 //! - `Q8_0`: blocks of 32 weights, 34 bytes: `f16` scale `d`, then 32 `i8`; w = d·q.
 //! - `Q4_1`: blocks of 32 weights, 20 bytes: `f16` scale `d`, `f16` minimum `m`, then 16 bytes whose
 //!   low nibbles are weights 0..16 and high nibbles weights 16..32; w = d·q + m.
-#![forbid(unsafe_code)]
+// `unsafe` is denied everywhere except the calls into the SIMD kernels, each behind a run-time
+// CPU-feature check (see `avx2` and `avx512`).
+#![deny(unsafe_code)]
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// Weights per quantisation block.
 pub const BLOCK: usize = 32;
@@ -228,6 +241,12 @@ pub fn matvec_rows(
     xsum: &[f32],
     out: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if let MatRef::F16(w) = m
+        && avx2::f16_rows(w, cols, r0, x, out).is_some()
+    {
+        return;
+    }
     let mut pairs = out.chunks_exact_mut(2);
     let mut r = r0;
     for o in &mut pairs {
@@ -320,12 +339,11 @@ fn dot2_q4_1(r0: &[u8], r1: &[u8], x: &[f32], xsum: &[f32]) -> [f32; 2] {
 }
 
 /// An activation vector quantised per 32-block to 8 bits, as GGML's `Q8_0` activations:
-/// `x ≈ d·q` with `d = max|x|/127`, `q = round(x/d)`. The codes are kept sign-extended to `i16`
-/// (one load per 16 codes, no widening in the dot-product loops) and `s` holds `d·Σq` per block
-/// (the `Q4_1` minimum term).
+/// `x ≈ d·q` with `d = max|x|/127`, `q = round(x/d)` (codes within ±127, which the AVX2 kernel
+/// relies on); `s` holds `d·Σq` per block (the `Q4_1` minimum term).
 #[derive(Debug, Clone, Default)]
 pub struct QuantAct {
-    q: Vec<i16>,
+    q: Vec<i8>,
     d: Vec<f32>,
     s: Vec<f32>,
 }
@@ -343,7 +361,7 @@ impl QuantAct {
             let id = if d > 0.0 { 1.0 / d } else { 0.0 };
             let mut sum = 0i32;
             for v in b {
-                let q = (v * id).round() as i16;
+                let q = (v * id).round() as i8;
                 sum += i32::from(q);
                 self.q.push(q);
             }
@@ -368,7 +386,7 @@ impl QuantAct {
 /// block (to scale lanes without the horizontal add) lose the `vpmaddwd` match inside the loop
 /// over blocks and come out as `vpmulld` on gathered operands, slower than the `f32` kernels.
 #[inline(always)]
-fn idot_q8_0_block(b: &[u8; Q8_0_BYTES], x: &[i16; BLOCK]) -> i32 {
+fn idot_q8_0_block(b: &[u8; Q8_0_BYTES], x: &[i8; BLOCK]) -> i32 {
     b[2..]
         .iter()
         .zip(x)
@@ -378,7 +396,7 @@ fn idot_q8_0_block(b: &[u8; Q8_0_BYTES], x: &[i16; BLOCK]) -> i32 {
 
 /// `Σ q_w·q_x` of one `Q4_1` block (unsigned nibbles), as [`idot_q8_0_block`].
 #[inline(always)]
-fn idot_q4_1_block(b: &[u8; Q4_1_BYTES], x: &[i16; BLOCK]) -> i32 {
+fn idot_q4_1_block(b: &[u8; Q4_1_BYTES], x: &[i8; BLOCK]) -> i32 {
     let (lo, hi) = x.split_at(16);
     b[4..]
         .iter()
@@ -457,6 +475,10 @@ pub fn matvec_rows_i8(
         MatRef::Q8_0(b) | MatRef::Q4_1(b) => b,
         MatRef::F16(_) | MatRef::F32(_) => return matvec_rows(m, cols, r0, x, xsum, out),
     };
+    #[cfg(target_arch = "x86_64")]
+    if matches!(m, MatRef::Q8_0(_)) && avx2::q8_0_rows(b, n, r0, &xq.q, &xq.d, out).is_some() {
+        return;
+    }
     let mut r = r0;
     let mut pairs = out.chunks_exact_mut(2);
     for o in &mut pairs {
@@ -474,38 +496,109 @@ pub fn matvec_rows_i8(
     }
 }
 
-/// Prefill rows: `out[r][t] = row(r0 + r) · x[t]` for `out.len() / tp` rows (a multiple of 8)
-/// and `tp` tokens (a multiple of 4; `x` is `tp × k`). Each block of eight rows is dequantised
-/// once (transposed) and multiplied with four tokens at a time by [`tile8x4`].
-pub fn matmul_rows(m: MatRef<'_>, k: usize, r0: usize, x: &[f32], tp: usize, out: &mut [f32]) {
-    let mut row = vec![0f32; k];
-    let mut wt = vec![0f32; 8 * k];
-    for (bi, ob) in out.chunks_exact_mut(8 * tp).enumerate() {
-        for r in 0..8 {
-            m.dequant_row(k, r0 + bi * 8 + r, &mut row);
-            for (w, v) in wt[r..].iter_mut().step_by(8).zip(&row) {
-                *w = *v;
+/// Prefill rows: `out[t][r] = row(r0 + r) · x[t]` for `rows` rows (a multiple of 8) and the
+/// tokens of `out` (`x` holds `tp ≥ out.len()` token vectors of `k`, `tp` a multiple of 8; the
+/// extra ones are padding). `out[t]` is this task's piece of token `t`'s output row, so tasks over
+/// disjoint row ranges write the final `[token][row]` layout directly. Each block of rows is
+/// dequantised once (transposed) and multiplied with several tokens at a time by the widest tile
+/// the CPU and `rows` allow: 32 rows × 8 tokens (AVX-512), 16 × 4 (AVX2), else 8 × 4
+/// ([`tile8x4`]). All tiles compute the same `k`-ordered FMA chain per output, so the choice
+/// does not change the result.
+pub fn matmul_rows(
+    m: MatRef<'_>,
+    k: usize,
+    r0: usize,
+    rows: usize,
+    x: &[f32],
+    tp: usize,
+    out: &mut [&mut [f32]],
+) {
+    let width = tile_width(rows);
+    let mut rm = vec![0f32; width * k];
+    let mut wt = vec![0f32; width * k];
+    for b0 in (0..rows).step_by(width) {
+        // Dequantise the block's rows (row-major), then transpose 32 columns at a time, so the
+        // strided writes stay within a few kilobytes (one column at a time over the whole row
+        // missed L1 on every store).
+        for (r, row) in rm.chunks_exact_mut(k).enumerate() {
+            m.dequant_row(k, r0 + b0 + r, row);
+        }
+        for (kb, dst) in wt.chunks_mut(32 * width).enumerate() {
+            for (r, src) in rm.chunks_exact(k).enumerate() {
+                for (c, v) in src[kb * 32..].iter().take(32).enumerate() {
+                    dst[c * width + r] = *v;
+                }
             }
         }
-        for ti in (0..tp).step_by(4) {
-            let xs = [0, 1, 2, 3].map(|j| &x[(ti + j) * k..(ti + j + 1) * k]);
-            let d = tile8x4(&wt, k, xs);
-            for (j, d) in d.iter().enumerate() {
-                for (r, v) in d.iter().enumerate() {
-                    ob[r * tp + ti + j] = *v;
+        let token = |j: usize| &x[j * k..(j + 1) * k];
+        match width {
+            #[cfg(target_arch = "x86_64")]
+            32 => {
+                for ti in (0..tp).step_by(8) {
+                    let xs = std::array::from_fn(|j| token(ti + j));
+                    let d = avx512::tile32x8(&wt, k, xs)
+                        .unwrap_or_else(|| tile_any::<32, 8>(&wt, k, &xs));
+                    for (o, d) in out.iter_mut().skip(ti).take(8).zip(d) {
+                        o[b0..b0 + 32].copy_from_slice(&d);
+                    }
+                }
+            }
+            16 => {
+                for ti in (0..tp).step_by(4) {
+                    let xs = [0, 1, 2, 3].map(|j| token(ti + j));
+                    #[cfg(target_arch = "x86_64")]
+                    let d = avx2::tile16x4(&wt, k, xs).unwrap_or_else(|| tile16x4(&wt, k, xs));
+                    #[cfg(not(target_arch = "x86_64"))]
+                    let d = tile16x4(&wt, k, xs);
+                    for (o, d) in out.iter_mut().skip(ti).take(4).zip(d) {
+                        o[b0..b0 + 16].copy_from_slice(&d);
+                    }
+                }
+            }
+            _ => {
+                for ti in (0..tp).step_by(4) {
+                    let xs = [0, 1, 2, 3].map(|j| token(ti + j));
+                    for (o, d) in out.iter_mut().skip(ti).take(4).zip(tile8x4(&wt, k, xs)) {
+                        o[b0..b0 + 8].copy_from_slice(&d);
+                    }
                 }
             }
         }
     }
 }
 
-/// `out[t][n] = src[n][t]` for `t < out.len() / rows`, where `src` rows are `tp` long.
-pub fn transpose(src: &[f32], rows: usize, tp: usize, out: &mut [f32]) {
-    for (n, s) in src.chunks_exact(tp).enumerate().take(rows) {
-        for (o, v) in out[n..].iter_mut().step_by(rows).zip(s) {
-            *o = *v;
+/// Rows per prefill block for a task of `rows` rows on this CPU.
+fn tile_width(rows: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if rows.is_multiple_of(32) && avx512::available() {
+            return 32;
+        }
+        if rows.is_multiple_of(16) && avx2::available() {
+            return 16;
         }
     }
+    let _ = rows;
+    8
+}
+
+/// Portable prefill tile of any shape: `wt[kk][r]` (`k` × `R`) times `T` token vectors; each
+/// output is the `k`-ordered FMA chain (the reference the SIMD tiles match bit for bit).
+pub fn tile_any<const R: usize, const T: usize>(
+    wt: &[f32],
+    k: usize,
+    x: &[&[f32]],
+) -> [[f32; R]; T] {
+    let (c, _) = wt.as_chunks::<R>();
+    let mut acc = [[0f32; R]; T];
+    for (kk, w) in c[..k].iter().enumerate() {
+        for (a, x) in acc.iter_mut().zip(x) {
+            for l in 0..R {
+                a[l] = w[l].mul_add(x[kk], a[l]);
+            }
+        }
+    }
+    acc
 }
 
 /// Prefill tile: eight rows, transposed (`wt[kk][r]`, `k` × 8), times four token vectors:
@@ -538,6 +631,11 @@ pub fn tile8x4(wt: &[f32], k: usize, x: [&[f32]; 4]) -> [[f32; 8]; 4] {
         }
     }
     [a0, a1, a2, a3]
+}
+
+/// Portable sixteen-row prefill tile (the fallback of the AVX2 one).
+pub fn tile16x4(wt: &[f32], k: usize, x: [&[f32]; 4]) -> [[f32; 16]; 4] {
+    tile_any::<16, 4>(wt, k, &x)
 }
 
 /// In-place RMS normalisation of each `w.len()`-long row of `x` into `out`.
@@ -850,6 +948,129 @@ mod tests {
             );
             MatRef::F16(&bits).dequant_row(cols, r, &mut row);
             assert_eq!(row, w[r * cols..(r + 1) * cols]);
+        }
+    }
+
+    /// Deterministic pseudo-random bytes (an LCG), for kernel comparisons.
+    fn lcg_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (s >> 56) as u8
+            })
+            .collect()
+    }
+
+    /// The AVX2 kernels against the portable ones on model-shaped rows: four groups of four rows
+    /// and a remainder of three, starting at an odd row, codes including -128 and 127; the
+    /// sixteen-row prefill tile against the portable tile.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_kernels_agree_with_portable_kernels() {
+        // This build targets x86-64-v3, so the kernels must be the ones that run.
+        assert!(
+            avx2::available(),
+            "AVX2/FMA/F16C missing on an x86-64-v3 build"
+        );
+        let (rows, cols, r0) = (20, 576, 1);
+        let n = cols / BLOCK * Q8_0_BYTES;
+        let mut b = lcg_bytes(rows * n, 7);
+        for (i, blk) in b.chunks_exact_mut(Q8_0_BYTES).enumerate() {
+            let d = half::f16::from_f32(0.001 + 0.0001 * (i % 17) as f32);
+            blk[..2].copy_from_slice(&d.to_bits().to_le_bytes());
+        }
+        b[n + 2..n + 10].fill(0x80);
+        b[n + 10..n + 18].fill(0x7f);
+        let x: Vec<f32> = lcg_bytes(cols, 9)
+            .iter()
+            .map(|v| f32::from(*v as i8) / 13.0)
+            .collect();
+        let mut xq = QuantAct::default();
+        xq.quantize(&x);
+        let mut got = vec![f32::NAN; rows - r0];
+        assert!(avx2::q8_0_rows(&b, n, r0, &xq.q, &xq.d, &mut got).is_some());
+        for (i, g) in got.iter().enumerate() {
+            let row = &b[(r0 + i) * n..(r0 + i + 1) * n];
+            let want = idot2_q8_0(row, row, &xq)[0];
+            assert!(
+                (g - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "{g} vs {want}"
+            );
+        }
+
+        let w: Vec<u16> = lcg_bytes(rows * cols * 2, 11)
+            .chunks_exact(2)
+            // Finite halves of either sign up to about ±2.
+            .map(|p| u16::from_le_bytes([p[0], p[1] & 0xbf]))
+            .collect();
+        let wt: Vec<f32> = w[..16 * cols].iter().map(|h| f16_to_f32(*h)).collect();
+        let ts: Vec<Vec<f32>> = (0..4)
+            .map(|t| x.iter().map(|v| v * (t as f32 - 1.5)).collect())
+            .collect();
+        let ts = [&ts[0][..], &ts[1][..], &ts[2][..], &ts[3][..]];
+        let tile = avx2::tile16x4(&wt, cols, ts);
+        assert_eq!(tile, Some(tile_any::<16, 4>(&wt, cols, &ts)));
+        // The portable shapes agree with each other: the 8-row tile on the first half.
+        let wt8: Vec<f32> = wt.chunks_exact(16).flat_map(|c| c[..8].to_vec()).collect();
+        let t8 = tile8x4(&wt8, cols, ts);
+        for (a, b) in t8.iter().zip(tile.iter().flatten()) {
+            assert_eq!(a[..], b[..8]);
+        }
+
+        let mut got = vec![f32::NAN; rows - r0];
+        assert!(avx2::f16_rows(&w, cols, r0, &x, &mut got).is_some());
+        for (i, g) in got.iter().enumerate() {
+            let want = dot_f16(&w[(r0 + i) * cols..(r0 + i + 1) * cols], &x);
+            assert_eq!(g.to_bits(), want.to_bits(), "row {i}: {g} vs {want}");
+        }
+    }
+
+    /// The AVX-512 tile against the portable one (bit for bit), where the CPU has AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_tile_agrees_with_portable_tile() {
+        let k = 576;
+        let wt: Vec<f32> = lcg_bytes(32 * k, 5)
+            .iter()
+            .map(|v| f32::from(*v as i8) / 37.0)
+            .collect();
+        let xs: Vec<Vec<f32>> = (0..8)
+            .map(|t| {
+                lcg_bytes(k, 20 + t)
+                    .iter()
+                    .map(|v| f32::from(*v as i8) / 11.0)
+                    .collect()
+            })
+            .collect();
+        let refs: [&[f32]; 8] = std::array::from_fn(|t| xs[t].as_slice());
+        let want = tile_any::<32, 8>(&wt, k, &refs);
+        match avx512::tile32x8(&wt, k, refs) {
+            Some(got) => assert_eq!(got, want),
+            None => assert!(!avx512::available()),
+        }
+        // And through `matmul_rows` on a Q8_0 matrix: each output is the definition's chain.
+        let n = k / BLOCK * Q8_0_BYTES;
+        let mut b = lcg_bytes(64 * n, 3);
+        for blk in b.chunks_exact_mut(Q8_0_BYTES) {
+            blk[..2].copy_from_slice(&half::f16::from_f32(0.01).to_bits().to_le_bytes());
+        }
+        let x: Vec<f32> = xs.concat();
+        let mut out = vec![vec![0f32; 64]; 7];
+        let mut pieces: Vec<&mut [f32]> = out.iter_mut().map(|o| o.as_mut_slice()).collect();
+        matmul_rows(MatRef::Q8_0(&b), k, 0, 64, &x, 8, &mut pieces);
+        let mut row = vec![0f32; k];
+        for r in 0..64 {
+            MatRef::Q8_0(&b).dequant_row(k, r, &mut row);
+            for (t, o) in out.iter().enumerate() {
+                let want = row
+                    .iter()
+                    .zip(&xs[t])
+                    .fold(0f32, |a, (w, x)| w.mul_add(*x, a));
+                assert_eq!(o[r].to_bits(), want.to_bits(), "row {r} token {t}");
+            }
         }
     }
 

@@ -116,6 +116,10 @@ pub struct EngineOptions {
     pub backend: Backend,
     /// Worker threads of the native backend (candle uses rayon's global pool).
     pub threads: usize,
+    /// Native backend with several threads: decode steps by a thread team meeting at spinning
+    /// barriers (`true`, the default) or as parallel regions on the rayon pool (`false`; the
+    /// reference the team is tested and benchmarked against). Results are bit-identical.
+    pub team_decode: bool,
 }
 
 impl EngineOptions {
@@ -134,7 +138,11 @@ impl EngineOptions {
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|&n| n > 0)
             .unwrap_or_else(default_threads);
-        Self { backend, threads }
+        Self {
+            backend,
+            threads,
+            team_decode: true,
+        }
     }
 }
 
@@ -225,6 +233,7 @@ impl Engine {
                     weights,
                     &config,
                     options.threads,
+                    options.team_decode,
                 )?))
             }
         };

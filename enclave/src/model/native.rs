@@ -12,12 +12,18 @@
 //!   `(2i, 2i+1)` of each head rotate together), which is what [`rope`] applies.
 //! - Decode (one token): matrix-vector products, integer (above) or with the weights dequantised
 //!   in registers.
-//!   Prefill (many tokens): blocks of four rows are dequantised to `f32` once and multiplied
-//!   with two tokens at a time, so each weight load serves many tokens.
-//! - Products that share an input (Q/K/V, gate/up) run in one parallel region.
+//!   Prefill (many tokens): blocks of rows are dequantised to `f32` once and multiplied with
+//!   four or eight tokens at a time, so each weight load serves many tokens; each task writes
+//!   its rows of every token's output in place.
+//! - Products that share an input (Q/K/V, gate/up) run in one parallel region; decode with
+//!   several threads runs as a thread team instead ([`team`]).
 //! - Each generation owns a [`KvCache`]; the weights are shared read-only.
 
+mod team;
+mod weights;
+
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 
 use candle_core::quantized::{GgmlDType, gguf_file};
 use rayon::prelude::*;
@@ -33,8 +39,9 @@ enum Store {
     Q8_0(usize),
     /// `Q4_1` blocks at this offset of [`Model::bytes`].
     Q4_1(usize),
-    /// `F16` matrices keep their bits (converted in registers: half the bytes of `f32`).
-    F16(Zeroizing<Vec<u16>>),
+    /// `F16` matrices keep their bits (converted in registers: half the bytes of `f32`), as
+    /// native-endian `u16` at this (even) offset of [`Model::bytes`].
+    F16(usize),
     F32(Zeroizing<Vec<f32>>),
 }
 
@@ -64,7 +71,7 @@ struct Layer {
 
 /// The weights and shape of the model.
 pub struct Model {
-    bytes: Zeroizing<Vec<u8>>,
+    bytes: weights::WeightBuf,
     embed: Matrix,
     layers: Vec<Layer>,
     out_norm: Vec<f32>,
@@ -81,6 +88,10 @@ pub struct Model {
     inv_freq: Vec<f32>,
     pool: rayon::ThreadPool,
     threads: usize,
+    /// Decode steps by a thread team (see [`team`]) when more than one thread.
+    team: bool,
+    /// 1 while a team step runs (one at a time; others use the pool).
+    team_busy: AtomicUsize,
 }
 
 impl std::fmt::Debug for Model {
@@ -112,6 +123,7 @@ impl Model {
         weights: &[u8],
         config: &ModelConfig,
         threads: usize,
+        team: bool,
     ) -> Result<Self, ModelError> {
         let base = usize::try_from(content.tensor_data_offset)
             .map_err(|_| bad("tensor data offset out of range"))?;
@@ -131,7 +143,8 @@ impl Model {
             return Err(bad("unsupported model shape"));
         }
 
-        let mut bytes = Zeroizing::new(Vec::new());
+        let mut bytes = weights::WeightBuf::with_capacity(weights.len())
+            .map_err(|e| bad(format!("cannot map memory for the weights: {e}")))?;
         let mut loader = Loader {
             weights,
             base,
@@ -163,7 +176,6 @@ impl Model {
                 down: loader.matrix(&n("ffn_down"), hidden, ffn)?,
             });
         }
-        bytes.shrink_to_fit();
 
         let theta = f64::from(config.rope_theta);
         let inv_freq = (0..head_dim / 2)
@@ -191,6 +203,8 @@ impl Model {
             inv_freq,
             pool,
             threads,
+            team,
+            team_busy: AtomicUsize::new(0),
         })
     }
 
@@ -221,7 +235,11 @@ impl Model {
             Store::Q4_1(off) => {
                 MatRef::Q4_1(&self.bytes[*off..*off + m.rows * m.cols / BLOCK * Q4_1_BYTES])
             }
-            Store::F16(v) => MatRef::F16(v),
+            // Checked at load: even offset in a page-aligned buffer, so the cast cannot fail.
+            Store::F16(off) => MatRef::F16(
+                bytemuck::try_cast_slice(&self.bytes[*off..*off + m.rows * m.cols * 2])
+                    .unwrap_or_default(),
+            ),
             Store::F32(v) => MatRef::F32(v),
         }
     }
@@ -234,6 +252,13 @@ impl Model {
         }
         if let Some(&id) = tokens.iter().find(|&&id| id as usize >= self.vocab) {
             return Err(bad(format!("token id {id} outside the vocabulary")));
+        }
+        if let [token] = tokens
+            && self.team
+            && self.threads > 1
+            && let Some(logits) = self.decode_team(*token, cache)
+        {
+            return Ok(logits);
         }
         Ok(self.pool.install(|| self.forward_in_pool(tokens, cache)))
     }
@@ -297,8 +322,17 @@ impl Model {
                     (&layer.up, u.as_mut_slice()),
                 ],
             );
-            for (g, u) in g.iter_mut().zip(&u) {
-                *g = *g / (1.0 + (-*g).exp()) * u;
+            let silu = |(g, u): (&mut [f32], &[f32])| {
+                for (g, u) in g.iter_mut().zip(u) {
+                    *g = *g / (1.0 + (-*g).exp()) * u;
+                }
+            };
+            if t == 1 || self.threads == 1 {
+                silu((&mut g, &u));
+            } else {
+                g.par_chunks_mut(self.ffn)
+                    .zip(u.par_chunks(self.ffn))
+                    .for_each(silu);
             }
             self.matmul(&g, t, &mut [(&layer.down, proj.as_mut_slice())]);
             for (a, b) in x.iter_mut().zip(&proj) {
@@ -361,9 +395,9 @@ impl Model {
             }
             return;
         }
-        // Many tokens: tokens padded to a multiple of four (zero rows), results per matrix row
-        // ([n][t]), transposed afterwards.
-        let tp = t.next_multiple_of(4);
+        // Many tokens: tokens padded to a multiple of eight (zero rows). Each task takes a range
+        // of rows and writes its piece of every token's output row in place.
+        let tp = t.next_multiple_of(8);
         let mut padded = Vec::new();
         let x = if tp == t {
             x
@@ -372,65 +406,84 @@ impl Model {
             padded.resize(tp * cols, 0.0);
             padded.as_slice()
         };
-        let chunk = chunk.next_multiple_of(8);
-        let mut transposed: Vec<Vec<f32>> =
-            outs.iter().map(|(m, _)| vec![0f32; m.rows * tp]).collect();
-        {
-            let mut tasks: Vec<(MatRef<'_>, usize, usize, &mut [f32])> = Vec::new();
-            for ((m, _), tr) in outs.iter().zip(transposed.iter_mut()) {
-                let mr = self.mat(m);
-                for (ci, o) in tr.chunks_mut(chunk * tp).enumerate() {
-                    tasks.push((mr, m.cols, ci * chunk, o));
+        let chunk = chunk.next_multiple_of(32);
+        let mut tasks: Vec<PrefillTask<'_>> = Vec::new();
+        for (m, out) in outs.iter_mut() {
+            let mat = self.mat(m);
+            let first = tasks.len();
+            for r0 in (0..m.rows).step_by(chunk) {
+                tasks.push(PrefillTask {
+                    mat,
+                    cols: m.cols,
+                    r0,
+                    rows: chunk.min(m.rows - r0),
+                    out: Vec::with_capacity(t),
+                });
+            }
+            for token_row in out.chunks_exact_mut(m.rows) {
+                for (task, piece) in tasks[first..].iter_mut().zip(token_row.chunks_mut(chunk)) {
+                    task.out.push(piece);
                 }
             }
-            let run = |(m, k, r0, out): (MatRef<'_>, usize, usize, &mut [f32])| {
-                kernels::matmul_rows(m, k, r0, x, tp, out);
-            };
-            if self.threads == 1 {
-                tasks.into_iter().for_each(run);
-            } else {
-                tasks.into_par_iter().for_each(run);
-            }
         }
-        for ((m, out), tr) in outs.iter_mut().zip(&transposed) {
-            kernels::transpose(tr, m.rows, tp, out);
+        let run = |mut p: PrefillTask<'_>| {
+            kernels::matmul_rows(p.mat, p.cols, p.r0, p.rows, x, tp, &mut p.out);
+        };
+        if self.threads == 1 {
+            tasks.into_iter().for_each(run);
+        } else {
+            tasks.into_par_iter().for_each(run);
         }
     }
 
     /// Causal attention of `t` new queries (positions `pos0..pos0+t`) over the cache.
     fn attention(&self, q: &[f32], kc: &[f32], vc: &[f32], pos0: usize, t: usize, out: &mut [f32]) {
-        let (hd, heads) = (self.head_dim, self.heads);
-        let kvd = self.kv_heads * hd;
-        let group = heads / self.kv_heads;
-        let scale = 1.0 / (hd as f32).sqrt();
-        let one = |i: usize, o: &mut [f32], scores: &mut Vec<f32>| {
-            let (ti, h) = (i / heads, i % heads);
-            let kvh = h / group;
-            let qv = &q[ti * heads * hd + h * hd..][..hd];
-            let n = pos0 + ti + 1;
-            scores.clear();
-            scores.extend(
-                kc.chunks_exact(kvd)
-                    .take(n)
-                    .map(|kr| kernels::dot(qv, &kr[kvh * hd..][..hd]) * scale),
-            );
-            kernels::softmax(scores);
-            o.fill(0.0);
-            for (s, vr) in scores.iter().zip(vc.chunks_exact(kvd)) {
-                kernels::axpy(*s, &vr[kvh * hd..][..hd], o);
-            }
-        };
         let work = t * (pos0 + t);
+        let hd = self.head_dim;
         if self.threads == 1 || work < 512 {
             let mut scores = Vec::with_capacity(pos0 + t);
             for (i, o) in out.chunks_exact_mut(hd).enumerate() {
-                one(i, o, &mut scores);
+                self.attend(q, kc, vc, pos0, i, o, &mut scores);
             }
         } else {
             out.par_chunks_exact_mut(hd).enumerate().for_each_init(
                 || Vec::with_capacity(pos0 + t),
-                |scores, (i, o)| one(i, o, scores),
+                |scores, (i, o)| self.attend(q, kc, vc, pos0, i, o, scores),
             );
+        }
+    }
+
+    /// One (query token, head) of [`Self::attention`]: `i = token · heads + head`; writes the
+    /// head's `head_dim` outputs into `o`.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        q: &[f32],
+        kc: &[f32],
+        vc: &[f32],
+        pos0: usize,
+        i: usize,
+        o: &mut [f32],
+        scores: &mut Vec<f32>,
+    ) {
+        let (hd, heads) = (self.head_dim, self.heads);
+        let kvd = self.kv_heads * hd;
+        let group = heads / self.kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let (ti, h) = (i / heads, i % heads);
+        let kvh = h / group;
+        let qv = &q[ti * heads * hd + h * hd..][..hd];
+        let n = pos0 + ti + 1;
+        scores.clear();
+        scores.extend(
+            kc.chunks_exact(kvd)
+                .take(n)
+                .map(|kr| kernels::dot(qv, &kr[kvh * hd..][..hd]) * scale),
+        );
+        kernels::softmax(scores);
+        o.fill(0.0);
+        for (s, vr) in scores.iter().zip(vc.chunks_exact(kvd)) {
+            kernels::axpy(*s, &vr[kvh * hd..][..hd], o);
         }
     }
 }
@@ -454,11 +507,21 @@ fn rope(x: &mut [f32], hd: usize, cos: &[f32], sin: &[f32]) {
     }
 }
 
+/// One prefill task: rows `r0..r0 + rows` of `mat` for every token; `out[t]` is the task's piece
+/// of token `t`'s output row.
+struct PrefillTask<'a> {
+    mat: MatRef<'a>,
+    cols: usize,
+    r0: usize,
+    rows: usize,
+    out: Vec<&'a mut [f32]>,
+}
+
 struct Loader<'a> {
     weights: &'a [u8],
     base: usize,
     infos: &'a HashMap<String, gguf_file::TensorInfo>,
-    bytes: &'a mut Vec<u8>,
+    bytes: &'a mut weights::WeightBuf,
 }
 
 impl<'a> Loader<'a> {
@@ -503,19 +566,36 @@ impl<'a> Loader<'a> {
         let (dtype, data) = self.raw(name, rows, cols)?;
         let store = match dtype {
             GgmlDType::Q8_0 | GgmlDType::Q4_1 => {
-                let off = self.bytes.len();
-                self.bytes.extend_from_slice(data);
+                let off = self
+                    .bytes
+                    .push(data)
+                    .ok_or_else(|| bad(format!("{name}: weights larger than the file")))?;
                 if dtype == GgmlDType::Q8_0 {
                     Store::Q8_0(off)
                 } else {
                     Store::Q4_1(off)
                 }
             }
-            GgmlDType::F16 => Store::F16(Zeroizing::new(
-                data.chunks_exact(2)
-                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
-                    .collect(),
-            )),
+            GgmlDType::F16 => {
+                if self.bytes.len() % 2 == 1 {
+                    self.bytes.push(&[0]);
+                }
+                let native: Zeroizing<Vec<u8>> = Zeroizing::new(
+                    data.chunks_exact(2)
+                        .flat_map(|b| u16::from_le_bytes([b[0], b[1]]).to_ne_bytes())
+                        .collect(),
+                );
+                let off = self
+                    .bytes
+                    .push(&native)
+                    .ok_or_else(|| bad(format!("{name}: weights larger than the file")))?;
+                if bytemuck::try_cast_slice::<u8, u16>(&self.bytes[off..off + native.len()])
+                    .is_err()
+                {
+                    return Err(bad(format!("{name}: misaligned F16 weights")));
+                }
+                Store::F16(off)
+            }
             _ => Store::F32(Zeroizing::new(to_f32(dtype, data))),
         };
         // Q4_1 stays on the `f32` path: with 8-bit activations the Q4_1 bundle's greedy answer
