@@ -19,17 +19,20 @@
 //! spinning threads.
 
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use confidant_kernels::{self as kernels, BLOCK};
 
 use super::{KvCache, Matrix, Model, rope};
 
-/// A reusable barrier for `n` threads: spins briefly, then yields.
+/// A reusable barrier for `n` threads: spins briefly, then yields. It can be *broken* (a member
+/// panicked, or a helper could not be started): every wait then returns at once, so the other
+/// members run out instead of waiting forever, and the step's result is discarded.
 pub(super) struct SpinBarrier {
     n: usize,
     arrived: AtomicUsize,
     generation: AtomicUsize,
+    broken: AtomicBool,
 }
 
 impl SpinBarrier {
@@ -38,11 +41,21 @@ impl SpinBarrier {
             n,
             arrived: AtomicUsize::new(0),
             generation: AtomicUsize::new(0),
+            broken: AtomicBool::new(false),
         }
     }
 
-    /// Returns once all `n` threads have called `wait` for this round. Everything a thread
-    /// wrote before its call is visible to every thread after theirs.
+    /// Releases every waiter now and later.
+    pub(super) fn break_it(&self) {
+        self.broken.store(true, Ordering::Release);
+    }
+
+    pub(super) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    /// Returns once all `n` threads have called `wait` for this round (or the barrier is
+    /// broken). Everything a thread wrote before its call is visible to every thread after theirs.
     pub(super) fn wait(&self) {
         let round = self.generation.load(Ordering::Acquire);
         if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
@@ -51,7 +64,7 @@ impl SpinBarrier {
             return;
         }
         let mut spins = 0u32;
-        while self.generation.load(Ordering::Acquire) == round {
+        while self.generation.load(Ordering::Acquire) == round && !self.is_broken() {
             if spins < 1 << 14 {
                 std::hint::spin_loop();
                 spins += 1;
@@ -97,6 +110,17 @@ struct Step<'a> {
     cache: RwLock<&'a mut KvCache>,
     token: u32,
     pos0: usize,
+}
+
+/// Breaks the barrier if its thread unwinds.
+struct BreakOnPanic<'a>(&'a SpinBarrier);
+
+impl Drop for BreakOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.break_it();
+        }
+    }
 }
 
 /// Rows `[i·rows/n, (i+1)·rows/n)` of a matrix: thread `i`'s share.
@@ -145,10 +169,22 @@ impl Model {
         std::thread::scope(|s| {
             for i in 1..n {
                 let step = &step;
-                s.spawn(move || self.team_member(step, i, n));
+                let helper = std::thread::Builder::new()
+                    .name(format!("engine-team-{i}"))
+                    .spawn_scoped(s, move || self.team_member(step, i, n));
+                if helper.is_err() {
+                    // The helpers already started run out on the broken barrier; the cache is
+                    // untouched (only member 0 appends to it), so the pool can take the step.
+                    step.barrier.break_it();
+                    return;
+                }
             }
             self.team_member(&step, 0, n);
         });
+        if step.barrier.is_broken() {
+            tracing::warn!("engine team could not start its threads; decoding on the pool");
+            return None;
+        }
         let mut logits = vec![0f32; self.vocab];
         step.logits.load_into(&mut logits);
         if let Ok(cache) = step.cache.into_inner() {
@@ -181,6 +217,9 @@ impl Model {
     }
 
     fn team_member(&self, st: &Step<'_>, i: usize, n: usize) {
+        // A panicking member breaks the barrier, so the others finish and the scope re-raises
+        // the panic instead of hanging on a partner that will never arrive.
+        let _guard = BreakOnPanic(&st.barrier);
         let (h, hd) = (self.hidden, self.head_dim);
         let kvd = self.kv_heads * hd;
         let mut x = vec![0f32; h];
@@ -264,5 +303,50 @@ impl Model {
         xq.quantize(&xn);
         let out = self.output.as_ref().unwrap_or(&self.embed);
         self.team_rows(out, &xn, &xq, i, n, &st.logits);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rounds keep everyone in step: no thread starts round r+1 before all finished round r.
+    #[test]
+    fn barrier_orders_rounds() {
+        let n = 3;
+        let barrier = SpinBarrier::new(n);
+        let counter = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..n {
+                s.spawn(|| {
+                    for round in 0..200 {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        barrier.wait();
+                        assert_eq!(counter.load(Ordering::Relaxed), n * (round + 1));
+                        barrier.wait();
+                    }
+                });
+            }
+        });
+    }
+
+    /// A member that panics releases the others instead of leaving them waiting forever.
+    #[test]
+    fn panicking_member_releases_the_others() {
+        let barrier = SpinBarrier::new(2);
+        let result = std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                barrier.wait();
+                barrier.wait();
+            });
+            let panicker = s.spawn(|| {
+                let _guard = BreakOnPanic(&barrier);
+                panic!("member fails");
+            });
+            (waiter.join(), panicker.join())
+        });
+        assert!(result.0.is_ok(), "the waiter returned");
+        assert!(result.1.is_err(), "the panic is reported");
+        assert!(barrier.is_broken());
     }
 }
