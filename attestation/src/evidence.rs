@@ -42,7 +42,8 @@ pub struct TpmEvidence {
     pub ak_public: Vec<u8>,
     /// SHA-256 PCR bank values, by PCR index, for the PCRs the quote selects.
     pub pcrs: BTreeMap<u8, serde_bytes::ByteBuf>,
-    /// Optional TCG event log (not yet replayed by the verifier).
+    /// Optional TCG event log (`binary_bios_measurements`); when present, verification replays it
+    /// against the quoted PCRs (`tpm::eventlog`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_log: Option<serde_bytes::ByteBuf>,
 }

@@ -30,4 +30,5 @@ pub mod sealed;
 pub mod snp;
 pub mod tpm;
 pub mod verify;
+pub mod vmimage;
 pub mod wire;

@@ -1,6 +1,8 @@
 //! Request and response bodies shared by the programs (one definition, used by both ends).
 //!
-//! Verifier: `POST /v1/challenge` → [`ChallengeResponse`] (JSON); `POST /v1/attest` takes
+//! Verifier: `POST /v1/challenge` → [`ChallengeResponse`] (JSON); TPM with credential activation:
+//! `POST /v1/attest/credential` takes [`CredentialRequest`] and answers [`CredentialResponse`]
+//! (JSON, binary fields base64); `POST /v1/attest` takes
 //! [`AttestRequest`] and answers [`AttestResponse`], both CBOR (`application/cbor`).
 //! Enclave: `POST /v1/attestation` takes [`SessionAttestationRequest`] and answers
 //! [`SessionAttestationResponse`] (JSON, binary fields base64).
@@ -47,7 +49,40 @@ pub struct AttestRequest {
     /// model's active key. A key retired by rotation stays releasable by id until revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// TPM only: the secret `TPM2_ActivateCredential` recovered from the credential
+    /// `POST /v1/attest/credential` issued for this nonce (proves the AK lives in a TPM whose EK
+    /// the policy's EK CAs vouch for). `None`: the AK must be enrolled by fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub activation_secret: Option<Vec<u8>>,
 }
+
+/// `POST /v1/attest/credential` body (JSON, binary fields base64): asks for a credential
+/// (`TPM2_MakeCredential`) for the AK, wrapped under the EK the certificate vouches for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialRequest {
+    /// An outstanding nonce from `POST /v1/challenge` (32 bytes, hex); not consumed here, the
+    /// following `POST /v1/attest` consumes it.
+    pub nonce: String,
+    /// The TPM's EK certificate, DER, base64 (standard alphabet, padded).
+    pub ek_cert: String,
+    /// The EK's marshalled `TPMT_PUBLIC`, base64.
+    pub ek_public: String,
+    /// The AK's marshalled `TPMT_PUBLIC` (the one the quote will present), base64.
+    pub ak_public: String,
+}
+
+/// `POST /v1/attest/credential` reply (JSON, base64): the input of `TPM2_ActivateCredential`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialResponse {
+    /// `TPM2B_ID_OBJECT`, base64.
+    pub credential_blob: String,
+    /// `TPM2B_ENCRYPTED_SECRET`, base64.
+    pub encrypted_secret: String,
+}
+
+/// Largest `POST /v1/attest/credential` body a verifier accepts.
+pub const MAX_CREDENTIAL_BODY: usize = 64 * 1024;
 
 /// `POST /v1/attest` success reply (CBOR).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -184,6 +184,7 @@ fn signed_result() -> (ResultSigner, Vec<u8>) {
         evidence_digest: [4; 32],
         dev: false,
         nonce: None,
+        tpm_ak_spki_sha256: Some([5; 32]),
     };
     let bytes = signer.sign(&claims).unwrap();
     (signer, bytes)

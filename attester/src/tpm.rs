@@ -17,16 +17,22 @@ use std::str::FromStr;
 use confidant_attestation::evidence::TpmEvidence;
 use confidant_attestation::tpm::{TpmsAttest, TpmtPublic};
 use tss_esapi::Context;
-use tss_esapi::abstraction::{ak, ek};
-use tss_esapi::handles::{KeyHandle, PcrHandle};
+use tss_esapi::abstraction::{AsymmetricAlgorithmSelection, ak, ek};
+use tss_esapi::attributes::SessionAttributesBuilder;
+use tss_esapi::constants::SessionType;
+use tss_esapi::handles::{AuthHandle, KeyHandle, ObjectHandle, PcrHandle, SessionHandle};
 use tss_esapi::interface_types::algorithm::{
     AsymmetricAlgorithm, HashingAlgorithm, SignatureSchemeAlgorithm,
 };
+use tss_esapi::interface_types::key_bits::RsaKeyBits;
+use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Data, Digest, DigestValues, PcrSelectionList, PcrSlot, Private, Public, SignatureScheme,
+    Data, Digest, DigestValues, EncryptedSecret, IdObject, PcrSelectionList, PcrSlot, Private,
+    Public, SignatureScheme, SymmetricDefinition,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
+use zeroize::Zeroizing;
 
 use crate::error::AttesterError;
 
@@ -51,6 +57,16 @@ pub enum AkAlgorithm {
 pub struct AkBlob {
     pub public: Vec<u8>,
     pub private: Vec<u8>,
+}
+
+/// The TPM's RSA-2048 endorsement key (TCG default template L-1) and its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EkCertificate {
+    /// The EK certificate, DER, as stored in NV index `0x01c00002` (untrusted until a verifier
+    /// chains it to an EK CA).
+    pub certificate: Vec<u8>,
+    /// The EK's marshalled `TPMT_PUBLIC`, as `TPM2_CreatePrimary` returned it.
+    pub public: Vec<u8>,
 }
 
 /// A connection to a TPM with a loaded attestation key.
@@ -132,6 +148,117 @@ impl TpmAttester {
         Ok(TpmtPublic::parse(&self.blob.public)?.spki_der())
     }
 
+    /// Reads the RSA-2048 EK certificate from NV index `0x01c00002` and the EK's `TPMT_PUBLIC`
+    /// (recreated from the default template, so it is the key the certificate certifies).
+    pub fn ek_certificate(&mut self) -> Result<EkCertificate, AttesterError> {
+        let certificate = ek::retrieve_ek_pubcert(
+            &mut self.ctx,
+            AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+        )
+        .map_err(tpm("NV_Read(EK certificate)"))?;
+        let ek = ek::create_ek_object(&mut self.ctx, AsymmetricAlgorithm::Rsa, None)
+            .map_err(tpm("CreatePrimary(EK)"))?;
+        let public = self
+            .ctx
+            .execute_without_session(|ctx| ctx.read_public(ek))
+            .map_err(tpm("ReadPublic(EK)"));
+        let flushed = self
+            .ctx
+            .flush_context(ek.into())
+            .map_err(tpm("FlushContext(EK)"));
+        let (public, _, _) = public?;
+        flushed?;
+        Ok(EkCertificate {
+            certificate,
+            public: public.marshall().map_err(tpm("marshal EK"))?,
+        })
+    }
+
+    /// `TPM2_ActivateCredential` with this AK as `activateHandle` and the default RSA EK as
+    /// `keyHandle`: recovers the secret a verifier wrapped with
+    /// `confidant_attestation::tpm::credential::make_credential` for this AK's name. The TPM
+    /// refuses (an error, never a wrong secret) if the credential was made for another key or
+    /// EK, or was altered.
+    ///
+    /// `credential_blob` is the marshalled `TPM2B_ID_OBJECT` and `encrypted_secret` the
+    /// `TPM2B_ENCRYPTED_SECRET`, both with their 16-bit size. The EK's authPolicy (template L-1)
+    /// is `PolicySecret(TPM_RH_ENDORSEMENT)`, satisfied here with the endorsement hierarchy's
+    /// empty auth, as `tpm2_activatecredential` does for the default EK.
+    pub fn activate_credential(
+        &mut self,
+        credential_blob: &[u8],
+        encrypted_secret: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, AttesterError> {
+        let blob = IdObject::try_from(tpm2b_contents(credential_blob, "TPM2B_ID_OBJECT")?.to_vec())
+            .map_err(tpm("credential blob"))?;
+        let secret = EncryptedSecret::try_from(
+            tpm2b_contents(encrypted_secret, "TPM2B_ENCRYPTED_SECRET")?.to_vec(),
+        )
+        .map_err(tpm("encrypted secret"))?;
+        let ek = ek::create_ek_object(&mut self.ctx, AsymmetricAlgorithm::Rsa, None)
+            .map_err(tpm("CreatePrimary(EK)"))?;
+        let result = self.activate_with_ek(ek, blob, secret);
+        let flushed = self
+            .ctx
+            .flush_context(ek.into())
+            .map_err(tpm("FlushContext(EK)"));
+        let digest = result?;
+        flushed?;
+        Ok(Zeroizing::new(digest.value().to_vec()))
+    }
+
+    fn activate_with_ek(
+        &mut self,
+        ek: KeyHandle,
+        blob: IdObject,
+        secret: EncryptedSecret,
+    ) -> Result<Digest, AttesterError> {
+        let policy = self
+            .ctx
+            .start_auth_session(
+                None,
+                None,
+                None,
+                SessionType::Policy,
+                SymmetricDefinition::AES_128_CFB,
+                HashingAlgorithm::Sha256,
+            )
+            .map_err(tpm("StartAuthSession(policy)"))?
+            .ok_or(AttesterError::Crypto("no policy session"))?;
+        let (attributes, mask) = SessionAttributesBuilder::new().build();
+        let result = (|| {
+            self.ctx
+                .tr_sess_set_attributes(policy, attributes, mask)
+                .map_err(tpm("TRSess_SetAttributes"))?;
+            let policy_session = PolicySession::try_from(policy).map_err(tpm("policy session"))?;
+            self.ctx
+                .execute_with_session(Some(AuthSession::Password), |ctx| {
+                    ctx.policy_secret(
+                        policy_session,
+                        AuthHandle::Endorsement,
+                        Default::default(),
+                        Default::default(),
+                        Default::default(),
+                        None,
+                    )
+                })
+                .map_err(tpm("PolicySecret(endorsement)"))?;
+            let ak = self.ak;
+            self.ctx
+                .execute_with_sessions((Some(AuthSession::Password), Some(policy), None), |ctx| {
+                    ctx.activate_credential(ak, ek, blob, secret)
+                })
+                .map_err(tpm("ActivateCredential"))
+        })();
+        // A policy session is flushed by the TPM once used successfully; flush it on failure.
+        if result.is_err() {
+            let _ = self
+                .ctx
+                .flush_context(ObjectHandle::from(SessionHandle::from(policy)));
+        }
+        result
+    }
+
     /// Measures `data` into a PCR: extends the SHA-256 bank with SHA-256(`data`).
     pub fn extend_pcr(&mut self, index: u8, data: &[u8]) -> Result<(), AttesterError> {
         let handle = pcr_handle(index)?;
@@ -211,6 +338,18 @@ impl TpmAttester {
         }
         Err(AttesterError::PcrsUnstable(QUOTE_ATTEMPTS))
     }
+}
+
+/// The contents of a marshalled `TPM2B_*` (16-bit size, then exactly that many bytes).
+fn tpm2b_contents<'a>(bytes: &'a [u8], what: &'static str) -> Result<&'a [u8], AttesterError> {
+    use confidant_attestation::tpm::TpmError;
+    let (size, rest) = bytes
+        .split_first_chunk::<2>()
+        .ok_or(TpmError::Truncated { what })?;
+    if usize::from(u16::from_be_bytes(*size)) != rest.len() {
+        return Err(TpmError::Malformed { what }.into());
+    }
+    Ok(rest)
 }
 
 fn open(tcti: &str) -> Result<Context, AttesterError> {

@@ -144,6 +144,7 @@ async fn attest_once(ctx: &Ctx) -> anyhow::Result<Duration> {
         dns_names: vec!["localhost".to_owned()],
         ip_addresses: vec!["127.0.0.1".to_owned()],
         key_id: None,
+        activation_secret: None,
     };
     let mut body = Vec::new();
     ciborium::into_writer(&req, &mut body)?;

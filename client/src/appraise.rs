@@ -325,7 +325,8 @@ impl Appraiser {
     ) -> Result<VerifiedSession, AttestError> {
         let evidence = Evidence::from_cbor(evidence_cbor)
             .map_err(|e| AttestError::SessionEvidenceInvalid(EvidenceFault::Decode(e)))?;
-        let verified = verify_evidence(&evidence, &self.anchors)
+        let anchors = self.session_anchors(peer);
+        let verified = verify_evidence(&evidence, &anchors)
             .map_err(|e| AttestError::SessionEvidenceInvalid(EvidenceFault::Verify(e)))?;
         if claimed_model_digest != &peer.model_digest {
             return Err(AttestError::SessionBindingMismatch);
@@ -348,6 +349,27 @@ impl Appraiser {
             nonce: *nonce,
             evidence: bound.verified().claims(),
         })
+    }
+}
+
+impl Appraiser {
+    /// The anchors session evidence is verified against. In `passport` mode a TPM enclave's
+    /// session quote must come from exactly the attestation key the verifier's signed result
+    /// names (the key it accepted, enrolled or proven through the EK): the TPM keys the client
+    /// enrolled itself are not used, so a quote from any other key is refused. In `direct` mode
+    /// the client's own anchors decide, as for the certificate evidence.
+    fn session_anchors(&self, peer: &VerifiedPeer) -> std::borrow::Cow<'_, TrustAnchors> {
+        match (peer.mode, peer.result.tpm_ak_spki_sha256) {
+            (Mode::Passport, Some(ak)) => {
+                let mut tpm = confidant_attestation::tpm::TpmTrustAnchors::default();
+                tpm.enroll_ak_spki_sha256(ak);
+                std::borrow::Cow::Owned(TrustAnchors {
+                    snp: self.anchors.snp.clone(),
+                    tpm,
+                })
+            }
+            _ => std::borrow::Cow::Borrowed(&self.anchors),
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use confidant_attestation::binding::{Binding, BindingInput, Purpose};
 use confidant_attestation::keywrap::{WrapError, WrapKeyPair, WrappedKey, wrap_info};
 use confidant_attestation::result::{ResultError, ResultVerifier, Status, VerifiedResult};
 use confidant_attestation::sealed::{SealError, SealedHeader, UnsealedModel, unseal_from_reader};
-use confidant_attestation::wire::AttestRequest;
+use confidant_attestation::wire::{AttestRequest, CredentialRequest};
 use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
 
@@ -199,11 +199,12 @@ pub async fn attest(a: &Attestor) -> Result<Attestation, BootError> {
         channel: wrap.public_key(),
         model_digest: &a.header.model_digest,
     });
+    let activation_secret = activate_ak(a, &nonce).await?;
     let tee = a.tee.clone();
     let evidence = tokio::task::spawn_blocking(move || tee.evidence(&binding))
         .await
         .map_err(|e| BootError::Task(e.to_string()))??;
-    let request = AttestRequest {
+    let mut request = AttestRequest {
         nonce: nonce.to_vec(),
         evidence,
         tls_spki: a.tls.spki_der().to_vec(),
@@ -218,11 +219,61 @@ pub async fn attest(a: &Attestor) -> Result<Attestation, BootError> {
             .map(ToString::to_string)
             .collect(),
         key_id: Some(a.header.key_id.clone()),
+        activation_secret: activation_secret.as_ref().map(|s| s.to_vec()),
     };
-    let reply = a.verifier.attest(&request).await?;
+    let reply = a.verifier.attest(&request).await;
+    if let Some(secret) = request.activation_secret.as_mut() {
+        zeroize::Zeroize::zeroize(secret);
+    }
+    let reply = reply?;
     let result_key = a.verifier.result_verifier().await?;
     let now = now_unix();
     check_reply(a, &result_key, reply, wrap, now)
+}
+
+/// TPM with `ak_trust = "ek"`: credential activation for this nonce (`POST
+/// /v1/attest/credential`, then `TPM2_ActivateCredential`); the recovered secret goes with the
+/// attestation. `None` when the AK is to be trusted by enrolment.
+async fn activate_ak(
+    a: &Attestor,
+    nonce: &[u8; 32],
+) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, BootError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let task = |e: tokio::task::JoinError| BootError::Task(e.to_string());
+    let tee = a.tee.clone();
+    let Some(material) = tokio::task::spawn_blocking(move || tee.ek_activation())
+        .await
+        .map_err(task)??
+    else {
+        return Ok(None);
+    };
+    let credential = a
+        .verifier
+        .credential(&CredentialRequest {
+            nonce: hex::encode(nonce),
+            ek_cert: STANDARD.encode(&material.ek_cert),
+            ek_public: STANDARD.encode(&material.ek_public),
+            ak_public: STANDARD.encode(&material.ak_public),
+        })
+        .await?;
+    let bad = || {
+        BootError::Verifier(crate::verifier_client::VerifierError::BadReply(
+            "credential is not base64",
+        ))
+    };
+    let blob = STANDARD
+        .decode(credential.credential_blob.trim())
+        .map_err(|_| bad())?;
+    let secret = STANDARD
+        .decode(credential.encrypted_secret.trim())
+        .map_err(|_| bad())?;
+    let tee = a.tee.clone();
+    let recovered = tokio::task::spawn_blocking(move || tee.activate_credential(blob, secret))
+        .await
+        .map_err(task)??;
+    tracing::debug!("TPM credential activated");
+    Ok(Some(recovered))
 }
 
 fn check_reply(

@@ -85,7 +85,29 @@ pub enum TeeConfig {
         /// Directory holding the attestation key blobs (`ak.pub`, `ak.priv`); created with a
         /// fresh AK on first start, so the AK the verifier's policy enrolled stays the same.
         ak_dir: PathBuf,
+        /// The TCG event log to carry in the evidence, read anew for every quote (in a measured
+        /// VM: `/sys/kernel/security/tpm0/binary_bios_measurements`). The verifier replays it
+        /// against the quoted PCRs and appraises the boot events it records.
+        #[serde(default)]
+        event_log: Option<PathBuf>,
+        /// How the verifier comes to trust the AK: `"enrolled"` (its fingerprint is listed in the
+        /// policy) or `"ek"` (credential activation: the verifier wraps a secret to the TPM's
+        /// EK, vouched for by the EK certificate, and only this AK in that TPM can recover it).
+        #[serde(default)]
+        ak_trust: AkTrust,
     },
+}
+
+/// `[tee] ak_trust` for `kind = "tpm"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AkTrust {
+    /// The policy enrolls the AK by SPKI fingerprint (`trust.tpm_aks_spki_sha256`).
+    #[default]
+    Enrolled,
+    /// Credential activation against the TPM's EK certificate (`trust.tpm_ek_ca_certs`), for
+    /// every attestation; a fresh AK per boot works. Needs an EK certificate in the TPM's NV.
+    Ek,
 }
 
 /// The HTTPS listener.
@@ -248,7 +270,14 @@ impl Config {
                     base.path(p);
                 }
             }
-            TeeConfig::Tpm { ak_dir, .. } => base.path(ak_dir),
+            TeeConfig::Tpm {
+                ak_dir, event_log, ..
+            } => {
+                base.path(ak_dir);
+                if let Some(p) = event_log {
+                    base.path(p);
+                }
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 //!
 //! All calls block (device ioctls, TPM commands, signing): call them from a blocking thread.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc;
 
@@ -12,8 +12,9 @@ use confidant_attester::error::AttesterError;
 use confidant_attester::snp_device::DeviceSnp;
 use confidant_attester::snp_sim::SimulatedSnp;
 use confidant_attester::tpm::{AkBlob, TpmAttester};
+use zeroize::Zeroizing;
 
-use crate::config::TeeConfig;
+use crate::config::{AkTrust, TeeConfig};
 
 /// Why evidence could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,8 @@ pub enum TeeError {
     },
     #[error("the TPM worker thread is gone")]
     WorkerGone,
+    #[error("credential activation needs a TPM")]
+    NotTpm,
 }
 
 /// A configured evidence producer.
@@ -67,10 +70,18 @@ impl Tee {
                 }
                 Ok(Tee::Snp(dev))
             }
-            TeeConfig::Tpm { tcti, pcrs, ak_dir } => Ok(Tee::Tpm(TpmWorker::start(
+            TeeConfig::Tpm {
+                tcti,
+                pcrs,
+                ak_dir,
+                event_log,
+                ak_trust,
+            } => Ok(Tee::Tpm(TpmWorker::start(
                 tcti.clone(),
                 pcrs.clone(),
                 ak_dir,
+                event_log.clone(),
+                *ak_trust,
             )?)),
         }
     }
@@ -98,6 +109,38 @@ impl Tee {
     }
 }
 
+impl Tee {
+    /// What `POST /v1/attest/credential` needs, when the AK is to be trusted through the EK
+    /// (`ak_trust = "ek"`) and the TPM holds an EK certificate; `None` otherwise (the AK must
+    /// be enrolled).
+    pub fn ek_activation(&self) -> Result<Option<EkActivation>, TeeError> {
+        match self {
+            Tee::Tpm(worker) if worker.ak_trust == AkTrust::Ek => worker.ek_activation(),
+            _ => Ok(None),
+        }
+    }
+
+    /// `TPM2_ActivateCredential` with this TPM's EK and AK: the secret the verifier wrapped.
+    pub fn activate_credential(
+        &self,
+        credential_blob: Vec<u8>,
+        encrypted_secret: Vec<u8>,
+    ) -> Result<Zeroizing<Vec<u8>>, TeeError> {
+        match self {
+            Tee::Tpm(worker) => worker.activate(credential_blob, encrypted_secret),
+            _ => Err(TeeError::NotTpm),
+        }
+    }
+}
+
+/// The TPM's EK certificate, EK public and AK public (marshalled `TPMT_PUBLIC`s).
+#[derive(Debug, Clone)]
+pub struct EkActivation {
+    pub ek_cert: Vec<u8>,
+    pub ek_public: Vec<u8>,
+    pub ak_public: Vec<u8>,
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, TeeError> {
     std::fs::read(path).map_err(|source| TeeError::Io {
         path: path.to_path_buf(),
@@ -118,18 +161,32 @@ pub fn executable_measurement() -> Result<[u8; 48], TeeError> {
     Ok(out)
 }
 
-type QuoteReply = mpsc::Sender<Result<TpmEvidence, AttesterError>>;
+type Reply<T> = mpsc::Sender<Result<T, TeeError>>;
+
+/// Work for the TPM thread.
+enum Job {
+    Quote(Vec<u8>, Reply<TpmEvidence>),
+    EkActivation(Reply<Option<EkActivation>>),
+    Activate(Vec<u8>, Vec<u8>, Reply<Zeroizing<Vec<u8>>>),
+}
 
 /// A thread owning the TPM connection.
 #[derive(Debug)]
 pub struct TpmWorker {
-    jobs: Mutex<mpsc::Sender<(Vec<u8>, QuoteReply)>>,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    ak_trust: AkTrust,
 }
 
 impl TpmWorker {
-    fn start(tcti: String, pcrs: Vec<u8>, ak_dir: &Path) -> Result<Self, TeeError> {
+    fn start(
+        tcti: String,
+        pcrs: Vec<u8>,
+        ak_dir: &Path,
+        event_log: Option<PathBuf>,
+        ak_trust: AkTrust,
+    ) -> Result<Self, TeeError> {
         let ak_dir = ak_dir.to_path_buf();
-        let (jobs, rx) = mpsc::channel::<(Vec<u8>, QuoteReply)>();
+        let (jobs, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), TeeError>>();
         std::thread::Builder::new()
             .name("tpm".into())
@@ -144,8 +201,27 @@ impl TpmWorker {
                         return;
                     }
                 };
-                while let Ok((data, reply)) = rx.recv() {
-                    let _ = reply.send(attester.quote(&data, &pcrs));
+                while let Ok(job) = rx.recv() {
+                    match job {
+                        Job::Quote(data, reply) => {
+                            let _ = reply.send(quote_with_log(
+                                &mut attester,
+                                &data,
+                                &pcrs,
+                                event_log.as_deref(),
+                            ));
+                        }
+                        Job::EkActivation(reply) => {
+                            let _ = reply.send(ek_activation(&mut attester));
+                        }
+                        Job::Activate(blob, secret, reply) => {
+                            let _ = reply.send(
+                                attester
+                                    .activate_credential(&blob, &secret)
+                                    .map_err(TeeError::from),
+                            );
+                        }
+                    }
                 }
             })
             .map_err(|source| TeeError::Io {
@@ -155,18 +231,71 @@ impl TpmWorker {
         ready_rx.recv().map_err(|_| TeeError::WorkerGone)??;
         Ok(Self {
             jobs: Mutex::new(jobs),
+            ak_trust,
         })
     }
 
-    fn quote(&self, qualifying_data: Vec<u8>) -> Result<TpmEvidence, TeeError> {
+    fn run<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, TeeError> {
         let (tx, rx) = mpsc::channel();
         self.jobs
             .lock()
             .map_err(|_| TeeError::WorkerGone)?
-            .send((qualifying_data, tx))
+            .send(job(tx))
             .map_err(|_| TeeError::WorkerGone)?;
-        Ok(rx.recv().map_err(|_| TeeError::WorkerGone)??)
+        rx.recv().map_err(|_| TeeError::WorkerGone)?
     }
+
+    fn quote(&self, qualifying_data: Vec<u8>) -> Result<TpmEvidence, TeeError> {
+        self.run(|tx| Job::Quote(qualifying_data, tx))
+    }
+
+    fn ek_activation(&self) -> Result<Option<EkActivation>, TeeError> {
+        self.run(Job::EkActivation)
+    }
+
+    fn activate(
+        &self,
+        credential_blob: Vec<u8>,
+        encrypted_secret: Vec<u8>,
+    ) -> Result<Zeroizing<Vec<u8>>, TeeError> {
+        self.run(|tx| Job::Activate(credential_blob, encrypted_secret, tx))
+    }
+}
+
+/// The EK certificate and publics, or `None` (with a warning) when the TPM has no EK
+/// certificate: the AK must then be enrolled in the policy.
+fn ek_activation(attester: &mut TpmAttester) -> Result<Option<EkActivation>, TeeError> {
+    match attester.ek_certificate() {
+        Ok(ek) => Ok(Some(EkActivation {
+            ek_cert: ek.certificate,
+            ek_public: ek.public,
+            ak_public: attester.ak_public_tpmt(),
+        })),
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "ak_trust = \"ek\" but the TPM has no usable EK certificate: attesting without \
+                 credential activation (the policy must enroll the AK)"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// One quote, carrying the event log when one is configured. The log is read after the quote: a
+/// measurement extended in between makes the verifier's replay differ from the quoted PCRs, so the
+/// evidence is refused rather than wrongly accepted.
+fn quote_with_log(
+    attester: &mut TpmAttester,
+    data: &[u8],
+    pcrs: &[u8],
+    event_log: Option<&Path>,
+) -> Result<TpmEvidence, TeeError> {
+    let mut evidence = attester.quote(data, pcrs)?;
+    if let Some(path) = event_log {
+        evidence.event_log = Some(serde_bytes::ByteBuf::from(read(path)?));
+    }
+    Ok(evidence)
 }
 
 /// Loads the AK kept in `ak_dir`, or creates one and keeps it there.
@@ -193,7 +322,8 @@ fn open_tpm(tcti: &str, ak_dir: &Path) -> Result<TpmAttester, TeeError> {
     let spki = attester.ak_spki_der()?;
     tracing::info!(
         ak_spki_sha256 = %hex::encode(crate::keys::sha256(&spki)),
-        "TPM attestation key ready (the verifier's policy must enroll this fingerprint)"
+        "TPM attestation key ready (with ak_trust = \"enrolled\" the verifier's policy must enroll \
+         this fingerprint)"
     );
     Ok(attester)
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use confidant_attestation::result::ResultVerifier;
 use confidant_attestation::wire::{
-    AttestRequest, AttestResponse, CBOR_CONTENT_TYPE, ChallengeResponse, ErrorBody,
+    AttestRequest, AttestResponse, CBOR_CONTENT_TYPE, ChallengeResponse, CredentialRequest,
+    CredentialResponse, ErrorBody,
 };
 use confidant_service::secrets::Secret;
 use http_body_util::{BodyExt, Full, Limited};
@@ -141,6 +142,23 @@ impl VerifierClient {
         hex::decode_to_slice(reply.nonce.trim(), &mut nonce)
             .map_err(|_| VerifierError::BadReply("nonce is not 32 bytes of hex"))?;
         Ok(nonce)
+    }
+
+    /// `POST /v1/attest/credential` (JSON both ways): a TPM credential for the AK, under the EK.
+    pub async fn credential(
+        &self,
+        req: &CredentialRequest,
+    ) -> Result<CredentialResponse, VerifierError> {
+        let body =
+            serde_json::to_vec(req).map_err(|_| VerifierError::BadReply("request encoding"))?;
+        let (status, reply) = self
+            .call(
+                Method::POST,
+                "/v1/attest/credential",
+                Some(("application/json", body)),
+            )
+            .await?;
+        json_reply(status, &reply)
     }
 
     /// `POST /v1/attest` (CBOR both ways).

@@ -281,3 +281,117 @@ async fn unenrolled_ak_is_refused() {
     e.shutdown().await.unwrap();
     drop(swtpm);
 }
+
+/// `[tee]` for TPM with `ak_trust = "ek"` (the AK is trusted through credential activation).
+fn tpm_ek_config(v: &TestVerifier, tcti: &str, ak_dir: &Path) -> Config {
+    let mut cfg = enclave_config(v, &sealed_model().path, &verifier_url(v), "");
+    cfg.tee = toml::from_str(&format!(
+        "kind = \"tpm\"\ntcti = \"{tcti}\"\npcrs = {PCRS:?}\nak_dir = \"{}\"\nak_trust = \"ek\"\n",
+        ak_dir.display()
+    ))
+    .unwrap();
+    cfg
+}
+
+/// A policy enrolling no AK but trusting the EK CA `ca` (inline PEM), for the quoted PCRs.
+fn allow_tpm_ek(
+    v: &TestVerifier,
+    ca: &confidant_testkit::swtpm::EkCa,
+    pcrs: &BTreeMap<u8, [u8; 32]>,
+) {
+    let cas: Vec<String> = [&ca.issuer_cert_pem, &ca.root_cert_pem]
+        .iter()
+        .map(|p| format!("'''\n{}'''", std::fs::read_to_string(p).unwrap()))
+        .collect();
+    let set: Vec<String> = pcrs
+        .iter()
+        .map(|(i, value)| format!("{{ pcr = {i}, sha256 = \"{}\" }}", hex::encode(value)))
+        .collect();
+    let policy = format!(
+        r#"id = "enclave-tpm-ek-test"
+version = 100
+[trust]
+tpm_aks_spki_sha256 = []
+tpm_ek_ca_certs = [{cas}]
+[models."{MODEL_ID}"]
+digest = "{digest}"
+tpm_pcrs = [[{set}]]
+"#,
+        cas = cas.join(", "),
+        digest = hex::encode(sealed_model().digest),
+        set = set.join(", "),
+    );
+    v.verifier().replace_policy("test-admin", &policy).unwrap();
+}
+
+/// `ak_trust = "ek"`, a fresh AK (none enrolled), the policy trusting the swtpm's EK CA: the
+/// credential round trip proves the AK, the key is released and the enclave serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ek_activated_ak_serves() {
+    let swtpm = Swtpm::start_with_ek_ca().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ak_dir = ak_dir(&tmp);
+    let prepared = prepare_tpm(&swtpm.tcti(), None, None).await;
+
+    let v = TestVerifier::start().await;
+    allow_tpm_ek(&v, swtpm.ek_ca().unwrap(), &prepared.pcrs);
+    v.import_key();
+    let e = Enclave::start(tpm_ek_config(&v, &swtpm.tcti(), &ak_dir))
+        .await
+        .unwrap();
+    let addr = wait_serving(&e).await;
+    assert_eq!(e.metrics().unseal_count(), 1);
+    let log = v.audit_log();
+    let last = log.last().unwrap();
+    assert_eq!(last["decision"], "accept", "{log:?}");
+    assert_eq!(last["tee"], "tpm");
+    // The AK the enclave created is not in the policy: it was trusted through the EK.
+    let own = TpmtPublic::parse(&std::fs::read(ak_dir.join("ak.pub")).unwrap()).unwrap();
+    assert_ne!(own.fingerprint(), prepared.ak_fp);
+    assert!(v.verifier().activations().is_empty());
+
+    let c = Client::new(addr, &v.ca_pem());
+    let token = v.client_token("alice", &["client"]);
+    let r = c.get("/v1/models", Some(token.as_str())).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["data"][0]["id"], MODEL_ID);
+    e.shutdown().await.unwrap();
+    drop(swtpm);
+}
+
+/// `ak_trust = "ek"` but the policy trusts another TPM's EK CA: the credential is refused
+/// (`ek_cert_untrusted`, logged), nothing is released, served or unsealed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ek_cert_from_untrusted_ca_never_serves() {
+    let swtpm = Swtpm::start_with_ek_ca().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ak_dir = ak_dir(&tmp);
+    let prepared = prepare_tpm(&swtpm.tcti(), None, None).await;
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = confidant_testkit::swtpm::manufacture_with_ek_ca(other_dir.path()).unwrap();
+
+    let v = TestVerifier::start().await;
+    allow_tpm_ek(&v, &other, &prepared.pcrs);
+    v.import_key();
+    let e = Enclave::start(tpm_ek_config(&v, &swtpm.tcti(), &ak_dir))
+        .await
+        .unwrap();
+    eventually("three attempts", Duration::from_secs(30), || {
+        e.attempts() >= 3
+    })
+    .await;
+    assert_eq!(e.phase(), Phase::Attesting);
+    assert_eq!(e.last_failure(), Some("verifier_refused"));
+    assert_eq!(e.local_addr(), None);
+    assert_eq!(e.metrics().unseal_count(), 0);
+    let log = v.audit_log();
+    assert!(!log.is_empty());
+    for entry in &log {
+        assert_eq!(entry["decision"], "refuse", "{entry}");
+        assert_eq!(entry["reason"], "ek_cert_untrusted", "{entry}");
+        assert_eq!(entry["tee"], "tpm", "{entry}");
+        assert!(entry["key_id"].is_null(), "{entry}");
+    }
+    e.shutdown().await.unwrap();
+    drop(swtpm);
+}

@@ -114,6 +114,7 @@ pub async fn certified_second_enclave(stack: &Stack, measurement: &[u8; 48]) -> 
         dns_names: vec!["localhost".to_owned()],
         ip_addresses: vec!["127.0.0.1".to_owned()],
         key_id: Some(KEY_ID.to_owned()),
+        activation_secret: None,
     };
     let mut body = Vec::new();
     ciborium::into_writer(&request, &mut body).expect("CBOR");

@@ -18,6 +18,7 @@
 mod configs;
 pub mod https;
 pub mod impostor;
+pub mod vm;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

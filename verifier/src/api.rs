@@ -3,7 +3,7 @@
 //!
 //! | route | who |
 //! |---|---|
-//! | `POST /v1/challenge`, `POST /v1/attest` | role `enclave` (rate-limited per token subject) |
+//! | `POST /v1/challenge`, `POST /v1/attest/credential`, `POST /v1/attest` | role `enclave` (rate-limited per token subject) |
 //! | `GET /v1/ca`, `GET /v1/keys` | anyone (what clients pin) |
 //! | `/v1/admin/*` | role `admin` |
 //! | `/v1/audit*` | role `auditor` |
@@ -18,7 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use confidant_attestation::wire::{AttestRequest, CBOR_CONTENT_TYPE, ChallengeResponse};
+use confidant_attestation::wire::{
+    AttestRequest, CBOR_CONTENT_TYPE, ChallengeResponse, CredentialRequest, CredentialResponse,
+};
 use confidant_service::{ApiError, JwtVerifier, Principal, RequireAuth, require_role};
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -50,6 +52,7 @@ pub fn router(verifier: Arc<Verifier>, max_body_bytes: usize) -> Router {
     let app = Router::new()
         .route("/v1/challenge", post(challenge))
         .route("/v1/attest", post(attest))
+        .route("/v1/attest/credential", post(attest_credential))
         .route("/v1/ca", get(ca))
         .route("/v1/keys", get(keys))
         .route("/v1/admin/policy", put(put_policy).get(get_policy))
@@ -157,6 +160,29 @@ async fn attest(
         }
         Err(refusal) => Err(refusal.into()),
     }
+}
+
+/// `POST /v1/attest/credential` (JSON): a TPM credential for the AK, under the EK the policy's
+/// EK CAs vouch for, remembered under the (still outstanding) nonce.
+async fn attest_credential(
+    State(AppState(v)): State<AppState>,
+    RequireAuth(p): RequireAuth,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<CredentialResponse>, ApiError> {
+    role(&p, ROLE_ENCLAVE)?;
+    v.rate_limit(&p)?;
+    if body.len() > confidant_attestation::wire::MAX_CREDENTIAL_BODY {
+        return Err(ApiError::payload_too_large());
+    }
+    let req: CredentialRequest = json_body(&headers, &body)?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &body);
+    let mut body_digest = [0u8; 32];
+    body_digest.copy_from_slice(digest.as_ref());
+    let subject = p.subject.clone();
+    blocking(move || v.credential(&subject, body_digest, &req))
+        .await
+        .map(axum::Json)
 }
 
 fn decode_attest_request(body: &[u8]) -> Result<AttestRequest, ApiError> {

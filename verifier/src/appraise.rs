@@ -29,6 +29,11 @@ use confidant_attestation::wire::{AttestRequest, AttestResponse, WrappedKeyWire}
 use confidant_service::ApiError;
 use ring::rand::SystemRandom;
 
+use confidant_attestation::policy::Policy;
+use confidant_attestation::tpm::TpmtPublic;
+use confidant_attestation::tpm::credential::PendingActivation;
+use confidant_attestation::verify::TrustAnchors;
+
 use crate::keys::{KeyStore, KeyStoreError};
 use crate::nonce::NonceError;
 use crate::policy_store::ActivePolicy;
@@ -47,6 +52,10 @@ pub enum Refusal {
     Evidence(VerifyError),
     /// The evidence is not bound to this nonce, TLS key, wrapping key and model.
     Binding,
+    /// TPM: the AK is not enrolled, credential activation is in play (the policy trusts EK CAs,
+    /// or the request carries an activation secret), and no credential issued for this nonce
+    /// was activated for this AK.
+    AkNotActivated,
     /// The policy refused the evidence for this model.
     Policy(PolicyError),
     /// No releasable key for the model.
@@ -65,12 +74,25 @@ impl Refusal {
             Refusal::Malformed(_) => "malformed_request",
             Refusal::Evidence(e) => evidence_code(e),
             Refusal::Binding => "binding_mismatch",
+            Refusal::AkNotActivated => "ak_not_activated",
             Refusal::Policy(e) => e.code(),
             Refusal::Key(KeyStoreError::DigestMismatch) => "key_model_digest_mismatch",
             Refusal::Key(KeyStoreError::Revoked) => "key_revoked",
             Refusal::Key(KeyStoreError::NotFound) => "key_not_found",
             Refusal::Key(KeyStoreError::NoKeyForModel) => "no_key_for_model",
             Refusal::Key(_) | Refusal::Internal(_) => "internal_error",
+        }
+    }
+
+    /// What exactly failed, for the verifier's own log (never sent to the caller): the policy's
+    /// or the verification's own words, which name the check and the reference value or event
+    /// that differs (e.g. "PCR 9 initrd … event digest … is not the reference …"). Evidence and
+    /// policy errors carry only public values (digests, indices), never secrets.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Refusal::Policy(e) => Some(e.to_string()),
+            Refusal::Evidence(e) => Some(error_chain(e)),
+            _ => None,
         }
     }
 
@@ -94,6 +116,9 @@ impl Refusal {
             Refusal::Malformed(what) => what,
             Refusal::Evidence(_) => "the evidence failed verification",
             Refusal::Binding => "the evidence is not bound to this request",
+            Refusal::AkNotActivated => {
+                "the TPM attestation key is neither enrolled nor proven by credential activation"
+            }
             Refusal::Policy(_) => "the policy refused the evidence",
             Refusal::Key(_) => "no model key can be released",
             Refusal::Internal(_) => "internal error",
@@ -108,6 +133,18 @@ impl From<Refusal> for ApiError {
         }
         ApiError::new(r.status(), r.code(), r.message())
     }
+}
+
+/// An error and its sources, joined ("TPM quote rejected: the event log does not replay …").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// Stable codes for verification failures: the check that failed, coarsely.
@@ -138,6 +175,7 @@ fn evidence_code(e: &VerifyError) -> &'static str {
             }
             TpmError::PcrDigestMismatch
             | TpmError::PcrSelectionMismatch
+            | TpmError::EventLogReplay { .. }
             | TpmError::SchemeMismatch { .. } => "evidence_inconsistent",
             _ => "evidence_malformed",
         },
@@ -162,6 +200,8 @@ pub struct Context<'a> {
     pub signer: &'a ResultSigner,
     pub settings: &'a Settings,
     pub rng: &'a SystemRandom,
+    /// The credential issued for this request's nonce (`POST /v1/attest/credential`), if any.
+    pub activation: Option<&'a PendingActivation>,
 }
 
 /// A decision: the event to log, and the reply to send once it is logged.
@@ -298,7 +338,12 @@ pub fn decide(
     let policy = &ctx.policy.policy;
     event.policy_id = Some(policy.id().to_owned());
     event.policy_version = Some(policy.version());
-    let anchors = ctx.policy.anchors_for(&req.evidence);
+    let (anchors, activated_policy) = match tpm_ak_trust(ctx, req) {
+        Ok(Some((anchors, policy))) => (anchors, Some(policy)),
+        Ok(None) => (ctx.policy.anchors_for(&req.evidence), None),
+        Err(refusal) => return refuse(event, refusal),
+    };
+    let policy = activated_policy.as_ref().unwrap_or(policy);
     let verified = match verify_evidence(&req.evidence, &anchors) {
         Ok(v) => v,
         Err(e) => return refuse(event, Refusal::Evidence(e)),
@@ -348,6 +393,54 @@ pub fn decide(
         }
         Err(refusal) => refuse(event, refusal),
     }
+}
+
+/// TPM AK trust through credential activation. `Ok(None)`: not TPM evidence, or the AK is
+/// enrolled by fingerprint, or activation is not in play (no EK CA in the policy and no secret
+/// sent): verification goes on as for enrolled AKs (an unknown AK fails it). `Ok(Some(..))`: the
+/// credential issued for this nonce was activated for exactly this AK; the anchors pin its
+/// `TPMT_PUBLIC` and the policy trusts its fingerprint, for this appraisal only.
+fn tpm_ak_trust(
+    ctx: &Context<'_>,
+    req: &AttestRequest,
+) -> Result<Option<(TrustAnchors, Policy)>, Refusal> {
+    let Evidence::Tpm(ev) = &req.evidence else {
+        return Ok(None);
+    };
+    let policy = &ctx.policy.policy;
+    let Ok(public) = TpmtPublic::parse(&ev.ak_public) else {
+        return Ok(None); // verification reports the malformed key
+    };
+    let fingerprint = public.fingerprint();
+    if policy.trust().tpm_aks_spki_sha256.contains(&fingerprint) {
+        return Ok(None);
+    }
+    let in_play = !policy.trust().tpm_ek_cas().is_empty()
+        || req.activation_secret.is_some()
+        || ctx.activation.is_some();
+    if !in_play {
+        return Ok(None);
+    }
+    let activated = match (ctx.activation, req.activation_secret.as_deref()) {
+        (Some(pending), Some(secret)) => pending.accepts(&ev.ak_public, secret),
+        _ => false,
+    };
+    if !activated {
+        return Err(Refusal::AkNotActivated);
+    }
+    let mut anchors = ctx.policy.anchors.clone();
+    anchors
+        .tpm
+        .enroll_ak_public(&ev.ak_public)
+        .map_err(|_| Refusal::AkNotActivated)?;
+    if let Some(pending) = ctx.activation {
+        tracing::info!(
+            ak_spki_sha256 = %hex::encode(fingerprint),
+            ek_cert_sha256 = %hex::encode(pending.ek_cert_fingerprint),
+            "TPM attestation key trusted through credential activation"
+        );
+    }
+    Ok(Some((anchors, policy.with_activated_ak(fingerprint))))
 }
 
 /// Everything after a successful appraisal; takes the [`Appraisal`] as proof.
@@ -519,6 +612,7 @@ mod tests {
             signer: &signer,
             settings: &settings,
             rng: &rng,
+            activation: None,
         };
         let req = AttestRequest {
             nonce: vec![0; 32],
@@ -529,6 +623,7 @@ mod tests {
             dns_names: vec![],
             ip_addresses: vec![],
             key_id: None,
+            activation_secret: None,
         };
         let refused = release(&ctx, &req, &appraisal, &[1; 32], &[], 100);
         assert!(matches!(refused, Err(Refusal::Binding)), "{refused:?}");

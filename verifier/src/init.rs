@@ -60,6 +60,8 @@ pub struct InitOptions {
     pub listen: String,
     /// Lifetime of the minted development tokens, seconds.
     pub token_ttl_secs: u64,
+    /// Names (DNS or IP) the verifier's TLS certificate carries besides `localhost` and `127.0.0.1`.
+    pub tls_names: Vec<String>,
     pub force: bool,
 }
 
@@ -71,6 +73,7 @@ impl InitOptions {
             dev_pki: None,
             listen: "127.0.0.1:8443".to_owned(),
             token_ttl_secs: 30 * 86_400,
+            tls_names: Vec::new(),
             force: false,
         }
     }
@@ -127,9 +130,13 @@ pub fn init(opts: &InitOptions, now: u64) -> Result<InitOutput, InitError> {
     let crypto = |e: &dyn std::fmt::Display| InitError::Crypto(e.to_string());
 
     // Verifier TLS identity.
-    let mut params =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .map_err(|e| crypto(&e))?;
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    for name in &opts.tls_names {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    let mut params = rcgen::CertificateParams::new(names).map_err(|e| crypto(&e))?;
     params.distinguished_name.push(
         rcgen::DnType::CommonName,
         "confidant-verifier (development)",

@@ -7,6 +7,7 @@
 //! in [`server`], configuration in [`config`], `init` in [`init`].
 #![forbid(unsafe_code)]
 
+pub mod activation;
 pub mod api;
 pub mod appraise;
 pub mod audit_log;

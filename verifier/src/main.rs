@@ -1,7 +1,7 @@
 //! `confidant-verifier`: the attestation service (appraisal, key broker, CA, audit log).
 //!
 //! ```text
-//! confidant-verifier init DIR [--dev-pki DIR] [--listen ADDR] [--force]
+//! confidant-verifier init DIR [--dev-pki DIR] [--listen ADDR] [--tls-name NAME]... [--force]
 //! confidant-verifier serve --config DIR/verifier.toml [--log-format json|text]
 //! ```
 #![forbid(unsafe_code)]
@@ -32,6 +32,11 @@ enum Command {
         /// Listen address written into the configuration.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: String,
+        /// A further DNS name or IP address for the verifier's TLS certificate (repeatable; it
+        /// always names `localhost` and `127.0.0.1`). A VM guest reaching the verifier through a
+        /// forwarded address needs that address here.
+        #[arg(long = "tls-name", value_name = "NAME")]
+        tls_names: Vec<String>,
         /// Overwrite an existing configuration.
         #[arg(long)]
         force: bool,
@@ -59,12 +64,14 @@ fn main() -> anyhow::Result<()> {
             dir,
             dev_pki,
             listen,
+            tls_names,
             force,
         } => {
             let mut opts = InitOptions::new(dir);
             opts.dev_pki = dev_pki;
             opts.listen = listen;
             opts.force = force;
+            opts.tls_names = tls_names;
             let out = init(&opts, confidant_verifier::now_unix()).context("init")?;
             println!("wrote {}", out.config.display());
             for (role, path) in out.tokens {

@@ -109,6 +109,19 @@ impl NonceStore {
         }
     }
 
+    /// Checks that `nonce` is outstanding (issued here, neither consumed nor expired) without
+    /// consuming it; returns its expiry (milliseconds since the Unix epoch).
+    pub fn outstanding(&self, nonce: &[u8], now_ms: u64) -> Result<u64, NonceError> {
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| NonceError::Unknown)?;
+        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.get(&nonce).ok_or(NonceError::Unknown)?;
+        match entry.state {
+            State::Used => Err(NonceError::Replayed),
+            State::Outstanding if now_ms >= entry.expires_ms => Err(NonceError::Expired),
+            State::Outstanding => Ok(entry.expires_ms),
+        }
+    }
+
     /// Number of entries held (for tests and metrics).
     pub fn len(&self) -> usize {
         self.entries.lock().map(|m| m.len()).unwrap_or(0)
@@ -149,6 +162,18 @@ mod tests {
         assert_eq!(store.consume(&n.nonce, 1001), Err(NonceError::Replayed));
         assert_eq!(store.consume(&[0u8; 32], 0), Err(NonceError::Unknown));
         assert_eq!(store.consume(&[0u8; 3], 0), Err(NonceError::Unknown));
+    }
+
+    #[test]
+    fn outstanding_does_not_consume() {
+        let store = NonceStore::new(1000, 10);
+        let rng = SystemRandom::new();
+        let n = store.issue(&rng, 0).unwrap();
+        assert_eq!(store.outstanding(&n.nonce, 10), Ok(1000));
+        assert_eq!(store.outstanding(&n.nonce, 1000), Err(NonceError::Expired));
+        assert_eq!(store.consume(&n.nonce, 20), Ok(n.nonce));
+        assert_eq!(store.outstanding(&n.nonce, 30), Err(NonceError::Replayed));
+        assert_eq!(store.outstanding(&[1u8; 32], 0), Err(NonceError::Unknown));
     }
 
     #[test]

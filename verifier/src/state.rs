@@ -7,12 +7,15 @@ use base64::engine::general_purpose::STANDARD;
 use confidant_attestation::leafcert::CertificateAuthority;
 use confidant_attestation::result::ResultSigner;
 use confidant_attestation::sealed::ModelKey;
-use confidant_attestation::wire::{AttestRequest, AttestResponse};
+use confidant_attestation::wire::{
+    AttestRequest, AttestResponse, CredentialRequest, CredentialResponse,
+};
 use confidant_service::ratelimit::{BucketConfig, Limiter, SystemClock};
 use confidant_service::secrets::{SecretError, load_secret};
 use confidant_service::{ApiError, JwtVerifier, Principal};
 use ring::rand::SystemRandom;
 
+use crate::activation::{ActivationStore, CredentialRefusal};
 use crate::appraise::{self, Context, Refusal, Settings};
 use crate::audit_log::{AuditLog, AuditLogError};
 use crate::config::Config;
@@ -56,6 +59,8 @@ pub struct Verifier {
     jwt: Arc<JwtVerifier>,
     limiter: Limiter,
     nonces: NonceStore,
+    /// Credentials issued per outstanding nonce, awaiting their activated secret.
+    activations: ActivationStore,
     keys: KeyStore,
     policy: PolicyStore,
     ca: CertificateAuthority,
@@ -114,6 +119,7 @@ impl Verifier {
             jwt: Arc::new(jwt),
             limiter,
             nonces: NonceStore::new(config.challenge.ttl_ms, config.challenge.max_outstanding),
+            activations: ActivationStore::new(config.challenge.max_outstanding),
             keys,
             policy,
             ca,
@@ -144,10 +150,14 @@ impl Verifier {
 
     /// The attestation pipeline: decide, log durably, then reply. Blocking.
     pub fn attest(&self, subject: &str, req: AttestRequest) -> Result<AttestResponse, Refusal> {
-        let nonce = self.nonces.consume(&req.nonce, now_unix_ms());
+        let now_ms = now_unix_ms();
+        let nonce = self.nonces.consume(&req.nonce, now_ms);
+        // The nonce is consumed whatever the outcome: so is its pending activation.
+        let activation = self.activations.take(&req.nonce, now_ms);
         let policy = self.policy.current();
         let ctx = Context {
             policy: &policy,
+            activation: activation.as_ref(),
             keys: &self.keys,
             ca: &self.ca,
             signer: &self.signer,
@@ -156,6 +166,12 @@ impl Verifier {
         };
         let outcome = appraise::decide(&ctx, &req, nonce, now_unix());
         let reason = outcome.event.reason.clone();
+        let detail = outcome
+            .reply
+            .as_ref()
+            .err()
+            .and_then(Refusal::detail)
+            .unwrap_or_default();
         match self.audit.append(outcome.event) {
             Ok(seq) => {
                 match &reason {
@@ -163,7 +179,7 @@ impl Verifier {
                         tracing::info!(audit_seq = seq, subject, model_id = %req.model_id, "attestation accepted")
                     }
                     Some(code) => {
-                        tracing::info!(audit_seq = seq, subject, model_id = %req.model_id, reason = %code, "attestation refused")
+                        tracing::info!(audit_seq = seq, subject, model_id = %req.model_id, reason = %code, detail = %detail, "attestation refused")
                     }
                 }
                 outcome.reply
@@ -173,6 +189,106 @@ impl Verifier {
                 Err(Refusal::Internal(format!("audit append failed: {e}")))
             }
         }
+    }
+
+    /// `POST /v1/attest/credential`: checks that the nonce is outstanding (without consuming
+    /// it), verifies the EK certificate against the policy's EK CAs, makes a credential for the
+    /// AK and remembers it under the nonce. Refusals are audit-logged. Blocking (RSA, fsync).
+    /// `body_digest` is the SHA-256 of the request body as received (the audit entry's evidence
+    /// digest).
+    pub fn credential(
+        &self,
+        subject: &str,
+        body_digest: [u8; 32],
+        req: &CredentialRequest,
+    ) -> Result<CredentialResponse, ApiError> {
+        let now_ms = now_unix_ms();
+        let policy = self.policy.current();
+        let mut nonce = [0u8; 32];
+        let nonce_ok = hex::decode_to_slice(req.nonce.trim(), &mut nonce).is_ok();
+        let outcome = if nonce_ok {
+            self.issue_credential(&policy.policy, nonce, req, now_ms)
+        } else {
+            Err(CredentialRefusal::Nonce(NonceError::Unknown))
+        };
+        match outcome {
+            Ok(resp) => {
+                tracing::info!(subject, nonce = %hex::encode(nonce), "TPM credential issued");
+                Ok(resp)
+            }
+            Err(refusal) if refusal.is_decision() => {
+                let event = confidant_attestation::audit::entry::AuditEvent {
+                    time: now_ms / 1000,
+                    decision: confidant_attestation::audit::entry::Decision::Refuse,
+                    reason: Some(refusal.code().to_owned()),
+                    nonce,
+                    evidence_digest: body_digest,
+                    tee: Some(confidant_attestation::audit::entry::Tee::Tpm),
+                    measurement: None,
+                    tcb: None,
+                    policy_id: Some(policy.policy.id().to_owned()),
+                    policy_version: Some(policy.policy.version()),
+                    model_id: None,
+                    result_digest: None,
+                    key_id: None,
+                    dev: false,
+                };
+                match self.audit.append(event) {
+                    Ok(seq) => {
+                        tracing::info!(audit_seq = seq, subject, reason = %refusal.code(), detail = %refusal.detail(), "TPM credential refused");
+                        Err(refusal.into())
+                    }
+                    Err(e) => Err(ApiError::internal(format!("audit append failed: {e}"))),
+                }
+            }
+            Err(refusal) => Err(refusal.into()),
+        }
+    }
+
+    fn issue_credential(
+        &self,
+        policy: &confidant_attestation::policy::Policy,
+        nonce: [u8; 32],
+        req: &CredentialRequest,
+        now_ms: u64,
+    ) -> Result<CredentialResponse, CredentialRefusal> {
+        let expires_ms = self
+            .nonces
+            .outstanding(&nonce, now_ms)
+            .map_err(CredentialRefusal::Nonce)?;
+        let b64 = |field: &'static str, v: &str| {
+            STANDARD
+                .decode(v.trim())
+                .map_err(|_| CredentialRefusal::Malformed(field))
+        };
+        let ek_cert = b64("ek_cert must be base64", &req.ek_cert)?;
+        let ek_public = b64("ek_public must be base64", &req.ek_public)?;
+        let ak_public = b64("ak_public must be base64", &req.ak_public)?;
+        let (credential, pending) = confidant_attestation::tpm::credential::challenge_ak(
+            &ek_cert,
+            &ek_public,
+            &ak_public,
+            policy.trust().tpm_ek_cas(),
+            i64::try_from(now_ms / 1000).unwrap_or(i64::MAX),
+            &mut rand::rngs::OsRng,
+        )
+        .map_err(CredentialRefusal::Challenge)?;
+        tracing::debug!(
+            ak_spki_sha256 = %hex::encode(pending.ak_fingerprint),
+            ek_cert_sha256 = %hex::encode(pending.ek_cert_fingerprint),
+            "EK certificate verified; credential made for the AK"
+        );
+        self.activations
+            .insert(nonce, pending, expires_ms, now_ms)?;
+        Ok(CredentialResponse {
+            credential_blob: STANDARD.encode(&credential.credential_blob),
+            encrypted_secret: STANDARD.encode(&credential.encrypted_secret),
+        })
+    }
+
+    /// Pending credential activations (tests and metrics).
+    pub fn activations(&self) -> &ActivationStore {
+        &self.activations
     }
 
     pub fn ca_pem(&self) -> String {

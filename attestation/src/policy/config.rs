@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
-use super::{ModelPolicy, PcrSet, Policy, PolicyError, SnpRules, Trust};
+use super::{BootImageRef, ModelPolicy, PcrSet, Policy, PolicyError, SnpRules, Trust};
 use crate::snp::{Product, TcbVersion};
 
 /// Largest policy file accepted.
@@ -14,6 +14,9 @@ pub const MAX_POLICY_TOML: usize = 1024 * 1024;
 const MAX_PCR: u8 = 23;
 /// Longest policy id and model id.
 const MAX_ID_LEN: usize = 128;
+/// Longest `tpm_boot` command line (Linux's x86 COMMAND_LINE_SIZE is 2048) and name.
+const MAX_CMDLINE_LEN: usize = 4096;
+const MAX_BOOT_NAME_LEN: usize = 128;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +40,10 @@ struct RawTrust {
     dev_root_ark_sha256: Option<String>,
     #[serde(default)]
     tpm_aks_spki_sha256: Vec<String>,
+    /// Inline PEM certificates of the CAs whose EK certificates are trusted (credential
+    /// activation).
+    #[serde(default)]
+    tpm_ek_ca_certs: Vec<String>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -66,6 +73,8 @@ struct RawModel {
     #[serde(default)]
     tpm_pcrs: Vec<Vec<RawPcr>>,
     #[serde(default)]
+    tpm_boot: Vec<RawBoot>,
+    #[serde(default)]
     min_tcb: Option<RawTcb>,
     #[serde(default)]
     min_guest_svn: u32,
@@ -82,6 +91,16 @@ struct RawModel {
 struct RawPcr {
     pcr: u8,
     sha256: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoot {
+    #[serde(default)]
+    name: Option<String>,
+    kernel_authenticode_sha256: String,
+    initrd_sha256: String,
+    cmdline: String,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +149,7 @@ fn validate(raw: RawPolicy) -> Result<Policy, PolicyError> {
         .iter()
         .map(|h| hex_array::<32>("trust.tpm_aks_spki_sha256", h))
         .collect::<Result<BTreeSet<_>, _>>()?;
+    let tpm_ek_ca_certs_der = ek_ca_certs(&raw.trust.tpm_ek_ca_certs)?;
 
     let revoked_measurements = raw
         .revoked_measurements
@@ -161,6 +181,7 @@ fn validate(raw: RawPolicy) -> Result<Policy, PolicyError> {
             amd_products,
             dev_root_ark_sha256,
             tpm_aks_spki_sha256,
+            tpm_ek_ca_certs_der,
         },
         revoked_measurements,
         models,
@@ -246,12 +267,91 @@ fn validate_model(id: &str, m: RawModel) -> Result<ModelPolicy, PolicyError> {
         tpm_pcr_sets.push(PcrSet(pcrs));
     }
 
+    if !m.tpm_boot.is_empty() && tpm_pcr_sets.is_empty() {
+        // Boot images without PCR sets would never be reached: a half-written policy.
+        return Err(PolicyError::invalid(
+            field("tpm_boot"),
+            "boot images are listed but no tpm_pcrs set allows TPM evidence",
+        ));
+    }
+    let mut tpm_boot = Vec::new();
+    for b in m.tpm_boot {
+        if b.cmdline.len() > MAX_CMDLINE_LEN || b.cmdline.contains('\0') {
+            return Err(PolicyError::invalid(
+                field("tpm_boot.cmdline"),
+                "must be at most 4096 bytes without NUL",
+            ));
+        }
+        if b.name
+            .as_ref()
+            .is_some_and(|n| n.is_empty() || n.len() > MAX_BOOT_NAME_LEN)
+        {
+            return Err(PolicyError::invalid(
+                field("tpm_boot.name"),
+                "must be 1..=128 bytes",
+            ));
+        }
+        let image = BootImageRef {
+            name: b.name,
+            kernel_authenticode_sha256: hex_array::<32>(
+                &field("tpm_boot.kernel_authenticode_sha256"),
+                &b.kernel_authenticode_sha256,
+            )?,
+            initrd_sha256: hex_array::<32>(&field("tpm_boot.initrd_sha256"), &b.initrd_sha256)?,
+            cmdline: b.cmdline,
+        };
+        if tpm_boot.contains(&image) {
+            return Err(PolicyError::invalid(
+                field("tpm_boot"),
+                "lists the same boot image twice",
+            ));
+        }
+        tpm_boot.push(image);
+    }
+
     Ok(ModelPolicy {
         digest,
         snp,
         tpm_pcr_sets,
+        tpm_boot,
         allow_dev: m.allow_dev,
     })
+}
+
+/// `trust.tpm_ek_ca_certs`: each entry is PEM text holding one or more `CERTIFICATE` blocks,
+/// each a well-formed DER X.509 certificate.
+fn ek_ca_certs(entries: &[String]) -> Result<Vec<Vec<u8>>, PolicyError> {
+    const FIELD: &str = "trust.tpm_ek_ca_certs";
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for entry in entries {
+        let blocks = pem::parse_many(entry.as_bytes())
+            .map_err(|_| PolicyError::invalid(FIELD, "is not PEM text"))?;
+        if blocks.is_empty() {
+            return Err(PolicyError::invalid(
+                FIELD,
+                "an entry holds no PEM CERTIFICATE block",
+            ));
+        }
+        for block in blocks {
+            if block.tag() != "CERTIFICATE" {
+                return Err(PolicyError::invalid(
+                    FIELD,
+                    "holds a PEM block that is not a CERTIFICATE",
+                ));
+            }
+            let der = block.into_contents();
+            if x509_parser::parse_x509_certificate(&der).is_err() {
+                return Err(PolicyError::invalid(
+                    FIELD,
+                    "holds a certificate that is not well-formed DER X.509",
+                ));
+            }
+            if !out.contains(&der) {
+                out.push(der);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn check_id(field: &str, id: &str) -> Result<(), PolicyError> {

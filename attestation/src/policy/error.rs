@@ -53,6 +53,10 @@ pub enum PolicyError {
     PcrsNotAllowed,
     #[error("the TPM attestation key is not listed in the policy")]
     AkNotAllowed,
+    #[error("the model names VM boot images but the TPM evidence carries no event log")]
+    NoEventLog,
+    #[error("the VM boot image is not one the model allows: {reason}")]
+    BootImageNotAllowed { reason: String },
 }
 
 impl PolicyError {
@@ -79,6 +83,8 @@ impl PolicyError {
             PolicyError::GuestSvnTooLow { .. } => "guest_svn_too_low",
             PolicyError::PcrsNotAllowed => "pcrs_not_allowed",
             PolicyError::AkNotAllowed => "ak_not_allowed",
+            PolicyError::NoEventLog => "no_event_log",
+            PolicyError::BootImageNotAllowed { .. } => "boot_image_not_allowed",
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{ModelPolicy, Policy, PolicyError, TeeKind};
 use crate::snp::{Product, TcbComponent, TcbVersion};
+use crate::tpm::BootImageEvents;
 use crate::verify::{VerifiedEvidence, VerifiedKind};
 
 /// What the rules look at, independent of how the TEE encodes it.
@@ -24,6 +25,8 @@ pub(crate) struct AppraisalInput {
     /// TPM only: the quoted SHA-256 PCRs and the attestation key's SPKI fingerprint.
     pub pcrs: BTreeMap<u8, [u8; 32]>,
     pub ak_spki_sha256: Option<[u8; 32]>,
+    /// TPM only: boot-image facts of the replayed event log, if the evidence carried one.
+    pub boot: Option<BootImageEvents>,
     /// Evidence chained to a development root.
     pub dev: bool,
 }
@@ -45,6 +48,7 @@ impl AppraisalInput {
                     guest_svn: r.guest_svn,
                     pcrs: BTreeMap::new(),
                     ak_spki_sha256: None,
+                    boot: None,
                     dev: v.is_dev(),
                 }
             }
@@ -59,6 +63,7 @@ impl AppraisalInput {
                 guest_svn: 0,
                 pcrs: q.pcrs().clone(),
                 ak_spki_sha256: Some(q.ak_fingerprint()),
+                boot: q.boot().cloned(),
                 dev: false,
             },
         }
@@ -178,6 +183,11 @@ fn check_tpm(policy: &Policy, model: &ModelPolicy, f: &AppraisalInput) -> Result
     }
     if policy.revoked_measurements.contains(&f.measurement) {
         return Err(PolicyError::MeasurementRevoked);
+    }
+    // The boot-image check runs first: for a changed image it names the event that differs,
+    // where the PCR-set check below could only say that a PCR value is not allowed.
+    if !model.tpm_boot.is_empty() {
+        super::boot::match_boot_image(f.boot.as_ref(), &model.tpm_boot)?;
     }
     if !model.tpm_pcr_sets.iter().any(|set| set.matches(&f.pcrs)) {
         return Err(PolicyError::PcrsNotAllowed);

@@ -21,12 +21,14 @@ use crate::snp::{Product, SnpTrustRoots, TcbVersion};
 use crate::tpm::TpmTrustAnchors;
 use crate::verify::{BoundEvidence, TrustAnchors};
 
+mod boot;
 mod config;
 mod error;
 mod facts;
 #[cfg(test)]
 mod tests;
 
+pub use boot::{BootImageRef, MatchedBootImage, check_boot_image, match_boot_image};
 pub use config::MAX_POLICY_TOML;
 pub use error::PolicyError;
 pub use facts::pcr_composite;
@@ -119,6 +121,16 @@ pub struct Trust {
     pub dev_root_ark_sha256: Option<[u8; 32]>,
     /// SHA-256 of the DER SubjectPublicKeyInfo of each trusted TPM attestation key.
     pub tpm_aks_spki_sha256: BTreeSet<[u8; 32]>,
+    /// DER of each CA whose EK certificates are trusted (`tpm_ek_ca_certs`): an AK proven by
+    /// credential activation to live in a TPM with such an EK is trusted for that appraisal.
+    pub tpm_ek_ca_certs_der: Vec<Vec<u8>>,
+}
+
+impl Trust {
+    /// The trusted EK CA certificates (DER), for [`crate::tpm::credential::challenge_ak`].
+    pub fn tpm_ek_cas(&self) -> &[Vec<u8>] {
+        &self.tpm_ek_ca_certs_der
+    }
 }
 
 /// `[models."<id>"]`: what may run a given model.
@@ -130,6 +142,9 @@ pub struct ModelPolicy {
     pub snp: Option<SnpRules>,
     /// Allowed TPM PCR sets; empty refuses TPM evidence.
     pub tpm_pcr_sets: Vec<PcrSet>,
+    /// VM boot images the model accepts (`tpm_boot`); when non-empty, TPM evidence must carry an
+    /// event log whose boot matches one of them (in addition to `tpm_pcr_sets`).
+    pub tpm_boot: Vec<BootImageRef>,
     /// Whether evidence chaining to the policy's development root is accepted.
     pub allow_dev: bool,
 }
@@ -173,6 +188,15 @@ impl Policy {
 
     pub fn trust(&self) -> &Trust {
         &self.trust
+    }
+
+    /// This policy with one more trusted TPM AK (by SPKI SHA-256): what the verifier appraises
+    /// with after credential activation proved that AK lives in a TPM with a trusted EK. Only
+    /// for that one appraisal; the stored policy is unchanged.
+    pub fn with_activated_ak(&self, ak_spki_sha256: [u8; 32]) -> Policy {
+        let mut p = self.clone();
+        p.trust.tpm_aks_spki_sha256.insert(ak_spki_sha256);
+        p
     }
 
     pub fn revoked_measurements(&self) -> &BTreeSet<Vec<u8>> {
@@ -236,6 +260,12 @@ impl Policy {
         let model = self.model(model_id)?;
         let facts = AppraisalInput::from_verified(bound.verified());
         facts::check(self, model, &facts)?;
+        let boot_image = match facts.tee {
+            TeeKind::Tpm if !model.tpm_boot.is_empty() => {
+                Some(boot::match_boot_image(facts.boot.as_ref(), &model.tpm_boot)?.matched())
+            }
+            _ => None,
+        };
         Ok(Appraisal {
             model_id: model_id.to_string(),
             model_digest: model.digest,
@@ -246,6 +276,7 @@ impl Policy {
             measurement: facts.measurement,
             tcb: facts.tcb,
             dev: facts.dev,
+            boot_image,
             bound,
         })
     }
@@ -265,6 +296,7 @@ pub struct Appraisal {
     measurement: Vec<u8>,
     tcb: Option<TcbVersion>,
     dev: bool,
+    boot_image: Option<MatchedBootImage>,
 }
 
 impl Appraisal {
@@ -314,5 +346,11 @@ impl Appraisal {
     /// True when the evidence chained to a development root.
     pub fn is_dev(&self) -> bool {
         self.dev
+    }
+
+    /// TPM only: the model's `tpm_boot` image the event log matched (`None` when the model names
+    /// no boot image).
+    pub fn boot_image(&self) -> Option<&MatchedBootImage> {
+        self.boot_image.as_ref()
     }
 }

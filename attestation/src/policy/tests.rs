@@ -73,6 +73,7 @@ fn snp_facts() -> AppraisalInput {
         guest_svn: 2,
         pcrs: BTreeMap::new(),
         ak_spki_sha256: None,
+        boot: None,
         dev: false,
     }
 }
@@ -90,6 +91,7 @@ fn tpm_facts() -> AppraisalInput {
         guest_svn: 0,
         pcrs,
         ak_spki_sha256: Some(b::<32>(AK)),
+        boot: None,
         dev: false,
     }
 }
@@ -528,6 +530,10 @@ fn error_codes_are_distinct_snake_case() {
         PolicyError::GuestSvnTooLow { found: 0, min: 1 },
         PolicyError::PcrsNotAllowed,
         PolicyError::AkNotAllowed,
+        PolicyError::NoEventLog,
+        PolicyError::BootImageNotAllowed {
+            reason: String::new(),
+        },
     ];
     let codes: std::collections::BTreeSet<_> = all.iter().map(PolicyError::code).collect();
     assert_eq!(codes.len(), all.len());
@@ -536,4 +542,199 @@ fn error_codes_are_distinct_snake_case() {
             .iter()
             .all(|c| c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
     );
+}
+
+// --- tpm_boot: VM boot images, on the real OVMF + Linux log ---------------------------------------
+
+const REAL_LOG: &[u8] = include_bytes!("../../tests/data/ovmf-boot/binary_bios_measurements");
+const REAL_PCR4: &str = "9fae912cf62e8a2fcf1a008ab72220e8c014a4fe2ffe382cecf6fdc76a70001f";
+const REAL_PCR9: &str = "9b2bcdfcf8a2fe251511572728e26fa176e3bc06281841fb5030a5abe2add579";
+const KERNEL: &str = "85e0afa0ca668da659403e1eb3280ae53a9633fc5c56d100f62a9e0fcf54a5f9";
+const INITRD: &str = "850a10cd760aabf224b21d9708d41ac8247277989e5e609ad16700baa8945e1c";
+const CMDLINE: &str = "console=ttyS0 quiet initrd=initrd";
+
+fn boot_policy_text() -> String {
+    format!(
+        r#"
+id = "boot"
+version = 1
+
+[trust]
+tpm_aks_spki_sha256 = ["{AK}"]
+
+[models."vm"]
+digest = "{DIGEST}"
+tpm_pcrs = [[{{ pcr = 4, sha256 = "{REAL_PCR4}" }}, {{ pcr = 9, sha256 = "{REAL_PCR9}" }}]]
+
+[[models."vm".tpm_boot]]
+name = "other"
+kernel_authenticode_sha256 = "{DIGEST}"
+initrd_sha256 = "{INITRD}"
+cmdline = "{CMDLINE}"
+
+[[models."vm".tpm_boot]]
+name = "debian-6.1-cloud"
+kernel_authenticode_sha256 = "{KERNEL}"
+initrd_sha256 = "{INITRD}"
+cmdline = "{CMDLINE}"
+
+[models."pcrs-only"]
+digest = "{DIGEST}"
+tpm_pcrs = [[{{ pcr = 4, sha256 = "{REAL_PCR4}" }}]]
+"#
+    )
+}
+
+fn real_boot() -> crate::tpm::BootImageEvents {
+    crate::tpm::EventLog::parse(REAL_LOG)
+        .unwrap()
+        .boot_image()
+        .unwrap()
+}
+
+fn boot_facts() -> AppraisalInput {
+    let pcrs = BTreeMap::from([(4, b::<32>(REAL_PCR4)), (9, b::<32>(REAL_PCR9))]);
+    AppraisalInput {
+        measurement: pcr_composite(&pcrs).to_vec(),
+        pcrs,
+        boot: Some(real_boot()),
+        ..tpm_facts()
+    }
+}
+
+fn run_boot(model: &str, f: &AppraisalInput) -> Result<(), PolicyError> {
+    let p = Policy::from_toml(&boot_policy_text()).unwrap();
+    let m = p.model(model)?.clone();
+    check(&p, &m, f)
+}
+
+#[test]
+fn tpm_boot_loads_typed() {
+    let p = Policy::from_toml(&boot_policy_text()).unwrap();
+    let m = p.model("vm").unwrap();
+    assert_eq!(m.tpm_boot.len(), 2);
+    let img = &m.tpm_boot[1];
+    assert_eq!(img.name.as_deref(), Some("debian-6.1-cloud"));
+    assert_eq!(img.kernel_authenticode_sha256, b::<32>(KERNEL));
+    assert_eq!(img.initrd_sha256, b::<32>(INITRD));
+    assert_eq!(img.cmdline, CMDLINE);
+    assert_eq!(
+        hex::encode(img.load_options_sha256()),
+        "6791447f65301cd17d9cda83bad8f4aa38f69a3257c2ba8315262e9325c78e6d"
+    );
+    assert!(p.model("pcrs-only").unwrap().tpm_boot.is_empty());
+}
+
+#[test]
+fn tpm_boot_loading_rejects_bad_entries() {
+    let base = boot_policy_text();
+    let bad = [
+        base.replacen(
+            &format!("initrd_sha256 = \"{INITRD}\""),
+            "initrd_sha256 = \"abcd\"",
+            1,
+        ),
+        base.replacen(
+            &format!("kernel_authenticode_sha256 = \"{KERNEL}\""),
+            "kernel_authenticode_sha256 = \"zz\"",
+            1,
+        ),
+        base.replacen("name = \"other\"", "name = \"other\"\nextra = 1", 1),
+        base.replacen(&format!("cmdline = \"{CMDLINE}\""), "cmdline = \"a\\u0000b\"", 1),
+        base.replacen("name = \"other\"", "name = \"\"", 1),
+        // The same image twice.
+        base.replacen(
+            "name = \"other\"",
+            "name = \"debian-6.1-cloud\"",
+            1,
+        )
+        .replacen(
+            &format!("kernel_authenticode_sha256 = \"{DIGEST}\""),
+            &format!("kernel_authenticode_sha256 = \"{KERNEL}\""),
+            1,
+        ),
+        // Boot images but no PCR set.
+        base.replacen(
+            &format!(
+                "tpm_pcrs = [[{{ pcr = 4, sha256 = \"{REAL_PCR4}\" }}, {{ pcr = 9, sha256 = \"{REAL_PCR9}\" }}]]\n"
+            ),
+            "",
+            1,
+        ),
+        // A required field missing.
+        base.replacen(&format!("cmdline = \"{CMDLINE}\"\n"), "", 1),
+    ];
+    for (i, text) in bad.iter().enumerate() {
+        assert_ne!(text, &base, "case {i} did not change the policy");
+        assert!(
+            matches!(
+                Policy::from_toml(text),
+                Err(PolicyError::Invalid { .. } | PolicyError::Parse(_))
+            ),
+            "case {i} loaded"
+        );
+    }
+}
+
+#[test]
+fn tpm_boot_accepts_the_real_boot() {
+    run_boot("vm", &boot_facts()).unwrap();
+    // A model without tpm_boot does not look at the log.
+    run_boot(
+        "pcrs-only",
+        &AppraisalInput {
+            boot: None,
+            ..boot_facts()
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn tpm_boot_refuses_evidence_without_an_event_log() {
+    run_boot("vm", &boot_facts()).unwrap(); // positive control
+    let f = AppraisalInput {
+        boot: None,
+        ..boot_facts()
+    };
+    assert_eq!(run_boot("vm", &f), Err(PolicyError::NoEventLog));
+    assert_eq!(PolicyError::NoEventLog.code(), "no_event_log");
+}
+
+#[test]
+fn tpm_boot_refuses_another_image_naming_the_event() {
+    run_boot("vm", &boot_facts()).unwrap(); // positive control
+    let mut f = boot_facts();
+    f.boot.as_mut().unwrap().pcr9[1].sha256 = [0x12; 32];
+    let err = run_boot("vm", &f).unwrap_err();
+    assert_eq!(err.code(), "boot_image_not_allowed");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(
+            "PCR 9 initrd (Linux initrd) event digest 1212121212121212121212121212121212121212121212121212121212121212 is not the reference 850a10cd"
+        ),
+        "{msg}"
+    );
+
+    let mut f = boot_facts();
+    f.boot.as_mut().unwrap().pcr4_applications = vec![[0x34; 32]];
+    let msg = run_boot("vm", &f).unwrap_err().to_string();
+    assert!(
+        msg.contains("PCR 4 kernel (EFI application) digest 3434"),
+        "{msg}"
+    );
+
+    let mut f = boot_facts();
+    f.boot.as_mut().unwrap().pcr9[0].sha256 = [0x56; 32];
+    let msg = run_boot("vm", &f).unwrap_err().to_string();
+    assert!(msg.contains("PCR 9 command line"), "{msg}");
+}
+
+#[test]
+fn tpm_boot_does_not_replace_the_pcr_sets() {
+    run_boot("vm", &boot_facts()).unwrap(); // positive control
+    // A matching boot image with PCRs outside every allowed set is still refused.
+    let mut f = boot_facts();
+    f.pcrs.insert(9, [0; 32]);
+    assert_eq!(run_boot("vm", &f), Err(PolicyError::PcrsNotAllowed));
 }

@@ -20,6 +20,7 @@
 //! | tls_spki_sha256 | -70008 (private) | bstr .size 32 |
 //! | evidence_digest | -70009 (private) | bstr .size 32 |
 //! | dev | -70010 (private) | bool |
+//! | tpm_ak_spki_sha256 | -70011 (private) | bstr .size 32, TPM only: the attestation key the verifier accepted |
 //!
 //! Private keys sit below -65536 (the CWT registry's private-use range), so they never collide
 //! with registered claims. The profile claim versions the whole set: decoding rejects any other
@@ -49,6 +50,7 @@ pub mod keys {
     pub const TLS_SPKI_SHA256: i64 = -70008;
     pub const EVIDENCE_DIGEST: i64 = -70009;
     pub const DEV: i64 = -70010;
+    pub const TPM_AK_SPKI_SHA256: i64 = -70011;
 }
 
 /// The claims of an attestation result, typed. `iat`/`exp` are seconds since the Unix epoch.
@@ -70,6 +72,10 @@ pub struct ResultClaims {
     pub evidence_digest: [u8; 32],
     pub dev: bool,
     pub nonce: Option<[u8; 32]>,
+    /// TPM only: SHA-256 of the DER SubjectPublicKeyInfo of the attestation key whose quote the
+    /// verifier accepted (enrolled, or proven by credential activation against a trusted EK). A
+    /// relying party checks session evidence from this enclave against exactly this key.
+    pub tpm_ak_spki_sha256: Option<[u8; 32]>,
 }
 
 impl ResultClaims {
@@ -100,6 +106,10 @@ impl ResultClaims {
             evidence_digest: *appraisal.evidence_digest(),
             dev: appraisal.is_dev(),
             nonce: None,
+            tpm_ak_spki_sha256: match appraisal.bound().verified().kind() {
+                crate::verify::VerifiedKind::Tpm(q) => Some(q.ak_fingerprint()),
+                crate::verify::VerifiedKind::SevSnp(_) => None,
+            },
         }
     }
 
@@ -148,9 +158,13 @@ impl ResultClaims {
             ),
             (keys::DEV, Value::Bool(self.dev)),
         ];
+        let ak = self
+            .tpm_ak_spki_sha256
+            .map(|fp| (keys::TPM_AK_SPKI_SHA256, Value::Bytes(fp.to_vec())));
         rest.extend(
             private
                 .into_iter()
+                .chain(ak)
                 .map(|(k, v)| (ClaimName::PrivateUse(k), v)),
         );
         Ok(ClaimsSet {
@@ -209,6 +223,9 @@ impl ResultClaims {
                 ClaimName::PrivateUse(keys::EVIDENCE_DIGEST) => {
                     set_once(&mut d.evidence_digest, bytes_n::<32>(value)?)?
                 }
+                ClaimName::PrivateUse(keys::TPM_AK_SPKI_SHA256) => {
+                    set_once(&mut d.tpm_ak_spki_sha256, bytes_n::<32>(value)?)?
+                }
                 ClaimName::PrivateUse(keys::DEV) => match value {
                     Value::Bool(b) => set_once(&mut d.dev, b)?,
                     _ => return Err(m("dev is not a bool")),
@@ -236,7 +253,11 @@ impl ResultClaims {
             evidence_digest: req(d.evidence_digest, "evidence_digest")?,
             dev: req(d.dev, "dev")?,
             nonce: d.nonce,
+            tpm_ak_spki_sha256: d.tpm_ak_spki_sha256,
         };
+        if claims.tpm_ak_spki_sha256.is_some() != (claims.tee == TeeKind::Tpm) {
+            return Err(m("tpm_ak_spki_sha256 is present exactly for TPM results"));
+        }
         Ok((claims, nbf))
     }
 }
@@ -248,6 +269,7 @@ fn req<T>(o: Option<T>, what: &'static str) -> Result<T, ResultError> {
 #[derive(Default)]
 struct Decoded {
     nonce: Option<[u8; 32]>,
+    tpm_ak_spki_sha256: Option<[u8; 32]>,
     profile: Option<String>,
     status: Option<Status>,
     tee: Option<TeeKind>,

@@ -36,6 +36,7 @@ fn claims() -> ResultClaims {
         evidence_digest: [3; 32],
         dev: false,
         nonce: Some([4; 32]),
+        tpm_ak_spki_sha256: None,
     }
 }
 
@@ -82,6 +83,7 @@ fn roundtrip() {
             dev: true,
             measurement: vec![9; 32],
             status: Status::Warning,
+            tpm_ak_spki_sha256: Some([5; 32]),
             ..claims()
         },
     ] {
@@ -389,4 +391,38 @@ fn error_codes_are_distinct() {
     ];
     let codes: std::collections::BTreeSet<_> = all.iter().map(ResultError::code).collect();
     assert_eq!(codes.len(), all.len());
+}
+
+#[test]
+fn the_tpm_attestation_key_claim_is_present_exactly_for_tpm_results() {
+    let s = signer();
+    let tpm = ResultClaims {
+        tee: TeeKind::Tpm,
+        tcb: None,
+        measurement: vec![9; 32],
+        tpm_ak_spki_sha256: Some([5; 32]),
+        ..claims()
+    };
+    let v = s
+        .verifier()
+        .verify(&s.sign(&tpm).unwrap(), AUD, NOW)
+        .unwrap();
+    assert_eq!(v.claims().tpm_ak_spki_sha256, Some([5; 32]));
+    // A TPM result without the key, and an SNP result with one, are malformed.
+    for bad in [
+        ResultClaims {
+            tpm_ak_spki_sha256: None,
+            ..tpm.clone()
+        },
+        ResultClaims {
+            tpm_ak_spki_sha256: Some([5; 32]),
+            ..claims()
+        },
+    ] {
+        let forged = sign_raw(&s, es256_header(&s), payload_of(&bad));
+        assert!(matches!(
+            s.verifier().verify(&forged, AUD, NOW),
+            Err(ResultError::Malformed(_))
+        ));
+    }
 }

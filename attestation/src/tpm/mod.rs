@@ -16,6 +16,10 @@
 //! Whether the quote's `extraData` equals the expected binding is checked by
 //! [`crate::verify::VerifiedEvidence::bind`]; PCR reference values by the policy module.
 //! [`tools`] reads and writes the files tpm2-tools uses.
+//!
+//! When the evidence carries a TCG event log, [`verify_quote`] also parses it ([`eventlog`]) and
+//! requires its SHA-256 replay to equal every quoted PCR; the boot-image facts it records are then
+//! kept on [`VerifiedTpmQuote::boot`].
 
 use std::collections::BTreeMap;
 
@@ -23,6 +27,9 @@ use serde::Serialize;
 
 pub mod attest;
 pub mod constants;
+pub mod credential;
+pub mod ekcert;
+pub mod eventlog;
 mod marshal;
 pub mod public;
 pub mod signature;
@@ -30,9 +37,10 @@ pub mod tools;
 mod verify;
 
 pub use attest::{TpmsAttest, TpmsClockInfo};
+pub use eventlog::{BootImageClaims, BootImageEvents, EventLog, EventLogError};
 pub use public::TpmtPublic;
 pub use signature::TpmtSignature;
-pub use verify::verify_quote;
+pub use verify::{replay_event_log, verify_quote};
 
 /// Why a TPM quote (or one of its parts) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +77,10 @@ pub enum TpmError {
     PcrDigestMismatch,
     #[error("the PEM block is not a PUBLIC KEY holding a DER SubjectPublicKeyInfo")]
     BadPublicKeyPem,
+    #[error("the event log is malformed: {0}")]
+    EventLog(EventLogError),
+    #[error("the event log does not replay to quoted PCR {pcr}: {detail}")]
+    EventLogReplay { pcr: u8, detail: EventLogError },
 }
 
 /// Attestation keys the verifier trusts, identified by SHA-256 of their DER SubjectPublicKeyInfo.
@@ -142,6 +154,9 @@ pub struct VerifiedTpmQuote {
     ak_fingerprint: [u8; 32],
     clock_info: TpmsClockInfo,
     firmware_version: u64,
+    /// Boot-image facts from the evidence's event log, present only when the evidence carried a
+    /// log and its replay matched every quoted PCR.
+    boot: Option<BootImageEvents>,
 }
 
 impl VerifiedTpmQuote {
@@ -170,6 +185,11 @@ impl VerifiedTpmQuote {
         self.firmware_version
     }
 
+    /// Boot-image facts from the replayed event log (`None` when the evidence carried no log).
+    pub fn boot(&self) -> Option<&BootImageEvents> {
+        self.boot.as_ref()
+    }
+
     /// Printable, serialisable claims.
     pub fn claims(&self) -> TpmClaims {
         TpmClaims {
@@ -185,6 +205,7 @@ impl VerifiedTpmQuote {
             reset_count: self.clock_info.reset_count,
             restart_count: self.clock_info.restart_count,
             safe: self.clock_info.safe,
+            boot: self.boot.as_ref().map(BootImageEvents::claims),
         }
     }
 }
@@ -203,4 +224,7 @@ pub struct TpmClaims {
     pub reset_count: u32,
     pub restart_count: u32,
     pub safe: bool,
+    /// Boot-image facts from the replayed event log, when the evidence carried one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootImageClaims>,
 }

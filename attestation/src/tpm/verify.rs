@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use super::constants::TPM_ALG_SHA256;
 use super::public::sha256;
-use super::{TpmError, TpmTrustAnchors, TpmsAttest, TpmtPublic, TpmtSignature, VerifiedTpmQuote};
+use super::{
+    BootImageEvents, EventLog, EventLogError, TpmError, TpmTrustAnchors, TpmsAttest, TpmtPublic,
+    TpmtSignature, VerifiedTpmQuote,
+};
 use crate::evidence::TpmEvidence;
 
 /// Verifies a TPM quote against the enrolled attestation keys. See the module documentation for
@@ -59,13 +62,34 @@ pub fn verify_quote(
         return Err(TpmError::PcrDigestMismatch);
     }
 
+    // 5. The event log, if any: it must replay to every quoted PCR.
+    let boot = match &ev.event_log {
+        None => None,
+        Some(log) => Some(replay_event_log(log, &pcrs)?),
+    };
+
     Ok(VerifiedTpmQuote {
         qualifying_data: attest.extra_data,
         pcrs,
         ak_fingerprint,
         clock_info: attest.clock_info,
         firmware_version: attest.firmware_version,
+        boot,
     })
+}
+
+/// The event-log step of [`verify_quote`]: parses an untrusted event log, requires its SHA-256 replay to equal every quoted PCR (a
+/// quoted PCR the log never extends must be zero), and returns its boot-image facts.
+pub fn replay_event_log(
+    log: &[u8],
+    quoted: &BTreeMap<u8, [u8; 32]>,
+) -> Result<BootImageEvents, TpmError> {
+    let log = EventLog::parse(log).map_err(TpmError::EventLog)?;
+    log.replay_matches(quoted).map_err(|e| match e {
+        EventLogError::PcrMismatch { pcr, .. } => TpmError::EventLogReplay { pcr, detail: e },
+        other => TpmError::EventLog(other),
+    })?;
+    log.boot_image().map_err(TpmError::EventLog)
 }
 
 fn supplied_pcrs(

@@ -188,6 +188,7 @@ impl World {
             evidence_digest: evidence_digest(&evidence),
             dev: true,
             nonce: None,
+            tpm_ak_spki_sha256: None,
         };
         let result = self.signer.sign(&claims).unwrap();
         let embedded = if knobs.swap_certificate_evidence {

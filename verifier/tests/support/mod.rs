@@ -228,6 +228,7 @@ impl Enclave {
             dns_names: vec!["localhost".to_owned()],
             ip_addresses: vec!["127.0.0.1".to_owned()],
             key_id: None,
+            activation_secret: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - `confidant model seal | inspect | register`: seal a model bundle, read its header, import its key.
 //! - `confidant audit verify | export`: check the verifier's audit log offline, export it for a SIEM.
 //! - `confidant measure sim --binary PATH`: the simulated TEE's launch measurement of an enclave build.
+//! - `confidant vm build --out DIR …`, `confidant vm measure DIR`: a measured-boot VM image and its PCRs.
 #![forbid(unsafe_code)]
 
 mod attest;
@@ -16,6 +17,7 @@ mod evidence;
 mod measure;
 mod model;
 mod proxy;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -52,6 +54,9 @@ enum Command {
     /// Compute reference values (launch measurements) for policies.
     #[command(subcommand)]
     Measure(measure::MeasureCommand),
+    /// Build a measured-boot VM image (QEMU + OVMF + swtpm) and compute its PCR 4 / PCR 9.
+    #[command(subcommand)]
+    Vm(vm::VmCommand),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
         Command::Model(cmd) => model::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Measure(cmd) => measure::run(cmd),
+        Command::Vm(cmd) => vm::run(cmd),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
