@@ -16,6 +16,9 @@ if [ -z "$pkg" ]; then
 fi
 kver="${pkg#linux-image-}"
 dir="$cache/$pkg"
+# Concurrent callers (tests run in parallel) wait for one download instead of racing on $dir.
+exec 9>"$cache/.lock"
+flock 9
 if [ ! -f "$dir/.done" ]; then
   tmp="$(mktemp -d "$cache/.dl.XXXXXX")"
   trap 'rm -rf "$tmp"' EXIT
@@ -27,7 +30,10 @@ if [ ! -f "$dir/.done" ]; then
   rm -rf "$dir"
   mv "$tmp/x" "$dir"
   touch "$dir/.done"
+  rm -rf "$tmp"
+  trap - EXIT
 fi
+flock -u 9
 vmlinuz="$dir/boot/vmlinuz-$kver"
 mods="$dir/lib/modules/$kver"
 [ -f "$vmlinuz" ] || { echo "vm-kernel: $vmlinuz missing" >&2; exit 1; }

@@ -13,56 +13,51 @@ use confidant_attestation::vmimage::qemu::{PatchError, patch_setup_header};
 /// The kernel of the recorded boot.
 const RECORDED_KERNEL: &str = "vmlinuz-6.1.0-57-cloud-amd64";
 
-/// scripts/vm-kernel.sh's vmlinuz, or None (printed) when it cannot run here.
-fn kernel() -> Option<PathBuf> {
+/// scripts/vm-kernel.sh's vmlinuz (the test command's setup installs what the script needs).
+fn kernel() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/vm-kernel.sh");
-    let out = Command::new("bash").arg(script).output().ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "SKIP: vm-kernel.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    let s = String::from_utf8(out.stdout).ok()?;
-    s.lines().next().map(PathBuf::from)
+    let out = Command::new("bash").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "vm-kernel.sh failed (run scripts/setup.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8(out.stdout).unwrap();
+    let k = PathBuf::from(s.lines().next().unwrap());
+    assert!(k.is_file(), "vm-kernel.sh printed {}, not a file", k.display());
+    k
 }
 
-fn pesign_digest(path: &Path) -> Option<String> {
+/// pesign's Authenticode digest of a PE file (pesign is installed by scripts/setup.sh).
+fn pesign_digest(path: &Path) -> String {
     let out = Command::new("pesign")
         .arg("-i")
         .arg(path)
         .arg("-h")
-        .output();
-    let out = match out {
-        Ok(o) if o.status.success() => o,
-        _ => {
-            eprintln!("SKIP: pesign not available");
-            return None;
-        }
-    };
-    let s = String::from_utf8(out.stdout).ok()?;
+        .output()
+        .expect("pesign (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "pesign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8(out.stdout).unwrap();
     // "hash: 65c8…" (pesign 0.112 prints the digest after "hash:"; older ones print it bare).
-    let d = s.split_whitespace().last()?.to_ascii_lowercase();
-    Some(d)
+    s.split_whitespace().last().unwrap().to_ascii_lowercase()
 }
 
 #[test]
 fn authenticode_matches_pesign_on_the_real_kernel_and_the_patched_one() {
-    let Some(k) = kernel() else { return };
+    let k = kernel();
     let bytes = std::fs::read(&k).unwrap();
     let ours = hex::encode(authenticode_sha256(&bytes).unwrap());
-    if let Some(theirs) = pesign_digest(&k) {
-        assert_eq!(ours, theirs, "unpatched {}", k.display());
-    }
+    assert_eq!(ours, pesign_digest(&k), "unpatched {}", k.display());
     let patched = patch_setup_header(&bytes, 1_984_000, 1 << 30).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pp = dir.path().join("patched");
     std::fs::write(&pp, &patched).unwrap();
     let ours_p = hex::encode(authenticode_sha256(&patched).unwrap());
-    if let Some(theirs) = pesign_digest(&pp) {
-        assert_eq!(ours_p, theirs, "patched");
-    }
+    assert_eq!(ours_p, pesign_digest(&pp), "patched");
     assert_ne!(ours, ours_p);
     if k.file_name().and_then(|n| n.to_str()) == Some(RECORDED_KERNEL) {
         println!("recorded kernel {RECORDED_KERNEL}: checking the measured digest");
@@ -85,7 +80,7 @@ fn recorded_boot_pcrs_are_reproduced() {
         hex::encode(cmdline_event_digest(&stub_cmdline("console=ttyS0 quiet"))),
         "6791447f65301cd17d9cda83bad8f4aa38f69a3257c2ba8315262e9325c78e6d"
     );
-    let Some(k) = kernel() else { return };
+    let k = kernel();
     if k.file_name().and_then(|n| n.to_str()) != Some(RECORDED_KERNEL) {
         println!("metapackage moved on: PCR 4 of the recorded boot not checked");
         return;
@@ -120,7 +115,7 @@ fn refuses_non_kernels_and_vga() {
         patch_setup_header(b"not a kernel", 0, 1 << 30),
         Err(PatchError::NotBzImage(_))
     ));
-    let Some(k) = kernel() else { return };
+    let k = kernel();
     let bytes = std::fs::read(&k).unwrap();
     assert!(measure_boot(&bytes, b"x", "console=ttyS0 vga=791", 1 << 30).is_err());
     assert!(matches!(
@@ -149,14 +144,11 @@ fn cpio_is_deterministic_and_gnu_cpio_reads_it() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("initrd.cpio");
     std::fs::write(&archive, &a).unwrap();
-    let Ok(list) = Command::new("cpio")
+    let list = Command::new("cpio")
         .args(["-t", "--quiet", "-F"])
         .arg(&archive)
         .output()
-    else {
-        eprintln!("SKIP: no cpio");
-        return;
-    };
+        .expect("GNU cpio (scripts/setup.sh installs it)");
     assert!(list.status.success());
     let names: Vec<String> = String::from_utf8(list.stdout)
         .unwrap()

@@ -14,24 +14,24 @@ fn confidant(args: &[&str], cwd: &Path) -> Output {
         .unwrap()
 }
 
-fn have_kernel() -> bool {
+/// The kernel and busybox `vm build` needs; scripts/setup.sh installs what they need.
+fn require_kernel() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/vm-kernel.sh");
-    let ok = Command::new("bash")
-        .arg(script)
-        .output()
-        .is_ok_and(|o| o.status.success())
-        && Path::new("/bin/busybox").exists();
-    if !ok {
-        eprintln!("SKIP: no kernel (scripts/vm-kernel.sh) or busybox");
-    }
-    ok
+    let out = Command::new("bash").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "vm-kernel.sh failed (run scripts/setup.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "busybox-static missing (run scripts/setup.sh)"
+    );
 }
 
 #[test]
 fn build_is_reproducible_and_measure_matches_the_pure_computation() {
-    if !have_kernel() {
-        return;
-    }
+    require_kernel();
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("e.toml"), "x = 1\n").unwrap();
     std::fs::write(d.path().join("extra"), "hello\n").unwrap();
