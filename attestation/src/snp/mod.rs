@@ -6,10 +6,12 @@
 //! - [`certs`]: ARK → ASK/ASVK → VCEK/VLEK checks and the VCEK/VLEK extensions (AMD pub. 57230).
 //! - [`roots`]: pinned AMD roots and development roots.
 //! - [`verify_report`]: the one entry point, yielding [`VerifiedSnpReport`].
+//! - [`launch`]: the expected launch measurement of an OVMF image (reference values).
 
 use serde::Serialize;
 
 pub mod certs;
+pub mod launch;
 pub mod report;
 pub mod roots;
 pub mod tcb;
