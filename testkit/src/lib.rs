@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod model;
+pub mod ovmf;
+pub mod pytools;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
