@@ -125,6 +125,35 @@ impl Case {
 
 /// sev-snp-measure's output for each case, in one Python process (`snp_launch_peer.py`).
 fn peer(cases: &[Case]) -> Vec<String> {
+    peer_start(cases).finish(cases.len())
+}
+
+/// The peer computing `cases` in the background.
+struct Peer {
+    child: std::process::Child,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl Peer {
+    fn finish(self, expected: usize) -> Vec<String> {
+        let out = self.child.wait_with_output().unwrap();
+        self.writer.join().unwrap();
+        assert!(
+            out.status.success(),
+            "peer driver failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(lines.len(), expected, "one peer answer per case");
+        lines
+    }
+}
+
+fn peer_start(cases: &[Case]) -> Peer {
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snp_launch_peer.py");
     let mut child = Command::new(confidant_testkit::pytools::python())
         .arg(&driver)
@@ -140,33 +169,26 @@ fn peer(cases: &[Case]) -> Vec<String> {
     }
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()).unwrap());
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(
-        out.status.success(),
-        "peer driver failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(lines.len(), cases.len(), "one peer answer per case");
-    lines
+    Peer { child, writer }
 }
 
 /// Both tools agree on every case and every digest is distinct; returns the digests.
 fn agree(cases: &[Case]) -> Vec<String> {
-    let theirs = peer(cases);
-    let mut ours = Vec::new();
-    for (case, theirs) in cases.iter().zip(&theirs) {
-        let mine = case
-            .ours()
-            .unwrap_or_else(|e| panic!("{case:?}: we refused ({e}), the peer said {theirs}"));
-        assert_eq!(&mine, theirs, "digests differ for {case:?}");
-        ours.push(mine);
-    }
+    // The peer works in its own process while we compute ours.
+    let running = peer_start(cases);
+    let ours: Vec<Result<String, LaunchError>> = cases.iter().map(Case::ours).collect();
+    let theirs = running.finish(cases.len());
+    let ours: Vec<String> = cases
+        .iter()
+        .zip(ours)
+        .zip(&theirs)
+        .map(|((case, mine), theirs)| {
+            let mine = mine
+                .unwrap_or_else(|e| panic!("{case:?}: we refused ({e}), the peer said {theirs}"));
+            assert_eq!(&mine, theirs, "digests differ for {case:?}");
+            mine
+        })
+        .collect();
     let distinct: BTreeSet<&String> = ours.iter().collect();
     assert_eq!(
         distinct.len(),

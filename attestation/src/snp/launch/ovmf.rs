@@ -181,7 +181,7 @@ impl<'a> OvmfImage<'a> {
         if len > MAX_FIRMWARE_LEN {
             return Err(OvmfError::TooLarge { len });
         }
-        if len == 0 || len % PAGE_SIZE != 0 {
+        if len == 0 || !len.is_multiple_of(PAGE_SIZE) {
             return Err(OvmfError::NotWholePages { len });
         }
         let entries = footer_entries(bytes)?;
@@ -199,12 +199,13 @@ impl<'a> OvmfImage<'a> {
         let hash_table = match find(SEV_HASH_TABLE_BLOCK_GUID) {
             None => None,
             Some(d) => {
-                let (base, size) = le_u32(d, 0).zip(le_u32(d, 4)).ok_or(
-                    OvmfError::EntryTooShort {
-                        guid: SEV_HASH_TABLE_BLOCK_GUID,
-                        len: d.len(),
-                    },
-                )?;
+                let (base, size) =
+                    le_u32(d, 0)
+                        .zip(le_u32(d, 4))
+                        .ok_or(OvmfError::EntryTooShort {
+                            guid: SEV_HASH_TABLE_BLOCK_GUID,
+                            len: d.len(),
+                        })?;
                 // Base 0 is how OVMF builds without the table say so (QEMU treats it as absent).
                 (base != 0).then_some(HashTableArea { base, size })
             }
@@ -281,10 +282,11 @@ fn footer_entries(bytes: &[u8]) -> Result<Vec<(Guid, &[u8])>, OvmfError> {
     if table_len < ENTRY_TRAILER_LEN || table_len > table_end {
         return Err(OvmfError::FooterTableLength { len: footer_len });
     }
-    let mut rest = &bytes[table_end - table_len..table_end - ENTRY_TRAILER_LEN];
+    let table_start = table_end - table_len;
+    let mut rest = &bytes[table_start..table_end - ENTRY_TRAILER_LEN];
     let mut entries: Vec<(Guid, &[u8])> = Vec::new();
     while !rest.is_empty() {
-        let at = table_end - ENTRY_TRAILER_LEN - rest.len();
+        let at = table_start + rest.len();
         if rest.len() < ENTRY_TRAILER_LEN {
             return Err(OvmfError::FooterEntryLength { at, len: None });
         }
@@ -360,7 +362,9 @@ fn check_sections(sections: &[Section], image_len: usize) -> Result<(), OvmfErro
         if s.size == 0 {
             return Err(OvmfError::SectionEmpty { index });
         }
-        if s.gpa as usize % PAGE_SIZE != 0 || s.size as usize % PAGE_SIZE != 0 {
+        if !(s.gpa as usize).is_multiple_of(PAGE_SIZE)
+            || !(s.size as usize).is_multiple_of(PAGE_SIZE)
+        {
             return Err(OvmfError::SectionNotPageAligned { index });
         }
         if s.end() > FOUR_GIB {

@@ -76,7 +76,8 @@ impl LaunchDigest {
         info[0x62] = page_type as u8;
         // 0x63 IMI_PAGE, 0x64..0x67 VMPL3/2/1 permissions, 0x67 reserved: all zero.
         info[0x68..0x70].copy_from_slice(&gpa.to_le_bytes());
-        self.current.copy_from_slice(digest(&SHA384, &info).as_ref());
+        self.current
+            .copy_from_slice(digest(&SHA384, &info).as_ref());
     }
 
     /// One NORMAL or VMSA page at `gpa`, measured by its content.

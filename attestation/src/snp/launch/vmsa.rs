@@ -162,7 +162,13 @@ pub fn vmsa_page(vmm: Vmm, eip: u32, features: GuestFeatures) -> Box<[u8; PAGE_S
     for at in [offset::ES, offset::DS, offset::FS, offset::GS] {
         seg(&mut p, at, 0, DATA_RW_ACCESSED, 0);
     }
-    seg(&mut p, offset::CS, 0xF000, cs_attr, u64::from(eip & 0xFFFF_0000));
+    seg(
+        &mut p,
+        offset::CS,
+        0xF000,
+        cs_attr,
+        u64::from(eip & 0xFFFF_0000),
+    );
     seg(&mut p, offset::SS, 0, ss_attr, 0);
     seg(&mut p, offset::GDTR, 0, 0, 0);
     seg(&mut p, offset::IDTR, 0, 0, 0);
