@@ -95,8 +95,9 @@ fn sim_measurement(binary: &Path) -> Result<[u8; 48]> {
 fn snp(a: SnpArgs) -> Result<()> {
     let vmm = match (a.vmm_type, a.vcpu_type.as_deref()) {
         (VmmType::Qemu, Some(name)) => Vmm::Qemu {
-            vcpu: VcpuType::from_name(name)
-                .with_context(|| format!("unknown --vcpu-type {name:?}; known: {}", vcpu_names()))?,
+            vcpu: VcpuType::from_name(name).with_context(|| {
+                format!("unknown --vcpu-type {name:?}; known: {}", vcpu_names())
+            })?,
         },
         (VmmType::Qemu, None) => bail!(
             "--vcpu-type is required with --vmm-type qemu (QEMU starts each vCPU with the \
@@ -118,11 +119,15 @@ fn snp(a: SnpArgs) -> Result<()> {
     };
 
     let firmware = read_bounded(&a.ovmf, ovmf::MAX_FIRMWARE_LEN)?;
-    let image = OvmfImage::parse(&firmware)
-        .with_context(|| format!("firmware {}", a.ovmf.display()))?;
+    let image =
+        OvmfImage::parse(&firmware).with_context(|| format!("firmware {}", a.ovmf.display()))?;
     let boot = match &a.kernel {
         None => None,
-        Some(k) => Some(KernelBoot::read(k, a.initrd.as_deref(), a.append.as_deref())?),
+        Some(k) => Some(KernelBoot::read(
+            k,
+            a.initrd.as_deref(),
+            a.append.as_deref(),
+        )?),
     };
     let digest = launch::launch_digest(&image, &config, boot.as_ref().map(|b| &b.hashes))?;
     let hex_digest = hex::encode(digest);
