@@ -6,6 +6,7 @@
 //! - `confidant model seal | inspect | register`: seal a model bundle, read its header, import its key.
 //! - `confidant audit verify | export`: check the verifier's audit log offline, export it for a SIEM.
 //! - `confidant measure sim --binary PATH`: the simulated TEE's launch measurement of an enclave build.
+//! - `confidant measure snp --ovmf FILE --vcpus N …`: the SEV-SNP launch measurement of an OVMF image.
 //! - `confidant vm build --out DIR …`, `confidant vm measure DIR`: a measured-boot VM image and its PCRs.
 #![forbid(unsafe_code)]
 

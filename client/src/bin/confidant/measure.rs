@@ -121,6 +121,14 @@ fn snp(a: SnpArgs) -> Result<()> {
     let firmware = read_bounded(&a.ovmf, ovmf::MAX_FIRMWARE_LEN)?;
     let image =
         OvmfImage::parse(&firmware).with_context(|| format!("firmware {}", a.ovmf.display()))?;
+    if image.sections().is_empty() {
+        // Debian's OVMF_CODE_4M.fd, for one: the digest is still what such a launch measures.
+        eprintln!(
+            "confidant: warning: {} declares no SEV metadata (no SNP secrets or CPUID page): it \
+             is probably not built to run as an SEV-SNP guest",
+            a.ovmf.display()
+        );
+    }
     let boot = match &a.kernel {
         None => None,
         Some(k) => Some(KernelBoot::read(
