@@ -17,6 +17,7 @@ use confidant_attestation::snp::launch::{
 use confidant_testkit::ovmf::{
     self as synth, METADATA_FROM_END, SyntheticOvmf, TABLE_END_FROM_END, guid_bytes,
 };
+use confidant_testkit::rng::Rng;
 
 /// The synthetic image: 16 pages; its footer table (reset block 22 bytes, hash table block 26,
 /// metadata offset 22, footer 18) ends 0x20 bytes before the end.
@@ -445,22 +446,6 @@ fn every_measured_input_changes_the_digest() {
     }
     let distinct: std::collections::BTreeSet<_> = all.iter().collect();
     assert_eq!(distinct.len(), all.len());
-}
-
-/// splitmix64, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 /// Parses `img` and, when it decodes and its sections are small enough to measure quickly,

@@ -4,6 +4,7 @@
 pub mod model;
 pub mod ovmf;
 pub mod pytools;
+pub mod rng;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -87,7 +87,7 @@ impl SyntheticOvmf {
     /// The image bytes.
     pub fn build(&self) -> Vec<u8> {
         let len = self.pages * 4096;
-        let mut img = pseudo_random(len, self.seed);
+        let mut img = crate::rng::Rng(self.seed).bytes(len);
         // SEV metadata: "ASEV", length, version 1, count, then the descriptors.
         let m = len - METADATA_FROM_END;
         let mut meta = b"ASEV".to_vec();
@@ -117,19 +117,4 @@ impl SyntheticOvmf {
         img[end - table.len()..end].copy_from_slice(&table);
         img
     }
-}
-
-/// splitmix64 bytes: deterministic content that differs page by page.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
