@@ -9,6 +9,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod content_type;
 pub mod error;
 pub mod jwt;
 pub mod ratelimit;

@@ -362,10 +362,14 @@ impl Stack {
         let mut verifier = Service::spawn("confidant-verifier", cmd);
         let verifier_addr =
             verifier.wait_for_logged_addr("confidant-verifier listening", Duration::from_secs(30));
+        let admin_addr = verifier.wait_for_logged_addr(
+            "confidant-verifier admin listening",
+            Duration::from_secs(30),
+        );
 
         let out = Command::new(&bins.cli)
             .args(["model", "register", "--verifier"])
-            .arg(format!("https://{verifier_addr}"))
+            .arg(format!("https://{admin_addr}"))
             .arg("--ca")
             .arg(vdir.join("tls-cert.pem"))
             .arg("--token-file")

@@ -52,6 +52,8 @@ pub enum StartError {
     },
     #[error("server: {0}")]
     Serve(#[from] confidant_service::server::ServeError),
+    #[error("server.admin_listen must differ from server.listen ({0})")]
+    SameAddress(std::net::SocketAddr),
 }
 
 /// The running verifier.

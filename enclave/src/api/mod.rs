@@ -7,6 +7,10 @@
 //! | `POST /v1/attestation` | anyone: no token is sent before the session is proven; rate-limited per peer address |
 //! | `GET /healthz`, `GET /metrics` | anyone (no content, no principals) |
 //!
+//! The three `POST` routes take only bodies declared `application/json` (415 otherwise, before
+//! anything else runs), so a web page cannot make a browser run them as a cross-site "simple
+//! request".
+//!
 //! There is no route that returns keys, weights, other users' data or a shell. While the
 //! certificate is expired and not renewed, every route except `/healthz` and `/metrics` answers
 //! 503 `not_attested`.
@@ -21,10 +25,11 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{FromRef, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{Next, from_fn_with_state};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use confidant_attestation::openai::{MODELS_PATH, Model, ModelList};
+use confidant_service::content_type::require_json;
 use confidant_service::{ApiError, JwtVerifier, Principal, RateLimits, RequireAuth, require_role};
 
 use crate::boot::ServingModel;
@@ -104,10 +109,19 @@ impl ApiContext {
 pub fn router(state: AppState) -> Router {
     let max_body = state.0.limits.max_body_bytes;
     let app = Router::new()
-        .route(CHAT_ROUTE, post(generate::chat))
-        .route(COMPLETIONS_ROUTE, post(generate::completions))
+        .route(
+            CHAT_ROUTE,
+            post(generate::chat).route_layer(from_fn(require_json)),
+        )
+        .route(
+            COMPLETIONS_ROUTE,
+            post(generate::completions).route_layer(from_fn(require_json)),
+        )
         .route(MODELS_PATH, get(models))
-        .route(ATTESTATION_ROUTE, post(session::attestation))
+        .route(
+            ATTESTATION_ROUTE,
+            post(session::attestation).route_layer(from_fn(require_json)),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route_layer(from_fn_with_state(state.clone(), gate))
