@@ -330,6 +330,7 @@ async fn run(
     let state = AppState(Arc::new(ApiContext {
         jwt,
         client_role: config.auth.client_role.clone(),
+        metrics_role: config.auth.metrics_role.clone(),
         rate,
         queue: GenerationQueue::new(
             config.limits.max_concurrent,

@@ -1,5 +1,6 @@
 //! Captures every log line of a whole run (verifier and enclave in this process, TRACE level)
-//! and checks that no prompt or completion text, model key or bearer token appears in it.
+//! and checks that no prompt or completion text, model key or bearer token appears in it, nor a
+//! hostile value a caller chose (path, token subject) verbatim.
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
 
 mod support;
@@ -92,6 +93,15 @@ async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // Hostile values a caller chooses: a path with an encoded forged line, a validly signed
+    // token whose subject is a forged line. Neither may reach the logs verbatim.
+    let hostile_path = format!("/v1/Hostile7731%0a%7b%22level%22{}", "y".repeat(600));
+    assert_eq!(c.get(&hostile_path, t).await.status, StatusCode::NOT_FOUND);
+    let hostile_sub = v.client_token("Hostile7731\n{\"level\":\"WARN\"}", &["client"]);
+    let r = c
+        .post("/v1/chat/completions", Some(&hostile_sub), &chat)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     e.shutdown().await.unwrap();
 
     let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
@@ -115,6 +125,7 @@ async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
             token.rsplit('.').next().unwrap().to_owned(),
         ),
         ("enclave token", enclave_token.trim().to_owned()),
+        ("hostile path or subject", "Hostile7731".to_owned()),
     ];
     for (what, needle) in &forbidden {
         assert!(!logs.contains(needle.as_str()), "{what} found in the logs");

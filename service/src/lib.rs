@@ -12,6 +12,7 @@ pub mod config;
 pub mod content_type;
 pub mod error;
 pub mod jwt;
+pub mod logsafe;
 pub mod ratelimit;
 pub mod secrets;
 pub mod server;

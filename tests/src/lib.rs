@@ -442,7 +442,7 @@ impl Stack {
         self.read_verifier_file("tls-cert.pem")
     }
 
-    /// A development bearer token of `role` (`client`, `enclave`, `admin`, `auditor`).
+    /// A development bearer token of `role` (`client`, `enclave`, `admin`, `auditor`, `metrics`).
     pub fn token(&self, role: &str) -> String {
         let t = self.read_verifier_file(&format!("tokens/{role}.jwt"));
         String::from_utf8(t).unwrap().trim().to_owned()
@@ -529,12 +529,13 @@ impl Stack {
 
     /// The enclave's Prometheus metrics (`GET /metrics`, no token needed).
     pub async fn metrics(&self) -> String {
+        let token = self.token("metrics");
         let r = https::request(
             self.enclave_addr,
             &self.ca_pem(),
             "GET",
             "/metrics",
-            None,
+            Some(&token),
             None,
         )
         .await;

@@ -30,7 +30,8 @@ pub const DEV_ISSUER: &str = "confidant-dev-issuer";
 /// Default audience of the verifier.
 pub const DEV_AUDIENCE: &str = "confidant-verifier";
 /// The roles development tokens are minted for.
-pub const DEV_ROLES: [&str; 4] = ["admin", "auditor", "enclave", "client"];
+/// (`metrics` is for an enclave's `GET /metrics`: the operator's scraper.)
+pub const DEV_ROLES: [&str; 5] = ["admin", "auditor", "enclave", "client", "metrics"];
 
 /// Why `init` failed.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,12 @@
 //! | `POST /v1/chat/completions`, `POST /v1/completions` | role `client` (configurable), rate-limited |
 //! | `GET /v1/models` | role `client` |
 //! | `POST /v1/attestation` | anyone: no token is sent before the session is proven; rate-limited per peer address |
-//! | `GET /healthz`, `GET /metrics` | anyone (no content, no principals) |
+//! | `GET /metrics` | role `metrics` (configurable; the operator's scraper, never clients) |
+//! | `GET /healthz` | anyone (serving or not, and the lockdown status; nothing about requests) |
+//!
+//! `/metrics` needs its own credential because its counters, read before and after someone
+//! else's request, would tell that request's token counts and timing: only the operator, who
+//! already sees the traffic's sizes and timing on the network, may read them.
 //!
 //! The three `POST` routes take only bodies declared `application/json` (415 otherwise, before
 //! anything else runs), so a web page cannot make a browser run them as a cross-site "simple
@@ -52,6 +57,7 @@ pub struct AppState(pub Arc<ApiContext>);
 pub struct ApiContext {
     pub jwt: Arc<JwtVerifier>,
     pub client_role: String,
+    pub metrics_role: String,
     pub rate: RateLimits,
     pub queue: GenerationQueue,
     pub anomalies: AnomalyDetector,
@@ -191,11 +197,16 @@ async fn healthz(State(AppState(s)): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn metrics(State(AppState(s)): State<AppState>) -> Response {
+async fn metrics(
+    State(AppState(s)): State<AppState>,
+    auth: Result<RequireAuth, ApiError>,
+) -> Result<Response, ApiError> {
+    let RequireAuth(p) = auth.map_err(|e| s.refuse(None, e))?;
+    require_role(&p, &s.metrics_role).map_err(|e| s.refuse(Some(&p), e.into()))?;
     let mut resp = s.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
-    resp
+    Ok(resp)
 }
