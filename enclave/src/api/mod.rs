@@ -34,6 +34,7 @@ use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use confidant_attestation::openai::{MODELS_PATH, Model, ModelList};
+use confidant_attestation::wire::LockdownStatus;
 use confidant_service::content_type::require_json;
 use confidant_service::{ApiError, JwtVerifier, Principal, RateLimits, RequireAuth, require_role};
 
@@ -71,6 +72,8 @@ pub struct ApiContext {
     pub serving: Arc<AtomicBool>,
     /// Unix seconds the model was loaded (`created` of `GET /v1/models`).
     pub loaded_at: u64,
+    /// How the process confined itself after unsealing (`None`: it did not).
+    pub lockdown: Option<LockdownStatus>,
 }
 
 impl FromRef<AppState> for Arc<JwtVerifier> {
@@ -186,6 +189,13 @@ async fn models(
     }))
 }
 
+/// `GET /healthz`: serving or not, and how the process is confined.
+#[derive(serde::Serialize)]
+struct Health<'a> {
+    status: &'static str,
+    lockdown: Option<&'a LockdownStatus>,
+}
+
 async fn healthz(State(AppState(s)): State<AppState>) -> Response {
     let serving = s.serving.load(Ordering::Acquire);
     let status = if serving {
@@ -193,7 +203,10 @@ async fn healthz(State(AppState(s)): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = serde_json::json!({ "status": if serving { "serving" } else { "not_attested" } });
+    let body = Health {
+        status: if serving { "serving" } else { "not_attested" },
+        lockdown: s.lockdown.as_ref(),
+    };
     (status, axum::Json(body)).into_response()
 }
 
