@@ -160,6 +160,32 @@ pub fn sealed_model() -> &'static SealedModel {
     })
 }
 
+/// The policy a [`Stack`] installs: the development SNP root, [`MODEL_ID`] with `digest`, the
+/// enclave build `measurement`.
+pub fn dev_policy_toml(digest: &[u8; 32], measurement: &[u8; 48]) -> String {
+    policy_toml(
+        &confidant_testkit::dev_pki(),
+        digest,
+        measurement,
+        &StackOptions::default(),
+    )
+}
+
+/// AMD roots plus the development root of the simulated TEE.
+pub fn dev_trust_anchors() -> TrustAnchors {
+    let pki = confidant_testkit::dev_pki();
+    let mut snp = SnpTrustRoots::amd();
+    snp.add_dev_root(
+        &std::fs::read(pki.join("ark.der")).unwrap(),
+        &std::fs::read(pki.join("ask.der")).unwrap(),
+    )
+    .unwrap();
+    TrustAnchors {
+        snp,
+        ..TrustAnchors::default()
+    }
+}
+
 /// Decodes fixed-length hex (tests only).
 pub fn hex_array<const N: usize>(s: &str) -> [u8; N] {
     hex::decode(s).unwrap().try_into().unwrap()
@@ -468,17 +494,7 @@ impl Stack {
 
     /// AMD roots plus the development root of the simulated TEE.
     pub fn trust_anchors(&self) -> TrustAnchors {
-        let pki = confidant_testkit::dev_pki();
-        let mut snp = SnpTrustRoots::amd();
-        snp.add_dev_root(
-            &std::fs::read(pki.join("ark.der")).unwrap(),
-            &std::fs::read(pki.join("ask.der")).unwrap(),
-        )
-        .unwrap();
-        TrustAnchors {
-            snp,
-            ..TrustAnchors::default()
-        }
+        dev_trust_anchors()
     }
 
     /// An SDK client for `url` with `policy`, `mode` and `fresh`.
