@@ -411,7 +411,7 @@ async fn gathered_images_serve_as_an_unprivileged_user_on_read_only_roots() {
     .await;
     let jwk = keys.json()["keys"][0].to_string();
     let token = std::fs::read_to_string(out.join("tokens/client.jwt")).unwrap();
-    let client = Client::builder(&format!("https://{addr}"))
+    let client = Client::builder(format!("https://{addr}"))
         .verifier_ca(&ca)
         .result_key(ResultVerifier::from_jwk(&jwk).unwrap())
         .policy(

@@ -88,7 +88,7 @@ async fn hostile_request_values_do_not_reach_the_logs_verbatim() {
         .mint(&TokenClaims::new(
             confidant_verifier::init::DEV_ISSUER,
             confidant_verifier::init::DEV_AUDIENCE,
-            &format!("{MARK}\n{{\"level\":\"WARN\"}}"),
+            format!("{MARK}\n{{\"level\":\"WARN\"}}"),
             &["admin"],
             confidant_verifier::now_unix(),
             600,
