@@ -5,9 +5,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use confidant_enclave::supervisor::Enclave;
@@ -15,22 +12,9 @@ use hyper::StatusCode;
 use serde_json::json;
 use support::*;
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
-    let buffer = Buffer::default();
+    let buffer = confidant_testkit::probe::LogCapture::default();
     let writer = buffer.clone();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -104,7 +88,7 @@ async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     e.shutdown().await.unwrap();
 
-    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let logs = buffer.text();
     assert!(logs.contains("generation finished"), "logging works");
     assert!(logs.contains("log-user"), "principals are logged");
     let key = sealed_model().key;

@@ -61,25 +61,15 @@ fn parent() {
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(abi, kernel_landlock_abi(), "reported ABI vs the kernel's");
+    assert_eq!(
+        abi,
+        confidant_testkit::probe::kernel_landlock_abi(),
+        "reported ABI vs the kernel's"
+    );
     // Nothing the child tried to write exists.
     assert!(!allowed.join("new.txt").exists());
     assert_eq!(std::fs::read_dir(&secret).unwrap().count(), 1);
     println!("lockdown: ok (Landlock ABI {abi})\n{stdout}");
-}
-
-/// The kernel's Landlock ABI version, asked without our code: 0 when Landlock is off.
-fn kernel_landlock_abi() -> u32 {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import ctypes; r = ctypes.CDLL(None, use_errno=True).syscall(444, None, 0, 1); \
-             print(max(r, 0))",
-        ])
-        .output()
-        .expect("python3 (scripts/setup.sh installs it)");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
 /// Runs `job` on `thread` (a worker that exists since before the lockdown) and waits.

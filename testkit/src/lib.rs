@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod model;
+pub mod probe;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

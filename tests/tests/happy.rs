@@ -131,20 +131,6 @@ async fn happy_path_sdk_modes_proxy_and_plain_https() {
     standard_https_client(&stack).await;
 }
 
-/// The kernel's Landlock ABI version (0: none), asked without our code.
-fn kernel_landlock_abi() -> u64 {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import ctypes; r = ctypes.CDLL(None, use_errno=True).syscall(444, None, 0, 1); \
-             print(max(r, 0))",
-        ])
-        .output()
-        .expect("python3 (scripts/setup.sh installs it)");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
 /// `NoNewPrivs` and `Seccomp` of every thread of `pid`.
 fn thread_states(pid: u32) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
@@ -208,7 +194,7 @@ async fn enclave_locks_itself_down_after_unsealing_and_keeps_serving() {
     assert_eq!(health.status, 200);
     let lockdown = health.json()["lockdown"].clone();
     eprintln!("[lockdown] {lockdown}");
-    let abi = kernel_landlock_abi();
+    let abi = confidant_testkit::probe::kernel_landlock_abi();
     assert_eq!(
         lockdown["landlock_abi"], abi,
         "Landlock ABI vs the kernel's"

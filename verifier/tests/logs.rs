@@ -8,34 +8,18 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use confidant_attestation::evidence::Evidence;
 use confidant_service::JwtIssuer;
 use confidant_service::jwt::TokenClaims;
 use hyper::Method;
 use support::*;
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A marker no legitimate log line contains; each hostile value carries it.
 const MARK: &str = "Hostile7731";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_request_values_do_not_reach_the_logs_verbatim() {
-    let buffer = Buffer::default();
+    let buffer = confidant_testkit::probe::LogCapture::default();
     let writer = buffer.clone();
     tracing_subscriber::fmt()
         .json()
@@ -97,7 +81,7 @@ async fn hostile_request_values_do_not_reach_the_logs_verbatim() {
     let r = s.client.get("/v1/admin/keys", Some(&token)).await;
     assert_eq!(r.status, 401);
 
-    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let logs = buffer.text();
     // Positive controls: the requests were logged, plain values verbatim.
     assert!(logs.contains("attestation refused"), "{logs}");
     assert!(logs.contains("plain-unknown-model"), "{logs}");
