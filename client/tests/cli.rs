@@ -167,6 +167,22 @@ fn start_proxy(upstream: &str, flags: Vec<String>) -> Proxy {
     Proxy { child, addr }
 }
 
+/// An in-test server with `knobs` and a `confidant proxy` in front of it, trusting the world's
+/// verifier CA and policy.
+async fn attested_proxy(
+    knobs: Knobs,
+) -> (World, support::server::TestServer, Proxy, tempfile::TempDir) {
+    let world = World::new();
+    let server = world.server(knobs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = client_flags(&world, &world.policy(), dir.path());
+    let url = server.url();
+    let proxy = tokio::task::spawn_blocking(move || start_proxy(&url, flags))
+        .await
+        .unwrap();
+    (world, server, proxy, dir)
+}
+
 /// Plain HTTP/1.1 POST of a chat request to the proxy.
 async fn post_chat(addr: &str) -> (u16, Bytes) {
     post_chat_with(addr, false).await
@@ -200,14 +216,7 @@ async fn post_chat_headers(addr: &str, stream: bool, headers: &[(&str, &str)]) -
 
 #[tokio::test]
 async fn proxy_forwards_to_an_attested_upstream() {
-    let world = World::new();
-    let server = world.server(Knobs::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let flags = client_flags(&world, &world.policy(), dir.path());
-    let url = server.url();
-    let proxy = tokio::task::spawn_blocking(move || start_proxy(&url, flags))
-        .await
-        .unwrap();
+    let (_world, server, proxy, _dir) = attested_proxy(Knobs::default()).await;
     let (status, body) = post_chat(&proxy.addr).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let reply: ChatResponse = serde_json::from_slice(&body).unwrap();
@@ -230,14 +239,7 @@ async fn proxy_forwards_to_an_attested_upstream() {
 /// forwarded; a same-origin browser request and a plain program request pass.
 #[tokio::test]
 async fn proxy_answers_only_its_own_host_and_origin() {
-    let world = World::new();
-    let server = world.server(Knobs::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let flags = client_flags(&world, &world.policy(), dir.path());
-    let url = server.url();
-    let proxy = tokio::task::spawn_blocking(move || start_proxy(&url, flags))
-        .await
-        .unwrap();
+    let (_world, server, proxy, _dir) = attested_proxy(Knobs::default()).await;
     let addr = proxy.addr.as_str();
     let port = addr.rsplit(':').next().unwrap();
     let localhost = format!("localhost:{port}");

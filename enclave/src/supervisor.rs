@@ -410,13 +410,8 @@ async fn boot_phase(
     shared.set_phase(Phase::Loading);
     shared.metrics.unsealed();
     let sealed_path = config.sealed_model.clone();
-    let (released, summary, unseal_time) = tokio::task::spawn_blocking(move || {
-        let t = Instant::now();
-        let (released, summary) = release_model(first, &sealed_path)?;
-        Ok::<_, BootError>((released, summary, t.elapsed()))
-    })
-    .await
-    .map_err(|e| BootError::Task(e.to_string()))??;
+    let ((released, summary), unseal_time) =
+        timed_blocking(move || release_model(first, &sealed_path)).await?;
     tracing::info!(
         model_id = %config.model_id,
         model_digest = %hex::encode(summary.model_digest),
@@ -462,13 +457,7 @@ async fn serve_phase(
     } = prepared;
     let boot = config.boot;
     let limits = config.limits;
-    let (model, load_time) = tokio::task::spawn_blocking(move || {
-        let t = Instant::now();
-        let model = load_engine(released, &limits)?;
-        Ok::<_, BootError>((model, t.elapsed()))
-    })
-    .await
-    .map_err(|e| BootError::Task(e.to_string()))??;
+    let (model, load_time) = timed_blocking(move || load_engine(released, &limits)).await?;
     tracing::info!(
         model_id = %model.model_id,
         model_digest = %hex::encode(model.digest),
@@ -582,6 +571,18 @@ async fn serve_phase(
     metrics.set_serving(false, not_after);
     handle.shutdown().await;
     Ok(())
+}
+
+/// Runs `f` on the blocking pool; its result and how long it took.
+async fn timed_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BootError> + Send + 'static,
+) -> Result<(T, Duration), BootError> {
+    tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        f().map(|v| (v, t.elapsed()))
+    })
+    .await
+    .map_err(|e| BootError::Task(e.to_string()))?
 }
 
 /// When a certificate received at `received` and valid until `not_after` is renewed.

@@ -23,7 +23,7 @@ use confidant_client::openai::{ChatMessage, ChatRequest};
 use confidant_client::{BearerToken, Client, ClientPolicy, Mode, ResultVerifier};
 use confidant_e2e::{
     CAPITAL_PROMPT, KEY_ID, MODEL_ID, Service, bins, dev_policy_toml, dev_trust_anchors, https,
-    sealed_model, sim_measurement,
+    run_ok, sealed_model, sim_measurement,
 };
 
 /// The user the images run as.
@@ -31,17 +31,6 @@ const APP_UID: &str = "10001";
 
 fn repo() -> PathBuf {
     confidant_testkit::workspace_root()
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `systemd-analyze security --offline=true UNIT`: its overall exposure and exit status at the
@@ -118,11 +107,13 @@ fn gathered() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let bin_dir = bins().verifier.parent().unwrap().to_path_buf();
-        run(Command::new("bash")
-            .arg(repo().join("scripts/deploy-rootfs.sh"))
-            .arg("--bin-dir")
-            .arg(&bin_dir)
-            .arg(dir.path()));
+        run_ok(
+            Command::new("bash")
+                .arg(repo().join("scripts/deploy-rootfs.sh"))
+                .arg("--bin-dir")
+                .arg(&bin_dir)
+                .arg(dir.path()),
+        );
         dir
     })
     .path()
@@ -184,18 +175,22 @@ fn compose_and_images_run_unprivileged_without_secrets() {
 
     // The compose file, as docker-compose (no daemon needed) normalises it, read as JSON.
     let state = tempfile::tempdir().unwrap();
-    let yaml = run(Command::new("docker-compose")
-        .arg("-f")
-        .arg(repo().join("deploy/compose.yaml"))
-        .arg("config")
-        .env("CONFIDANT_DEPLOY_BUILD", build)
-        .env("CONFIDANT_DEPLOY_STATE", state.path()));
-    let json = run(Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
-        ])
-        .stdin(write_stdin(&yaml)));
+    let yaml = run_ok(
+        Command::new("docker-compose")
+            .arg("-f")
+            .arg(repo().join("deploy/compose.yaml"))
+            .arg("config")
+            .env("CONFIDANT_DEPLOY_BUILD", build)
+            .env("CONFIDANT_DEPLOY_STATE", state.path()),
+    );
+    let json = run_ok(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
+            ])
+            .stdin(write_stdin(&yaml)),
+    );
     let compose: serde_json::Value = serde_json::from_str(&json).unwrap();
     let services = compose["services"].as_object().unwrap();
     assert_eq!(services.len(), 2);
@@ -313,23 +308,25 @@ async fn gathered_images_serve_as_an_unprivileged_user_on_read_only_roots() {
     // The enclave needs the verifier's address up front.
     let port = confidant_testkit::free_port();
     let out = state.path().join("deploy");
-    run(Command::new("bash")
-        .arg(repo().join("scripts/deploy-state.sh"))
-        .arg(&out)
-        .arg("--dev-pki")
-        .arg(confidant_testkit::dev_pki())
-        .args(["--model-id", MODEL_ID, "--policy"])
-        .arg(&policy)
-        .args(["--verifier-listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--enclave-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--verifier-url", &format!("https://127.0.0.1:{port}")])
-        .arg("--verifier-bin")
-        .arg(&bins.verifier));
+    run_ok(
+        Command::new("bash")
+            .arg(repo().join("scripts/deploy-state.sh"))
+            .arg(&out)
+            .arg("--dev-pki")
+            .arg(confidant_testkit::dev_pki())
+            .args(["--model-id", MODEL_ID, "--policy"])
+            .arg(&policy)
+            .args(["--verifier-listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--enclave-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--verifier-url", &format!("https://127.0.0.1:{port}")])
+            .arg("--verifier-bin")
+            .arg(&bins.verifier),
+    );
     std::fs::copy(&model.path, out.join("enclave/data/model.sealed")).unwrap();
     let v = out.join("verifier");
     let e = out.join("enclave");
@@ -355,17 +352,19 @@ async fn gathered_images_serve_as_an_unprivileged_user_on_read_only_roots() {
             .next(),
         Some(APP_UID)
     );
-    run(Command::new(&bins.cli)
-        .args(["model", "register", "--verifier"])
-        .arg(format!("https://{admin}"))
-        .arg("--ca")
-        .arg(v.join("config/tls-cert.pem"))
-        .arg("--token-file")
-        .arg(out.join("tokens/admin.jwt"))
-        .arg("--key-file")
-        .arg(&model.key_path)
-        .args(["--key-id", KEY_ID, "--model-id", MODEL_ID, "--digest"])
-        .arg(hex::encode(model.digest)));
+    run_ok(
+        Command::new(&bins.cli)
+            .args(["model", "register", "--verifier"])
+            .arg(format!("https://{admin}"))
+            .arg("--ca")
+            .arg(v.join("config/tls-cert.pem"))
+            .arg("--token-file")
+            .arg(out.join("tokens/admin.jwt"))
+            .arg("--key-file")
+            .arg(&model.key_path)
+            .args(["--key-id", KEY_ID, "--model-id", MODEL_ID, "--digest"])
+            .arg(hex::encode(model.digest)),
+    );
     // The verifier wrote only its state directory.
     assert!(v.join("state/keys.json").is_file());
     assert!(v.join("state/audit.log").is_file());

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use confidant_e2e::{Service, bins};
+use confidant_e2e::{Service, bins, run_ok};
 
 fn doc() -> String {
     std::fs::read_to_string(confidant_testkit::workspace_root().join("docs/operations.md")).unwrap()
@@ -48,17 +48,6 @@ fn small_bundle(dir: &Path) -> PathBuf {
     bundle
 }
 
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn operations_commands_run_as_written() {
     let bins = bins();
@@ -67,12 +56,14 @@ fn operations_commands_run_as_written() {
     let work = tmp.path().join("work");
     std::fs::create_dir(&work).unwrap();
     let dev_pki = confidant_testkit::dev_pki();
-    ok(Command::new(&bins.verifier)
-        .arg("init")
-        .arg(&conf)
-        .arg("--dev-pki")
-        .arg(&dev_pki)
-        .args(["--listen", "127.0.0.1:0"]));
+    run_ok(
+        Command::new(&bins.verifier)
+            .arg("init")
+            .arg(&conf)
+            .arg("--dev-pki")
+            .arg(&dev_pki)
+            .args(["--listen", "127.0.0.1:0"]),
+    );
     let mut cmd = Command::new(&bins.verifier);
     cmd.args(["serve", "--config"])
         .arg(conf.join("verifier.toml"))
@@ -85,11 +76,13 @@ fn operations_commands_run_as_written() {
 
     // The model the examples manage: a small bundle, sealed under smollm2-v1.
     let bundle = small_bundle(tmp.path());
-    let sealed: serde_json::Value = serde_json::from_str(&ok(Command::new(&bins.cli)
-        .args(["model", "seal", "--key-id", "smollm2-v1", "--in"])
-        .arg(&bundle)
-        .arg("--out")
-        .arg(work.join("model.sealed"))))
+    let sealed: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new(&bins.cli)
+            .args(["model", "seal", "--key-id", "smollm2-v1", "--in"])
+            .arg(&bundle)
+            .arg("--out")
+            .arg(work.join("model.sealed")),
+    ))
     .unwrap();
     let digest = sealed["model_digest"].as_str().unwrap().to_owned();
     // Three enclave "builds": the simulated TEE measures the executable's bytes.
@@ -166,9 +159,11 @@ confidant model register --verifier "$ADMIN" --ca "$CONF/tls-cert.pem" --token-f
     assert!(v.contains("\"smollm2-v2\""), "rotated key: {v}");
     let policy = std::fs::read_to_string(conf.join("policy.toml")).unwrap();
     let measure = |p: &Path| {
-        ok(Command::new(&bins.cli)
-            .args(["measure", "sim", "--binary"])
-            .arg(p))
+        run_ok(
+            Command::new(&bins.cli)
+                .args(["measure", "sim", "--binary"])
+                .arg(p),
+        )
     };
     let (bad, old, new) = (
         measure(&builds[0]),
@@ -225,7 +220,7 @@ fn operations_console_commands_exist() {
                         .take_while(|a| !a.starts_with('-') && !a.contains('/'))
                         .copied()
                         .collect();
-                    let help = ok(Command::new(bin).args(&sub).arg("--help"));
+                    let help = run_ok(Command::new(bin).args(&sub).arg("--help"));
                     for flag in args.iter().filter(|a| a.starts_with("--")) {
                         let flag = flag.split('=').next().unwrap();
                         assert!(help.contains(flag), "{program} {sub:?} has no {flag}");
