@@ -180,10 +180,11 @@ step "Starting the verifier on a free loopback port"
 pids+=($!)
 vaddr="$(wait_addr "${pids[-1]}" "$state/verifier.log" "confidant-verifier listening" verifier 30)"
 verifier_url="https://$vaddr"
-info "verifier: $verifier_url"
+admin_addr="$(wait_addr "${pids[-1]}" "$state/verifier.log" "confidant-verifier admin listening" verifier 30)"
+info "verifier: $verifier_url (admin and auditor APIs: https://$admin_addr)"
 
 step "Registering the model key with the verifier (admin API; released only to an attested enclave)"
-"$confidant" model register --verifier "$verifier_url" --ca "$vdir/tls-cert.pem" \
+"$confidant" model register --verifier "https://$admin_addr" --ca "$vdir/tls-cert.pem" \
     --token-file "$vdir/tokens/admin.jwt" --key-file "$state/model.key" --key-id "$key_id" \
     --model-id "$model_id" --digest "$digest" >/dev/null || die "registering the key failed"
 rm -f "$state/model.key"

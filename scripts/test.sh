@@ -11,6 +11,8 @@ bash scripts/py-tools.sh >/dev/null
 
 echo "[test] cargo fmt --check" >&2
 cargo fmt --all -- --check
+echo "[test] cargo deny (advisories, licences, bans, sources; offline snapshot)" >&2
+bash scripts/deny.sh
 echo "[test] cargo test --workspace" >&2
 cargo test --workspace --locked
 echo "[test] cargo clippy -D warnings" >&2

@@ -152,7 +152,9 @@ for _ in $(seq 1 100); do
 done
 [ -n "$vaddr" ] || { tail "$state/verifier.log" >&2; exit 1; }
 vport="${vaddr##*:}"
-"$bin/confidant" model register --verifier "https://$vaddr" --ca "$state/verifier/tls-cert.pem" \
+admin_addr="$(grep -o '"message":"confidant-verifier admin listening","addr":"[^"]*"' "$state/verifier.log" | sed 's/.*"addr":"//; s/"$//' || true)"
+[ -n "$admin_addr" ] || { tail "$state/verifier.log" >&2; exit 1; }
+"$bin/confidant" model register --verifier "https://$admin_addr" --ca "$state/verifier/tls-cert.pem" \
   --token-file "$state/verifier/tokens/admin.jwt" --key-file "$state/model.key" \
   --key-id vm-demo-key --model-id "$model_id" --digest "$digest" >/dev/null
 

@@ -138,4 +138,48 @@ pub struct SessionAttestationResponse {
     pub evidence: String,
     /// The model digest the binding used, hex.
     pub model_digest: String,
+    /// How the enclave confined itself after unsealing (absent when it did not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockdown: Option<LockdownStatus>,
+}
+
+/// How an enclave confined itself once its model was unsealed in memory (no new privileges,
+/// Landlock, a seccomp filter; see `confidant-sandbox`), and what its own checks saw. Reported by
+/// the enclave's code, which the attestation measured, over the attested channel (in
+/// [`SessionAttestationResponse::lockdown`] and `GET /healthz`); it is not part of the hardware
+/// evidence. Absent when the enclave runs without lockdown (embedded in another program).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockdownStatus {
+    /// Every thread has `no_new_privs` set.
+    pub no_new_privs: bool,
+    /// The seccomp filter.
+    pub seccomp: Confinement,
+    /// Landlock.
+    pub landlock: Confinement,
+    /// The kernel's Landlock ABI version (0: none).
+    pub landlock_abi: u32,
+    /// Threads of the process at lockdown.
+    pub threads: u32,
+    /// Threads Landlock confines.
+    pub landlock_threads: u32,
+    /// Opening a file for writing and creating one both failed after lockdown.
+    pub fs_writes_denied: bool,
+    /// Reading the sealed model failed with "permission denied" after lockdown.
+    pub fs_reads_confined: bool,
+    /// Starting a program failed after lockdown.
+    pub exec_denied: bool,
+}
+
+/// How far one confinement mechanism is in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confinement {
+    /// On every thread, with every requested restriction.
+    Enforced,
+    /// Not on every thread, or without some restriction (an older kernel).
+    Partial,
+    /// The kernel does not offer it.
+    Unsupported,
+    /// The kernel offers it, but applying it failed.
+    Failed,
 }

@@ -223,6 +223,7 @@ async fn run_async(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("{e:?}"))?;
     let cert = std::fs::read(dir.path().join("tls-cert.pem"))?;
     let http = Http::new(running.handle.local_addr(), &cert)?;
+    let admin_http = Http::new(running.admin.local_addr(), &cert)?;
     let token = |role: &str| -> anyhow::Result<String> {
         Ok(std::fs::read_to_string(
             dir.path().join(format!("tokens/{role}.jwt")),
@@ -230,7 +231,7 @@ async fn run_async(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
     };
     let admin = token("admin")?;
     let sim = sim()?;
-    let (status, body) = http
+    let (status, body) = admin_http
         .send(
             Method::PUT,
             "/v1/admin/policy",
@@ -246,7 +247,7 @@ async fn run_async(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
         "model_id": MODEL_ID,
         "model_digest": hex::encode(MODEL_DIGEST),
     });
-    let (status, body) = http
+    let (status, body) = admin_http
         .send(
             Method::POST,
             "/v1/admin/keys",
@@ -307,6 +308,6 @@ async fn run_async(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
             b_p99,
         );
     }
-    running.handle.shutdown().await;
+    running.shutdown().await;
     Ok(())
 }

@@ -18,6 +18,7 @@ use confidant_attestation::snp::TcbVersion;
 use confidant_attestation::verify::{
     EvidenceClaims, TrustAnchors, VerifiedEvidence, VerifiedKind, verify_evidence,
 };
+use confidant_attestation::wire::LockdownStatus;
 
 use crate::config::Mode;
 use crate::error::{AttestError, EvidenceFault};
@@ -114,6 +115,7 @@ impl VerifiedPeer {
 pub(crate) struct VerifiedSession {
     nonce: [u8; 32],
     evidence: EvidenceClaims,
+    lockdown: Option<LockdownStatus>,
 }
 
 /// What the client verified about the enclave of one connection.
@@ -140,6 +142,11 @@ pub struct SessionClaims {
     /// The client's nonce, hex.
     pub nonce: String,
     pub evidence: EvidenceClaims,
+    /// How the enclave says it confined itself after unsealing. Reported by the enclave's own
+    /// (measured) code over this attested connection; not part of the hardware evidence, and not
+    /// checked against the client's policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lockdown: Option<LockdownStatus>,
 }
 
 /// Printable form of [`ResultClaims`] (byte strings as lowercase hex).
@@ -194,6 +201,7 @@ impl AttestationClaims {
             session: session.map(|s| SessionClaims {
                 nonce: hex::encode(s.nonce),
                 evidence: s.evidence,
+                lockdown: s.lockdown,
             }),
         }
     }
@@ -322,6 +330,7 @@ impl Appraiser {
         exporter: &[u8; 32],
         evidence_cbor: &[u8],
         claimed_model_digest: &[u8; 32],
+        lockdown: Option<LockdownStatus>,
     ) -> Result<VerifiedSession, AttestError> {
         let evidence = Evidence::from_cbor(evidence_cbor)
             .map_err(|e| AttestError::SessionEvidenceInvalid(EvidenceFault::Decode(e)))?;
@@ -348,6 +357,7 @@ impl Appraiser {
         Ok(VerifiedSession {
             nonce: *nonce,
             evidence: bound.verified().claims(),
+            lockdown,
         })
     }
 }

@@ -78,7 +78,12 @@ pub(crate) async fn attest(
         .ok()
         .and_then(|d| d.try_into().ok())
         .ok_or_else(|| fault(SessionFault::Malformed))?;
-    Ok(config
-        .appraiser
-        .appraise_session(peer, &nonce, exporter, &evidence, &model_digest)?)
+    Ok(config.appraiser.appraise_session(
+        peer,
+        &nonce,
+        exporter,
+        &evidence,
+        &model_digest,
+        reply.lockdown,
+    )?)
 }

@@ -167,12 +167,33 @@ fn start_proxy(upstream: &str, flags: Vec<String>) -> Proxy {
     Proxy { child, addr }
 }
 
+/// An in-test server with `knobs` and a `confidant proxy` in front of it, trusting the world's
+/// verifier CA and policy.
+async fn attested_proxy(
+    knobs: Knobs,
+) -> (World, support::server::TestServer, Proxy, tempfile::TempDir) {
+    let world = World::new();
+    let server = world.server(knobs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = client_flags(&world, &world.policy(), dir.path());
+    let url = server.url();
+    let proxy = tokio::task::spawn_blocking(move || start_proxy(&url, flags))
+        .await
+        .unwrap();
+    (world, server, proxy, dir)
+}
+
 /// Plain HTTP/1.1 POST of a chat request to the proxy.
 async fn post_chat(addr: &str) -> (u16, Bytes) {
     post_chat_with(addr, false).await
 }
 
 async fn post_chat_with(addr: &str, stream: bool) -> (u16, Bytes) {
+    post_chat_headers(addr, stream, &[("host", addr)]).await
+}
+
+/// POST of a chat request with exactly these extra headers (besides content type and token).
+async fn post_chat_headers(addr: &str, stream: bool, headers: &[(&str, &str)]) -> (u16, Bytes) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
@@ -181,12 +202,13 @@ async fn post_chat_with(addr: &str, stream: bool) -> (u16, Bytes) {
     let mut request = ChatRequest::new(MODEL_ID, vec![ChatMessage::user("via the proxy")]);
     request.stream = Some(stream);
     let body = serde_json::to_vec(&request).unwrap();
-    let req = http::Request::post("/v1/chat/completions")
-        .header("host", addr)
+    let mut req = http::Request::post("/v1/chat/completions")
         .header("content-type", "application/json")
-        .header("authorization", "Bearer sk-anything")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
+        .header("authorization", "Bearer sk-anything");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Full::new(Bytes::from(body))).unwrap();
     let res = sender.send_request(req).await.unwrap();
     let status = res.status().as_u16();
     (status, res.into_body().collect().await.unwrap().to_bytes())
@@ -194,14 +216,7 @@ async fn post_chat_with(addr: &str, stream: bool) -> (u16, Bytes) {
 
 #[tokio::test]
 async fn proxy_forwards_to_an_attested_upstream() {
-    let world = World::new();
-    let server = world.server(Knobs::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let flags = client_flags(&world, &world.policy(), dir.path());
-    let url = server.url();
-    let proxy = tokio::task::spawn_blocking(move || start_proxy(&url, flags))
-        .await
-        .unwrap();
+    let (_world, server, proxy, _dir) = attested_proxy(Knobs::default()).await;
     let (status, body) = post_chat(&proxy.addr).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let reply: ChatResponse = serde_json::from_slice(&body).unwrap();
@@ -217,6 +232,91 @@ async fn proxy_forwards_to_an_attested_upstream() {
         1,
         "the attested upstream connection is reused"
     );
+}
+
+/// The proxy lends the user's token: requests not addressed to its own loopback address (DNS
+/// rebinding) and requests a browser makes for another site are refused before anything is
+/// forwarded; a same-origin browser request and a plain program request pass.
+#[tokio::test]
+async fn proxy_answers_only_its_own_host_and_origin() {
+    let (_world, server, proxy, _dir) = attested_proxy(Knobs::default()).await;
+    let addr = proxy.addr.as_str();
+    let port = addr.rsplit(':').next().unwrap();
+    let localhost = format!("localhost:{port}");
+    let rebound = format!("evil.example:{port}");
+    let own_origin = format!("http://{addr}");
+    let other_port = format!("http://127.0.0.1:{}", port.parse::<u16>().unwrap() ^ 1);
+    let refused: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (vec![("host", &rebound)], "host_not_allowed"),
+        (vec![("host", "127.0.0.1")], "host_not_allowed"),
+        (vec![], "host_not_allowed"),
+        (
+            vec![("host", addr), ("origin", "http://evil.example")],
+            "cross_origin_refused",
+        ),
+        (
+            vec![("host", addr), ("origin", "null")],
+            "cross_origin_refused",
+        ),
+        (
+            vec![("host", addr), ("origin", &other_port)],
+            "cross_origin_refused",
+        ),
+        (
+            vec![("host", addr), ("sec-fetch-site", "cross-site")],
+            "cross_origin_refused",
+        ),
+        (
+            vec![("host", addr), ("sec-fetch-site", "same-site")],
+            "cross_origin_refused",
+        ),
+    ];
+    for (headers, code) in &refused {
+        let (status, body) = post_chat_headers(addr, false, headers).await;
+        assert_eq!(
+            status,
+            403,
+            "{headers:?}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let error: confidant_attestation::wire::ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error.error.code, *code, "{headers:?}");
+    }
+    assert_eq!(
+        server.inference_requests(),
+        0,
+        "nothing refused was forwarded"
+    );
+
+    let allowed: Vec<Vec<(&str, &str)>> = vec![
+        vec![("host", addr)],
+        vec![("host", &localhost)],
+        vec![
+            ("host", addr),
+            ("origin", &own_origin),
+            ("sec-fetch-site", "same-origin"),
+        ],
+    ];
+    for headers in &allowed {
+        let (status, body) = post_chat_headers(addr, false, headers).await;
+        assert_eq!(
+            status,
+            200,
+            "{headers:?}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    assert_eq!(server.inference_requests(), allowed.len());
+}
+
+#[test]
+fn proxy_help_says_it_lends_the_token_and_refuses_other_origins() {
+    let out = confidant().args(["proxy", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in ["YOUR token", "Host", "Origin", "Sec-Fetch-Site", "loopback"] {
+        assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
+    }
 }
 
 #[tokio::test]

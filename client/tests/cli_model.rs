@@ -273,7 +273,7 @@ async fn register_imports_the_key_into_a_real_verifier() {
     init(&opts, confidant_verifier::now_unix()).unwrap();
     let config = Config::load(&vdir.path().join("verifier.toml")).unwrap();
     let running = confidant_verifier::server::start(config).await.unwrap();
-    let url = format!("https://{}", running.handle.local_addr());
+    let url = format!("https://{}", running.admin.local_addr());
 
     let tmp = tempfile::tempdir().unwrap();
     let dir = bundle_dir(tmp.path());

@@ -138,6 +138,9 @@ pub struct AuthConfig {
     /// Role needed for inference and session attestation.
     #[serde(default = "default_client_role")]
     pub client_role: String,
+    /// Role needed for `GET /metrics` (the operator's scraper; never given to clients).
+    #[serde(default = "default_metrics_role")]
+    pub metrics_role: String,
 }
 
 /// Request caps and the generation queue.
@@ -220,6 +223,10 @@ fn default_max_connections() -> usize {
 fn default_leeway() -> u64 {
     60
 }
+fn default_metrics_role() -> String {
+    "metrics".to_owned()
+}
+
 fn default_client_role() -> String {
     "client".to_owned()
 }

@@ -6,7 +6,9 @@
 //! unwraps the key and unseals the model in memory → [`boot::load_engine`] builds the [`model`]
 //! engine → [`api`] serves the OpenAI-compatible routes over the attested certificate, with
 //! admission control in [`limits`] and counters in [`metrics`] → the supervisor re-attests before
-//! the certificate expires.
+//! the certificate expires. The binary splits the start at the point where the model is unsealed
+//! in memory ([`supervisor::Enclave::boot`]) and confines the process there ([`lockdown`]) before
+//! it serves ([`supervisor::Enclave::serve`]).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -14,6 +16,7 @@ pub mod boot;
 pub mod config;
 pub mod keys;
 pub mod limits;
+pub mod lockdown;
 pub mod metrics;
 pub mod model;
 pub mod supervisor;

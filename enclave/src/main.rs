@@ -84,22 +84,48 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Boots on one runtime (attestation, unsealing: the only phase that reads files), ends that
+/// runtime so that its threads are gone, locks the process down on the main thread, then serves
+/// on a second runtime whose threads inherit the confinement.
 fn serve(config: &std::path::Path, log_format: LogFormat) -> anyhow::Result<()> {
     confidant_service::telemetry::init_tracing(matches!(log_format, LogFormat::Json))
         .context("logging")?;
     let config = Config::load(config).context("configuration")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
-    runtime.block_on(async move {
-        let enclave = Enclave::start(config).await.context("start")?;
+    let boot_runtime = runtime()?;
+    let booted = boot_runtime.block_on(async move {
+        let booting = Enclave::boot(config).await.context("start")?;
+        let token = booting.shutdown_token();
+        let signal = tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            token.cancel();
+        });
+        let booted = booting.wait().await.context("boot");
+        signal.abort();
+        booted
+    })?;
+    // Dropping the runtime joins its worker and blocking threads.
+    drop(boot_runtime);
+    let Some(booted) = booted else {
+        return Ok(());
+    };
+    let lockdown = confidant_enclave::lockdown::lock_down(&booted);
+    let serve_runtime = runtime()?;
+    serve_runtime.block_on(async move {
+        let enclave = Enclave::serve(booted, Some(lockdown));
         let token = enclave.shutdown_token();
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
             token.cancel();
         });
-        enclave.wait().await.context("boot")
+        enclave.wait().await.context("serve")
     })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")
 }

@@ -16,9 +16,11 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiContext, AppState};
+use confidant_attestation::wire::LockdownStatus;
+
 use crate::boot::{
-    Attestation, Attestor, BootError, attest, load_engine, now_unix, read_sealed_header,
-    release_model,
+    Attestation, AttestationSummary, Attestor, BootError, ReleasedModel, attest, load_engine,
+    now_unix, read_sealed_header, release_model,
 };
 use crate::config::{BootConfig, Config};
 use crate::keys::{KeyGenError, TlsIdentity};
@@ -97,8 +99,37 @@ pub struct Enclave {
 
 impl Enclave {
     /// Prepares everything local (keys, TEE, verifier client, sealed header, auth) and starts the
-    /// supervisor. Returns once the supervisor runs; serving starts after key release.
+    /// supervisor. Returns once the supervisor runs; serving starts after key release. Nothing is
+    /// locked down: for a process that confines itself after unsealing, use [`Enclave::boot`],
+    /// then [`Enclave::serve`].
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        let booting = Self::boot(config).await?;
+        let Booting {
+            shared,
+            token,
+            task,
+        } = booting;
+        let serve_token = token.clone();
+        let serve_shared = shared.clone();
+        let task = tokio::spawn(async move {
+            let booted = task.await.map_err(|e| BootError::Task(e.to_string()))??;
+            match booted {
+                Some(b) => supervise_serving(b, None, serve_shared, serve_token).await,
+                None => Ok(()),
+            }
+        });
+        Ok(Self {
+            shared,
+            token,
+            task,
+        })
+    }
+
+    /// The first half of [`Enclave::start`]: prepares everything local and runs the boot
+    /// attestation and the unsealing of the model into memory. [`Booting::wait`] yields the
+    /// [`Booted`] enclave, which reads no file any more: the caller may confine the process
+    /// (see `crate::lockdown`) and then [`Enclave::serve`] it, also on another runtime.
+    pub async fn boot(config: Config) -> Result<Booting, StartError> {
         let started = Instant::now();
         let config = Arc::new(config);
         let cfg = config.clone();
@@ -119,18 +150,38 @@ impl Enclave {
             started,
             prepared: started.elapsed(),
         };
-        let task = tokio::spawn(supervise(
+        let task = tokio::spawn(supervise_boot(
             config,
             prepared,
             clock,
             shared.clone(),
             token.clone(),
         ));
-        Ok(Self {
+        Ok(Booting {
             shared,
             token,
             task,
         })
+    }
+
+    /// The second half of [`Enclave::start`]: builds the engine from the unsealed model, serves
+    /// over the attested certificate and renews it. `lockdown` is how the process confined
+    /// itself after unsealing (reported by `/healthz` and session attestation). Call within a
+    /// Tokio runtime.
+    pub fn serve(booted: Booted, lockdown: Option<LockdownStatus>) -> Self {
+        let shared = booted.shared.clone();
+        let token = booted.token.clone();
+        let task = tokio::spawn(supervise_serving(
+            booted,
+            lockdown,
+            shared.clone(),
+            token.clone(),
+        ));
+        Self {
+            shared,
+            token,
+            task,
+        }
     }
 
     pub fn phase(&self) -> Phase {
@@ -248,14 +299,88 @@ fn prepare(config: &Arc<Config>) -> Result<Prepared, StartError> {
     })
 }
 
-async fn supervise(
+/// An enclave whose boot attestation and unsealing are under way ([`Enclave::boot`]).
+#[derive(Debug)]
+pub struct Booting {
+    shared: Arc<Shared>,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<Result<Option<Booted>, BootError>>,
+}
+
+impl Booting {
+    /// A token that stops the boot when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// Waits for the boot: the booted enclave, `None` if it was stopped first, or its error.
+    pub async fn wait(self) -> Result<Option<Booted>, BootError> {
+        self.task
+            .await
+            .map_err(|e| BootError::Task(e.to_string()))?
+    }
+}
+
+/// An attested enclave with its model unsealed in memory, not yet serving ([`Enclave::boot`]).
+/// It needs no file any more.
+pub struct Booted {
+    config: Arc<Config>,
+    prepared: Prepared,
+    clock: BootClock,
+    released: ReleasedModel,
+    summary: AttestationSummary,
+    attestation_time: Duration,
+    unseal_time: Duration,
+    shared: Arc<Shared>,
+    token: CancellationToken,
+}
+
+impl std::fmt::Debug for Booted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Booted")
+            .field("model", &self.released)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Booted {
+    /// The configuration the enclave runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The TEE (its worker thread, if any, exists since before the lockdown).
+    pub fn tee(&self) -> &Arc<Tee> {
+        &self.prepared.tee
+    }
+}
+
+async fn supervise_boot(
     config: Arc<Config>,
     prepared: Prepared,
     clock: BootClock,
     shared: Arc<Shared>,
     token: CancellationToken,
+) -> Result<Option<Booted>, BootError> {
+    let result = boot_phase(config, prepared, clock, &shared, &token).await;
+    match &result {
+        Ok(Some(_)) => {}
+        Ok(None) => shared.set_phase(Phase::Stopped),
+        Err(e) => {
+            shared.set_phase(Phase::Failed);
+            tracing::error!(error = %e, "enclave boot failed; not serving");
+        }
+    }
+    result
+}
+
+async fn supervise_serving(
+    booted: Booted,
+    lockdown: Option<LockdownStatus>,
+    shared: Arc<Shared>,
+    token: CancellationToken,
 ) -> Result<(), BootError> {
-    let result = run(config, prepared, clock, &shared, &token).await;
+    let result = serve_phase(booted, lockdown, &shared, &token).await;
     match &result {
         Ok(()) => shared.set_phase(Phase::Stopped),
         Err(e) => {
@@ -267,13 +392,62 @@ async fn supervise(
     result
 }
 
-async fn run(
+/// Attestation (with retries) and unsealing: everything that reads files or needs the key.
+async fn boot_phase(
     config: Arc<Config>,
     prepared: Prepared,
     clock: BootClock,
     shared: &Arc<Shared>,
     token: &CancellationToken,
+) -> Result<Option<Booted>, BootError> {
+    let boot = config.boot;
+    let attest_started = Instant::now();
+    let Some(first) = attest_until(&prepared.attestor, shared, &boot, None, token).await else {
+        return Ok(None);
+    };
+    let attestation_time = attest_started.elapsed();
+
+    shared.set_phase(Phase::Loading);
+    shared.metrics.unsealed();
+    let sealed_path = config.sealed_model.clone();
+    let ((released, summary), unseal_time) =
+        timed_blocking(move || release_model(first, &sealed_path)).await?;
+    tracing::info!(
+        model_id = %config.model_id,
+        model_digest = %hex::encode(summary.model_digest),
+        dev = summary.dev,
+        "model key released, model unsealed in memory"
+    );
+    Ok(Some(Booted {
+        config,
+        prepared,
+        clock,
+        released,
+        summary,
+        attestation_time,
+        unseal_time,
+        shared: shared.clone(),
+        token: token.clone(),
+    }))
+}
+
+/// Engine, listener and renewals: reads no file.
+async fn serve_phase(
+    booted: Booted,
+    lockdown: Option<LockdownStatus>,
+    shared: &Arc<Shared>,
+    token: &CancellationToken,
 ) -> Result<(), BootError> {
+    let Booted {
+        config,
+        prepared,
+        clock,
+        released,
+        summary,
+        attestation_time,
+        unseal_time,
+        ..
+    } = booted;
     let Prepared {
         attestor,
         tls,
@@ -282,33 +456,14 @@ async fn run(
         rate,
     } = prepared;
     let boot = config.boot;
-    let attest_started = Instant::now();
-    let Some(first) = attest_until(&attestor, shared, &boot, None, token).await else {
-        return Ok(());
-    };
-    let attestation_time = attest_started.elapsed();
-
-    shared.set_phase(Phase::Loading);
-    shared.metrics.unsealed();
-    let sealed_path = config.sealed_model.clone();
     let limits = config.limits;
-    let (model, summary, unseal_time, load_time) = tokio::task::spawn_blocking(move || {
-        let t = Instant::now();
-        let (released, summary) = release_model(first, &sealed_path)?;
-        let unseal_time = t.elapsed();
-        let t = Instant::now();
-        let model = load_engine(released, &limits)?;
-        Ok::<_, BootError>((model, summary, unseal_time, t.elapsed()))
-    })
-    .await
-    .map_err(|e| BootError::Task(e.to_string()))??;
+    let (model, load_time) = timed_blocking(move || load_engine(released, &limits)).await?;
     tracing::info!(
         model_id = %model.model_id,
         model_digest = %hex::encode(model.digest),
         dev = summary.dev,
-        "model key released, model unsealed in memory and loaded"
+        "model loaded"
     );
-
     // Loading can take a while: never open the listener with a certificate already past its
     // renewal point.
     let (mut certified, mut received, mut not_after) =
@@ -330,6 +485,7 @@ async fn run(
     let state = AppState(Arc::new(ApiContext {
         jwt,
         client_role: config.auth.client_role.clone(),
+        metrics_role: config.auth.metrics_role.clone(),
         rate,
         queue: GenerationQueue::new(
             config.limits.max_concurrent,
@@ -345,6 +501,7 @@ async fn run(
         limits: config.limits,
         serving: shared.serving.clone(),
         loaded_at: now_unix(),
+        lockdown,
     }));
     let options = ServeOptions {
         max_connections: config.server.max_connections,
@@ -414,6 +571,18 @@ async fn run(
     metrics.set_serving(false, not_after);
     handle.shutdown().await;
     Ok(())
+}
+
+/// Runs `f` on the blocking pool; its result and how long it took.
+async fn timed_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BootError> + Send + 'static,
+) -> Result<(T, Duration), BootError> {
+    tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        f().map(|v| (v, t.elapsed()))
+    })
+    .await
+    .map_err(|e| BootError::Task(e.to_string()))?
 }
 
 /// When a certificate received at `received` and valid until `not_after` is renewed.

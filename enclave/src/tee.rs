@@ -133,6 +133,21 @@ impl Tee {
     }
 }
 
+impl Tee {
+    /// Runs `job` on the TEE's own long-lived thread, if it has one (the TPM worker), and
+    /// returns its result; `None` when there is no such thread. For confining that thread too
+    /// when the process locks itself down (`crate::lockdown`).
+    pub fn on_worker_thread<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        match self {
+            Tee::Tpm(worker) => worker.on_thread(job),
+            _ => None,
+        }
+    }
+}
+
 /// The TPM's EK certificate, EK public and AK public (marshalled `TPMT_PUBLIC`s).
 #[derive(Debug, Clone)]
 pub struct EkActivation {
@@ -168,6 +183,8 @@ enum Job {
     Quote(Vec<u8>, Reply<TpmEvidence>),
     EkActivation(Reply<Option<EkActivation>>),
     Activate(Vec<u8>, Vec<u8>, Reply<Zeroizing<Vec<u8>>>),
+    /// Anything else to run on the TPM thread (see [`Tee::on_worker_thread`]).
+    Run(Box<dyn FnOnce() + Send>),
 }
 
 /// A thread owning the TPM connection.
@@ -214,6 +231,7 @@ impl TpmWorker {
                         Job::EkActivation(reply) => {
                             let _ = reply.send(ek_activation(&mut attester));
                         }
+                        Job::Run(job) => job(),
                         Job::Activate(blob, secret, reply) => {
                             let _ = reply.send(
                                 attester
@@ -243,6 +261,15 @@ impl TpmWorker {
             .send(job(tx))
             .map_err(|_| TeeError::WorkerGone)?;
         rx.recv().map_err(|_| TeeError::WorkerGone)?
+    }
+
+    fn on_thread<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = mpsc::channel();
+        let run = Job::Run(Box::new(move || {
+            let _ = tx.send(job());
+        }));
+        self.jobs.lock().ok()?.send(run).ok()?;
+        rx.recv().ok()
     }
 
     fn quote(&self, qualifying_data: Vec<u8>) -> Result<TpmEvidence, TeeError> {

@@ -61,7 +61,7 @@ impl std::fmt::Debug for VerifierClient {
 }
 
 /// Splits `https://host[:port]` into host and port.
-fn parse_url(url: &str) -> Result<(String, u16), VerifierError> {
+pub(crate) fn parse_url(url: &str) -> Result<(String, u16), VerifierError> {
     let bad = || VerifierError::Config(format!("verifier URL {url:?} is not https://host[:port]"));
     let rest = url.strip_prefix("https://").ok_or_else(bad)?;
     let authority = rest.trim_end_matches('/');

@@ -290,11 +290,21 @@ async fn serves_only_after_key_release_and_speaks_openai() {
     );
     verified.bind(&binding(&exporter)).unwrap();
 
-    // Health and metrics (no auth; counts only).
+    // Health (no auth, no counts) and metrics (their own role: a client may not read them).
     let r = c.get("/healthz", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["status"], "serving");
-    let r = c.get("/metrics", None).await;
+    assert_eq!(
+        c.get("/metrics", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let client = v.client_token("alice", &["client"]);
+    assert_eq!(
+        c.get("/metrics", Some(&client)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let scraper = v.client_token("prometheus", &["metrics"]);
+    let r = c.get("/metrics", Some(&scraper)).await;
     assert_eq!(r.status, StatusCode::OK);
     let m = r.text();
     assert!(

@@ -74,6 +74,45 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
     let r = c.get("/v1/models", None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
+    // 415 for every JSON route when the body is not declared as JSON (what a browser sends
+    // cross-site without a preflight), before authentication, rate limits or evidence.
+    let rejected_before = e.metrics().render();
+    for route in [path, "/v1/completions", "/v1/attestation"] {
+        for ct in [
+            None,
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+        ] {
+            let mut req = request(
+                Method::POST,
+                route,
+                None,
+                Some(serde_json::to_vec(&json!({"nonce": hex::encode([2u8; 32])})).unwrap()),
+            );
+            req.headers_mut().remove(hyper::header::CONTENT_TYPE);
+            if let Some(ct) = ct {
+                req.headers_mut()
+                    .insert(hyper::header::CONTENT_TYPE, ct.parse().unwrap());
+            }
+            let r = send_request_on(c.tls().await.unwrap(), req).await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{route} {ct:?}"
+            );
+            assert_eq!(r.code(), "unsupported_media_type");
+        }
+    }
+    assert_eq!(
+        e.metrics()
+            .render()
+            .matches("unsupported_media_type")
+            .count(),
+        rejected_before.matches("unsupported_media_type").count(),
+        "refused before any handler ran"
+    );
+
     // 400s with clear messages, 404 for another model, 413 over the body cap.
     let alice = v.client_token("alice", &["client"]);
     let a = Some(alice.as_str());
@@ -194,7 +233,8 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
     let r = c.post(path, a, &chat("Say hi.", 4)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 
-    let m = c.get("/metrics", None).await.text();
+    let scraper = v.client_token("prometheus", &["metrics"]);
+    let m = c.get("/metrics", Some(&scraper)).await.text();
     for code in ["rate_limited", "overloaded", "prompt_too_long", "forbidden"] {
         assert!(
             m.contains(&format!("confidant_rejections_total{{code=\"{code}\"}}")),

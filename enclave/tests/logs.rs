@@ -1,11 +1,9 @@
 //! Captures every log line of a whole run (verifier and enclave in this process, TRACE level)
-//! and checks that no prompt or completion text, model key or bearer token appears in it.
+//! and checks that no prompt or completion text, model key or bearer token appears in it, nor a
+//! hostile value a caller chose (path, token subject) verbatim.
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
 
 mod support;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -14,22 +12,9 @@ use hyper::StatusCode;
 use serde_json::json;
 use support::*;
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
-    let buffer = Buffer::default();
+    let buffer = confidant_testkit::probe::LogCapture::default();
     let writer = buffer.clone();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -92,9 +77,18 @@ async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // Hostile values a caller chooses: a path with an encoded forged line, a validly signed
+    // token whose subject is a forged line. Neither may reach the logs verbatim.
+    let hostile_path = format!("/v1/Hostile7731%0a%7b%22level%22{}", "y".repeat(600));
+    assert_eq!(c.get(&hostile_path, t).await.status, StatusCode::NOT_FOUND);
+    let hostile_sub = v.client_token("Hostile7731\n{\"level\":\"WARN\"}", &["client"]);
+    let r = c
+        .post("/v1/chat/completions", Some(&hostile_sub), &chat)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     e.shutdown().await.unwrap();
 
-    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let logs = buffer.text();
     assert!(logs.contains("generation finished"), "logging works");
     assert!(logs.contains("log-user"), "principals are logged");
     let key = sealed_model().key;
@@ -115,6 +109,7 @@ async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
             token.rsplit('.').next().unwrap().to_owned(),
         ),
         ("enclave token", enclave_token.trim().to_owned()),
+        ("hostile path or subject", "Hostile7731".to_owned()),
     ];
     for (what, needle) in &forbidden {
         assert!(!logs.contains(needle.as_str()), "{what} found in the logs");

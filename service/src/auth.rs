@@ -14,7 +14,8 @@ use crate::jwt::{AuthError, JwtVerifier};
 /// An authenticated caller: the token's `sub` and `roles`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The `sub` claim.
+    /// The `sub` claim: 1–128 bytes of printable ASCII without spaces, quotes or backslashes
+    /// (tokens with any other subject are refused), so it is safe to log.
     pub subject: String,
     /// The `roles` claim.
     pub roles: Vec<String>,

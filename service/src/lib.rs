@@ -9,8 +9,10 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod content_type;
 pub mod error;
 pub mod jwt;
+pub mod logsafe;
 pub mod ratelimit;
 pub mod secrets;
 pub mod server;

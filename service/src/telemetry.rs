@@ -1,7 +1,8 @@
 //! Logging setup and the request-id middleware.
 //!
-//! Request spans carry method, path (never the query string), status and latency; never bodies
-//! or headers, so bearer tokens and prompts stay out of logs.
+//! Request spans carry method, path (never the query string; a long or odd path only by length
+//! and digest, see [`crate::logsafe`]), status and latency; never bodies or headers, so bearer
+//! tokens and prompts stay out of logs.
 
 use std::time::Instant;
 
@@ -11,6 +12,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
+
+use crate::logsafe::Untrusted;
 
 /// The request-id header, read (when well-formed) and always set on the response.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -56,7 +59,7 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         "request",
         request_id = %id,
         method = %req.method(),
-        path = %req.uri().path(),
+        path = %Untrusted::path(req.uri().path()),
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     );

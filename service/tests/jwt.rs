@@ -179,6 +179,31 @@ fn every_refusal_has_its_variant() {
             AuthError::Malformed,
         ),
         (
+            "empty sub",
+            craft(&f, es256(), with(claims(), "sub", json!(""))),
+            AuthError::Malformed,
+        ),
+        // The subject is logged and audited: only short printable ASCII without spaces/quotes.
+        (
+            "sub with a forged log line",
+            craft(
+                &f,
+                es256(),
+                with(claims(), "sub", json!("mallory\n{\"level\":\"INFO\"}")),
+            ),
+            AuthError::Malformed,
+        ),
+        (
+            "sub with a space",
+            craft(&f, es256(), with(claims(), "sub", json!("a b"))),
+            AuthError::Malformed,
+        ),
+        (
+            "sub too long",
+            craft(&f, es256(), with(claims(), "sub", json!("a".repeat(129)))),
+            AuthError::Malformed,
+        ),
+        (
             "crit header",
             craft(&f, json!({"alg":"ES256","kid":"k1","crit":["x"]}), claims()),
             AuthError::Malformed,

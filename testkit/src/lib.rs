@@ -3,6 +3,7 @@
 
 pub mod model;
 pub mod ovmf;
+pub mod probe;
 pub mod pytools;
 pub mod rng;
 

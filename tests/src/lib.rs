@@ -160,6 +160,44 @@ pub fn sealed_model() -> &'static SealedModel {
     })
 }
 
+/// The policy a [`Stack`] installs: the development SNP root, [`MODEL_ID`] with `digest`, the
+/// enclave build `measurement`.
+pub fn dev_policy_toml(digest: &[u8; 32], measurement: &[u8; 48]) -> String {
+    policy_toml(
+        &confidant_testkit::dev_pki(),
+        digest,
+        measurement,
+        &StackOptions::default(),
+    )
+}
+
+/// AMD roots plus the development root of the simulated TEE.
+pub fn dev_trust_anchors() -> TrustAnchors {
+    let pki = confidant_testkit::dev_pki();
+    let mut snp = SnpTrustRoots::amd();
+    snp.add_dev_root(
+        &std::fs::read(pki.join("ark.der")).unwrap(),
+        &std::fs::read(pki.join("ask.der")).unwrap(),
+    )
+    .unwrap();
+    TrustAnchors {
+        snp,
+        ..TrustAnchors::default()
+    }
+}
+
+/// Runs `cmd`, panicking with its output unless it succeeds; its standard output.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Decodes fixed-length hex (tests only).
 pub fn hex_array<const N: usize>(s: &str) -> [u8; N] {
     hex::decode(s).unwrap().try_into().unwrap()
@@ -213,6 +251,11 @@ impl Service {
             });
         }
         Service { name, child, lines }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Output lines so far.
@@ -362,10 +405,14 @@ impl Stack {
         let mut verifier = Service::spawn("confidant-verifier", cmd);
         let verifier_addr =
             verifier.wait_for_logged_addr("confidant-verifier listening", Duration::from_secs(30));
+        let admin_addr = verifier.wait_for_logged_addr(
+            "confidant-verifier admin listening",
+            Duration::from_secs(30),
+        );
 
         let out = Command::new(&bins.cli)
             .args(["model", "register", "--verifier"])
-            .arg(format!("https://{verifier_addr}"))
+            .arg(format!("https://{admin_addr}"))
             .arg("--ca")
             .arg(vdir.join("tls-cert.pem"))
             .arg("--token-file")
@@ -438,7 +485,7 @@ impl Stack {
         self.read_verifier_file("tls-cert.pem")
     }
 
-    /// A development bearer token of `role` (`client`, `enclave`, `admin`, `auditor`).
+    /// A development bearer token of `role` (`client`, `enclave`, `admin`, `auditor`, `metrics`).
     pub fn token(&self, role: &str) -> String {
         let t = self.read_verifier_file(&format!("tokens/{role}.jwt"));
         String::from_utf8(t).unwrap().trim().to_owned()
@@ -459,17 +506,7 @@ impl Stack {
 
     /// AMD roots plus the development root of the simulated TEE.
     pub fn trust_anchors(&self) -> TrustAnchors {
-        let pki = confidant_testkit::dev_pki();
-        let mut snp = SnpTrustRoots::amd();
-        snp.add_dev_root(
-            &std::fs::read(pki.join("ark.der")).unwrap(),
-            &std::fs::read(pki.join("ask.der")).unwrap(),
-        )
-        .unwrap();
-        TrustAnchors {
-            snp,
-            ..TrustAnchors::default()
-        }
+        dev_trust_anchors()
     }
 
     /// An SDK client for `url` with `policy`, `mode` and `fresh`.
@@ -525,12 +562,13 @@ impl Stack {
 
     /// The enclave's Prometheus metrics (`GET /metrics`, no token needed).
     pub async fn metrics(&self) -> String {
+        let token = self.token("metrics");
         let r = https::request(
             self.enclave_addr,
             &self.ca_pem(),
             "GET",
             "/metrics",
-            None,
+            Some(&token),
             None,
         )
         .await;

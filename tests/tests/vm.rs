@@ -265,9 +265,13 @@ fn measured_vm_boots_attests_serves_and_only_that_image_gets_the_key() {
     let mut verifier = Service::spawn("confidant-verifier", cmd);
     let verifier_addr =
         verifier.wait_for_logged_addr("confidant-verifier listening", Duration::from_secs(30));
+    let admin_addr = verifier.wait_for_logged_addr(
+        "confidant-verifier admin listening",
+        Duration::from_secs(30),
+    );
     run(Command::new(&bins.cli)
         .args(["model", "register", "--verifier"])
-        .arg(format!("https://{verifier_addr}"))
+        .arg(format!("https://{admin_addr}"))
         .arg("--ca")
         .arg(vdir.join("tls-cert.pem"))
         .arg("--token-file")

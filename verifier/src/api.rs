@@ -5,8 +5,15 @@
 //! |---|---|
 //! | `POST /v1/challenge`, `POST /v1/attest/credential`, `POST /v1/attest` | role `enclave` (rate-limited per token subject) |
 //! | `GET /v1/ca`, `GET /v1/keys` | anyone (what clients pin) |
-//! | `/v1/admin/*` | role `admin` |
-//! | `/v1/audit*` | role `auditor` |
+//! | `/v1/admin/*` | role `admin` (admin listener only) |
+//! | `/v1/audit*` | role `auditor` (admin listener only) |
+//!
+//! The first three rows are the attestation API ([`attestation_router`], `server.listen`); the
+//! admin and auditor APIs ([`admin_router`]) are served only on `server.admin_listen`.
+//!
+//! Routes that take a JSON body refuse any other declared type with 415 before anything else runs
+//! (`POST /v1/attest` takes only CBOR, `PUT /v1/admin/policy` only TOML), so no cross-site "simple
+//! request" reaches a handler.
 
 use std::sync::Arc;
 
@@ -14,6 +21,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use base64::Engine;
@@ -21,6 +29,7 @@ use base64::engine::general_purpose::STANDARD;
 use confidant_attestation::wire::{
     AttestRequest, CBOR_CONTENT_TYPE, ChallengeResponse, CredentialRequest, CredentialResponse,
 };
+use confidant_service::content_type::require_json;
 use confidant_service::{ApiError, JwtVerifier, Principal, RequireAuth, require_role};
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -47,18 +56,41 @@ impl FromRef<AppState> for Arc<JwtVerifier> {
     }
 }
 
-/// All routes, hardened (JSON errors, body cap, request ids).
-pub fn router(verifier: Arc<Verifier>, max_body_bytes: usize) -> Router {
+/// The attestation API (served on `server.listen`): enclaves' challenge, credential and attest
+/// routes, and the public CA and result keys. Hardened (JSON errors, body cap, request ids).
+pub fn attestation_router(verifier: Arc<Verifier>, max_body_bytes: usize) -> Router {
     let app = Router::new()
         .route("/v1/challenge", post(challenge))
         .route("/v1/attest", post(attest))
-        .route("/v1/attest/credential", post(attest_credential))
+        .route(
+            "/v1/attest/credential",
+            post(attest_credential).route_layer(from_fn(require_json)),
+        )
         .route("/v1/ca", get(ca))
         .route("/v1/keys", get(keys))
+        .with_state(AppState(verifier));
+    confidant_service::harden(app, max_body_bytes)
+}
+
+/// The admin and auditor APIs (served on `server.admin_listen` only): policy, measurement
+/// revocation, model keys, the audit log and its proofs. Hardened like the attestation API.
+pub fn admin_router(verifier: Arc<Verifier>, max_body_bytes: usize) -> Router {
+    let app = Router::new()
         .route("/v1/admin/policy", put(put_policy).get(get_policy))
-        .route("/v1/admin/measurements/revoke", post(revoke_measurement))
-        .route("/v1/admin/keys", post(import_key).get(list_keys))
-        .route("/v1/admin/keys/{id}/rotate", post(rotate_key))
+        .route(
+            "/v1/admin/measurements/revoke",
+            post(revoke_measurement).route_layer(from_fn(require_json)),
+        )
+        .route(
+            "/v1/admin/keys",
+            post(import_key)
+                .route_layer(from_fn(require_json))
+                .get(list_keys),
+        )
+        .route(
+            "/v1/admin/keys/{id}/rotate",
+            post(rotate_key).route_layer(from_fn(require_json)),
+        )
         .route("/v1/admin/keys/{id}/revoke", post(revoke_key))
         .route("/v1/audit", get(audit_entries))
         .route("/v1/audit/checkpoint", get(audit_checkpoint))
@@ -93,33 +125,14 @@ fn cbor_response(status: StatusCode, bytes: Vec<u8>) -> Response {
 }
 
 fn require_content_type(headers: &HeaderMap, expected: &[&str]) -> Result<(), ApiError> {
-    let ok = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .is_some_and(|v| expected.contains(&v.as_str()));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("content type must be {}", expected.join(" or ")),
-        ))
-    }
+    confidant_service::content_type::require(headers, expected)
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<T, ApiError> {
-    require_content_type(headers, &["application/json"])?;
+    require_content_type(headers, &[confidant_service::content_type::JSON])?;
     serde_json::from_slice(body).map_err(|_| {
         ApiError::bad_request("invalid_body", "request body does not match the schema")
     })
@@ -228,7 +241,7 @@ async fn put_policy(
     body: Bytes,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     role(&p, ROLE_ADMIN)?;
-    require_content_type(&headers, &["application/toml", "text/plain"])?;
+    require_content_type(&headers, &["application/toml"])?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("policy_parse", "policy is not UTF-8"))?;
     let subject = p.subject.clone();

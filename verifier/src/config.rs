@@ -34,8 +34,13 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address to bind, e.g. `127.0.0.1:8443` (port 0 picks a free port).
+    /// Address of the attestation API (enclaves' challenge/attest, the public CA and result
+    /// keys), e.g. `0.0.0.0:8443` (port 0 picks a free port).
     pub listen: SocketAddr,
+    /// Address of the admin and auditor APIs (`/v1/admin/*`, `/v1/audit*`), served only here and
+    /// never on `listen`, so they can stay on a management network or loopback while the
+    /// attestation API faces the enclaves. Must differ from `listen` (unless both pick a port).
+    pub admin_listen: SocketAddr,
     /// The verifier's own TLS certificate chain, PEM (leaf first). Public.
     pub tls_cert: PathBuf,
     /// The verifier's TLS private key, PEM.

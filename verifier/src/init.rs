@@ -30,7 +30,8 @@ pub const DEV_ISSUER: &str = "confidant-dev-issuer";
 /// Default audience of the verifier.
 pub const DEV_AUDIENCE: &str = "confidant-verifier";
 /// The roles development tokens are minted for.
-pub const DEV_ROLES: [&str; 4] = ["admin", "auditor", "enclave", "client"];
+/// (`metrics` is for an enclave's `GET /metrics`: the operator's scraper.)
+pub const DEV_ROLES: [&str; 5] = ["admin", "auditor", "enclave", "client", "metrics"];
 
 /// Why `init` failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,8 @@ pub enum InitError {
     DevPki(PathBuf, &'static str),
     #[error("key generation failed: {0}")]
     Crypto(String),
+    #[error("listen address {0:?} is not IP:PORT")]
+    Listen(String),
 }
 
 /// Options of `init`.
@@ -58,6 +61,9 @@ pub struct InitOptions {
     pub dev_pki: Option<PathBuf>,
     /// Listen address written into the configuration.
     pub listen: String,
+    /// Address of the admin and auditor APIs; `None`: loopback, the next port after `listen`'s
+    /// (port 0 when `listen` picks its port), so they are reachable only from this machine.
+    pub admin_listen: Option<String>,
     /// Lifetime of the minted development tokens, seconds.
     pub token_ttl_secs: u64,
     /// Names (DNS or IP) the verifier's TLS certificate carries besides `localhost` and `127.0.0.1`.
@@ -72,6 +78,7 @@ impl InitOptions {
             dir: dir.into(),
             dev_pki: None,
             listen: "127.0.0.1:8443".to_owned(),
+            admin_listen: None,
             token_ttl_secs: 30 * 86_400,
             tls_names: Vec::new(),
             force: false,
@@ -225,7 +232,10 @@ pub fn init(opts: &InitOptions, now: u64) -> Result<InitOutput, InitError> {
 # See docs/verifier.example.toml for every option. Relative paths are relative to this file.
 
 [server]
+# Attestation API (enclaves, public CA and keys).
 listen = {listen}
+# Admin and auditor APIs, on their own address (loopback by default).
+admin_listen = {admin_listen}
 tls_cert = "tls-cert.pem"
 tls_key = {{ file = "secrets/tls-key.pem" }}
 
@@ -266,12 +276,31 @@ checkpoint_key = {{ file = "secrets/checkpoint-key.p8" }}
 torn_tail = "refuse"
 "#,
         listen = toml_str(&opts.listen),
+        admin_listen = toml_str(&admin_listen(opts)?),
     );
     write_public(&config_path, config.as_bytes())?;
     Ok(InitOutput {
         config: config_path,
         tokens: minted,
     })
+}
+
+/// `opts.admin_listen`, or loopback on the port after `listen`'s (0 stays 0).
+pub fn admin_listen(opts: &InitOptions) -> Result<String, InitError> {
+    if let Some(a) = &opts.admin_listen {
+        return Ok(a.clone());
+    }
+    let listen: std::net::SocketAddr = opts
+        .listen
+        .parse()
+        .map_err(|_| InitError::Listen(opts.listen.clone()))?;
+    let port = match listen.port() {
+        0 => 0,
+        p => p
+            .checked_add(1)
+            .ok_or_else(|| InitError::Listen(opts.listen.clone()))?,
+    };
+    Ok(format!("127.0.0.1:{port}"))
 }
 
 fn toml_str(s: &str) -> String {

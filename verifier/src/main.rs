@@ -1,7 +1,7 @@
 //! `confidant-verifier`: the attestation service (appraisal, key broker, CA, audit log).
 //!
 //! ```text
-//! confidant-verifier init DIR [--dev-pki DIR] [--listen ADDR] [--tls-name NAME]... [--force]
+//! confidant-verifier init DIR [--dev-pki DIR] [--listen ADDR] [--admin-listen ADDR] [--tls-name NAME]... [--force]
 //! confidant-verifier serve --config DIR/verifier.toml [--log-format json|text]
 //! ```
 #![forbid(unsafe_code)]
@@ -32,6 +32,10 @@ enum Command {
         /// Listen address written into the configuration.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: String,
+        /// Address of the admin and auditor APIs written into the configuration (default:
+        /// loopback, the port after --listen's; port 0 when --listen uses port 0).
+        #[arg(long)]
+        admin_listen: Option<String>,
         /// A further DNS name or IP address for the verifier's TLS certificate (repeatable; it
         /// always names `localhost` and `127.0.0.1`). A VM guest reaching the verifier through a
         /// forwarded address needs that address here.
@@ -64,12 +68,14 @@ fn main() -> anyhow::Result<()> {
             dir,
             dev_pki,
             listen,
+            admin_listen,
             tls_names,
             force,
         } => {
             let mut opts = InitOptions::new(dir);
             opts.dev_pki = dev_pki;
             opts.listen = listen;
+            opts.admin_listen = admin_listen;
             opts.force = force;
             opts.tls_names = tls_names;
             let out = init(&opts, confidant_verifier::now_unix()).context("init")?;
@@ -91,13 +97,13 @@ fn main() -> anyhow::Result<()> {
                 let running = confidant_verifier::server::start(config)
                     .await
                     .context("start")?;
-                let token = running.handle.shutdown_token();
+                let token = running.shutdown_token();
                 tokio::spawn(async move {
                     shutdown_signal().await;
                     tracing::info!("shutting down");
                     token.cancel();
                 });
-                running.handle.stopped().await;
+                running.stopped().await;
                 Ok(())
             })
         }

@@ -10,6 +10,7 @@ use confidant_attestation::sealed::ModelKey;
 use confidant_attestation::wire::{
     AttestRequest, AttestResponse, CredentialRequest, CredentialResponse,
 };
+use confidant_service::logsafe::Untrusted;
 use confidant_service::ratelimit::{BucketConfig, Limiter, SystemClock};
 use confidant_service::secrets::{SecretError, load_secret};
 use confidant_service::{ApiError, JwtVerifier, Principal};
@@ -52,6 +53,8 @@ pub enum StartError {
     },
     #[error("server: {0}")]
     Serve(#[from] confidant_service::server::ServeError),
+    #[error("server.admin_listen must differ from server.listen ({0})")]
+    SameAddress(std::net::SocketAddr),
 }
 
 /// The running verifier.
@@ -176,10 +179,10 @@ impl Verifier {
             Ok(seq) => {
                 match &reason {
                     None => {
-                        tracing::info!(audit_seq = seq, subject, model_id = %req.model_id, "attestation accepted")
+                        tracing::info!(audit_seq = seq, subject, model_id = %Untrusted::new(&req.model_id), "attestation accepted")
                     }
                     Some(code) => {
-                        tracing::info!(audit_seq = seq, subject, model_id = %req.model_id, reason = %code, detail = %detail, "attestation refused")
+                        tracing::info!(audit_seq = seq, subject, model_id = %Untrusted::new(&req.model_id), reason = %code, detail = %detail, "attestation refused")
                     }
                 }
                 outcome.reply

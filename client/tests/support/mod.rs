@@ -246,6 +246,7 @@ impl World {
             Some(SessionAttestationResponse {
                 evidence: base64::engine::general_purpose::STANDARD.encode(ev.to_cbor()),
                 model_digest: hex::encode(MODEL_DIGEST),
+                lockdown: None,
             })
         });
         TestServer::start(server::ServerSpec {

@@ -5,7 +5,16 @@
 //! | `POST /v1/chat/completions`, `POST /v1/completions` | role `client` (configurable), rate-limited |
 //! | `GET /v1/models` | role `client` |
 //! | `POST /v1/attestation` | anyone: no token is sent before the session is proven; rate-limited per peer address |
-//! | `GET /healthz`, `GET /metrics` | anyone (no content, no principals) |
+//! | `GET /metrics` | role `metrics` (configurable; the operator's scraper, never clients) |
+//! | `GET /healthz` | anyone (serving or not, and the lockdown status; nothing about requests) |
+//!
+//! `/metrics` needs its own credential because its counters, read before and after someone
+//! else's request, would tell that request's token counts and timing: only the operator, who
+//! already sees the traffic's sizes and timing on the network, may read them.
+//!
+//! The three `POST` routes take only bodies declared `application/json` (415 otherwise, before
+//! anything else runs), so a web page cannot make a browser run them as a cross-site "simple
+//! request".
 //!
 //! There is no route that returns keys, weights, other users' data or a shell. While the
 //! certificate is expired and not renewed, every route except `/healthz` and `/metrics` answers
@@ -21,10 +30,12 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{FromRef, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{Next, from_fn_with_state};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use confidant_attestation::openai::{MODELS_PATH, Model, ModelList};
+use confidant_attestation::wire::LockdownStatus;
+use confidant_service::content_type::require_json;
 use confidant_service::{ApiError, JwtVerifier, Principal, RateLimits, RequireAuth, require_role};
 
 use crate::boot::ServingModel;
@@ -47,6 +58,7 @@ pub struct AppState(pub Arc<ApiContext>);
 pub struct ApiContext {
     pub jwt: Arc<JwtVerifier>,
     pub client_role: String,
+    pub metrics_role: String,
     pub rate: RateLimits,
     pub queue: GenerationQueue,
     pub anomalies: AnomalyDetector,
@@ -60,6 +72,8 @@ pub struct ApiContext {
     pub serving: Arc<AtomicBool>,
     /// Unix seconds the model was loaded (`created` of `GET /v1/models`).
     pub loaded_at: u64,
+    /// How the process confined itself after unsealing (`None`: it did not).
+    pub lockdown: Option<LockdownStatus>,
 }
 
 impl FromRef<AppState> for Arc<JwtVerifier> {
@@ -104,10 +118,19 @@ impl ApiContext {
 pub fn router(state: AppState) -> Router {
     let max_body = state.0.limits.max_body_bytes;
     let app = Router::new()
-        .route(CHAT_ROUTE, post(generate::chat))
-        .route(COMPLETIONS_ROUTE, post(generate::completions))
+        .route(
+            CHAT_ROUTE,
+            post(generate::chat).route_layer(from_fn(require_json)),
+        )
+        .route(
+            COMPLETIONS_ROUTE,
+            post(generate::completions).route_layer(from_fn(require_json)),
+        )
         .route(MODELS_PATH, get(models))
-        .route(ATTESTATION_ROUTE, post(session::attestation))
+        .route(
+            ATTESTATION_ROUTE,
+            post(session::attestation).route_layer(from_fn(require_json)),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route_layer(from_fn_with_state(state.clone(), gate))
@@ -166,6 +189,13 @@ async fn models(
     }))
 }
 
+/// `GET /healthz`: serving or not, and how the process is confined.
+#[derive(serde::Serialize)]
+struct Health<'a> {
+    status: &'static str,
+    lockdown: Option<&'a LockdownStatus>,
+}
+
 async fn healthz(State(AppState(s)): State<AppState>) -> Response {
     let serving = s.serving.load(Ordering::Acquire);
     let status = if serving {
@@ -173,15 +203,23 @@ async fn healthz(State(AppState(s)): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = serde_json::json!({ "status": if serving { "serving" } else { "not_attested" } });
+    let body = Health {
+        status: if serving { "serving" } else { "not_attested" },
+        lockdown: s.lockdown.as_ref(),
+    };
     (status, axum::Json(body)).into_response()
 }
 
-async fn metrics(State(AppState(s)): State<AppState>) -> Response {
+async fn metrics(
+    State(AppState(s)): State<AppState>,
+    auth: Result<RequireAuth, ApiError>,
+) -> Result<Response, ApiError> {
+    let RequireAuth(p) = auth.map_err(|e| s.refuse(None, e))?;
+    require_role(&p, &s.metrics_role).map_err(|e| s.refuse(Some(&p), e.into()))?;
     let mut resp = s.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
-    resp
+    Ok(resp)
 }

@@ -70,5 +70,6 @@ pub(super) async fn attestation(
     Ok(axum::Json(SessionAttestationResponse {
         evidence: STANDARD.encode(evidence.to_cbor()),
         model_digest: hex::encode(digest),
+        lockdown: s.lockdown.clone(),
     }))
 }

@@ -237,7 +237,7 @@ tpm_pcrs = [[{set}]]
 
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
-            r.handle.shutdown().await;
+            r.shutdown().await;
         }
     }
 
@@ -447,17 +447,19 @@ pub async fn send_on(
     token: Option<&str>,
     body: Option<Vec<u8>>,
 ) -> Reply {
+    send_request_on(tls, request(method, path, token, body)).await
+}
+
+/// Sends a prepared request on its own TLS connection.
+pub async fn send_request_on(tls: TlsStream<TcpStream>, req: Request<Full<Bytes>>) -> Reply {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let resp = tokio::time::timeout(
-        Duration::from_secs(120),
-        sender.send_request(request(method, path, token, body)),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(120), sender.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = tokio::time::timeout(Duration::from_secs(120), resp.into_body().collect())

@@ -200,9 +200,12 @@ impl JwtVerifier {
         if c.nbf.is_some_and(|nbf| nbf > horizon) || c.iat.is_some_and(|iat| iat > horizon) {
             return Err(AuthError::NotYetValid);
         }
+        // The subject names the caller in logs, rate limits and the audit log: it must be short,
+        // printable ASCII without spaces or quotes (e-mail addresses, UUIDs and IdP ids such as
+        // `auth0|5f1c` pass), so that it can be logged verbatim.
         let subject = c
             .sub
-            .filter(|s| !s.is_empty())
+            .filter(|s| crate::logsafe::is_log_safe(s, crate::logsafe::MAX_LOGGED_LEN))
             .ok_or(AuthError::Malformed)?;
         Ok(Principal {
             subject,

@@ -1,5 +1,7 @@
 //! A minimal HTTPS client for the tests: real TLS 1.3 (rustls, ring) trusting the verifier's
-//! development certificate, HTTP/1.1 over hyper, one connection per request.
+//! development certificate, HTTP/1.1 over hyper, one connection per request. Like an operator's
+//! tooling, it sends admin and auditor requests (`/v1/admin*`, `/v1/audit*`) to the admin
+//! listener when it knows one ([`Client::with_admin`]), everything else to the attestation API.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use tokio_rustls::TlsConnector;
 #[derive(Clone)]
 pub struct Client {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     connector: TlsConnector,
 }
 
@@ -60,7 +63,21 @@ impl Client {
         .with_no_client_auth();
         Self {
             addr,
+            admin_addr: None,
             connector: TlsConnector::from(Arc::new(config)),
+        }
+    }
+
+    /// Sends admin and auditor requests to `admin_addr`.
+    pub fn with_admin(mut self, admin_addr: SocketAddr) -> Self {
+        self.admin_addr = Some(admin_addr);
+        self
+    }
+
+    fn addr_for(&self, path: &str) -> SocketAddr {
+        match self.admin_addr {
+            Some(a) if path.starts_with("/v1/admin") || path.starts_with("/v1/audit") => a,
+            _ => self.addr,
         }
     }
 
@@ -72,7 +89,9 @@ impl Client {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Response {
-        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(self.addr_for(path))
+            .await
+            .unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         let tls = self.connector.connect(name, tcp).await.unwrap();
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))

@@ -66,7 +66,8 @@ impl TestServer {
             .await
             .unwrap();
         let cert = std::fs::read(dir.path().join("tls-cert.pem")).unwrap();
-        let client = Client::new(running.handle.local_addr(), &cert);
+        let client =
+            Client::new(running.handle.local_addr(), &cert).with_admin(running.admin.local_addr());
         let mut tokens = std::collections::HashMap::new();
         for role in ["admin", "auditor", "enclave", "client"] {
             let t = std::fs::read_to_string(dir.path().join(format!("tokens/{role}.jwt"))).unwrap();
@@ -84,7 +85,7 @@ impl TestServer {
     /// Stops the server and hands back its directory and configuration.
     pub async fn stop(mut self) -> (TempDir, Config) {
         if let Some(r) = self.running.take() {
-            r.handle.shutdown().await;
+            r.shutdown().await;
         }
         (self.dir, self.config)
     }

@@ -18,6 +18,7 @@ mod evidence;
 mod measure;
 mod model;
 mod proxy;
+mod proxy_guard;
 mod vm;
 
 use std::process::ExitCode;
@@ -45,6 +46,7 @@ enum Command {
     /// Attest an enclave, then stream the answer to a prompt.
     Chat(chat::ChatArgs),
     /// Local plain-HTTP OpenAI-compatible endpoint that forwards only to an attested enclave.
+    #[command(long_about = proxy::LONG_ABOUT)]
     Proxy(proxy::ProxyArgs),
     /// Seal a model bundle, inspect a sealed model, register its key with the verifier.
     #[command(subcommand)]

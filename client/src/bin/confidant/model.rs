@@ -76,7 +76,7 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
-    /// Verifier base URL, e.g. `https://127.0.0.1:8443`.
+    /// Base URL of the verifier's admin API (`server.admin_listen`), e.g. `https://127.0.0.1:8444`.
     #[arg(long, value_name = "URL")]
     verifier: String,
     /// PEM certificate(s) the verifier's TLS certificate must chain to (e.g. its `tls-cert.pem`).

@@ -3,6 +3,10 @@
 //! attested (certificate, policy, session evidence) before anything is forwarded on it; when
 //! attestation fails the request is answered `502 attestation_failed` and nothing is sent. Any
 //! OpenAI SDK works by pointing its base URL at `http://127.0.0.1:PORT/v1`.
+//!
+//! The proxy lends the user's token to whatever reaches it, so it answers only requests addressed
+//! to its own loopback address and port, and refuses browser requests made for another site
+//! ([`crate::proxy_guard`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,6 +23,21 @@ use hyper_util::rt::TokioIo;
 use confidant_client::{Client, ClientError};
 
 use crate::clientconf::ClientArgs;
+use crate::proxy_guard;
+
+/// `confidant proxy --help`.
+pub const LONG_ABOUT: &str = "\
+Local plain-HTTP OpenAI-compatible endpoint that forwards only to an attested enclave.
+
+Every upstream connection is attested (certificate, policy, session evidence) before anything is
+forwarded on it; while attestation fails, requests are answered 502 attestation_failed and nothing
+is sent. Point any OpenAI SDK at http://127.0.0.1:PORT/v1.
+
+The proxy adds YOUR token to every request it forwards. So that no one else can spend it, it
+listens only on a loopback address and answers only requests whose Host is that address and port
+(or localhost:PORT); it refuses, with 403, requests a web browser makes on behalf of a web page:
+an Origin header other than its own, or Sec-Fetch-Site other than same-origin/none. A web page
+(or a DNS-rebinding attack) cannot make it spend your token.";
 
 /// Largest request body forwarded.
 const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
@@ -70,20 +89,21 @@ async fn serve(client: Client, listen: SocketAddr, upstream: String) -> Result<(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    eprintln!(
-        "listening on http://{}/v1 (forwarding to {upstream})",
-        listener.local_addr()?
-    );
+    let local = listener.local_addr()?;
+    eprintln!("listening on http://{local}/v1 (forwarding to {upstream})");
+    let allowed: std::sync::Arc<[String]> = proxy_guard::allowed_hosts(local).into();
     loop {
         let (tcp, _) = tokio::select! {
             accepted = listener.accept() => accepted.context("accepting")?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         let client = client.clone();
+        let allowed = allowed.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let client = client.clone();
-                async move { Ok::<_, Infallible>(handle(&client, req).await) }
+                let allowed = allowed.clone();
+                async move { Ok::<_, Infallible>(handle(&client, &allowed, req).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
@@ -95,7 +115,15 @@ async fn serve(client: Client, listen: SocketAddr, upstream: String) -> Result<(
     }
 }
 
-async fn handle(client: &Client, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(
+    client: &Client,
+    allowed: &[String],
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    if let Err(refusal) = proxy_guard::check(req.headers(), allowed) {
+        eprintln!("refused a request: {}", refusal.code());
+        return error(StatusCode::FORBIDDEN, refusal.code(), refusal.message());
+    }
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
