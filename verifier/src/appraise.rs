@@ -474,7 +474,7 @@ fn release(
     );
     let result = ctx
         .signer
-        .sign(&claims)
+        .sign(&claims, ctx.rng)
         .map_err(|e| internal("signing result", &e))?;
     let result_digest = sha256(&result);
 
@@ -593,7 +593,8 @@ mod tests {
         let ca_key = CertificateAuthority::generate_key(&rng).unwrap();
         let ca =
             CertificateAuthority::new(&ca_key, "test CA", 0, u64::from(u32::MAX), &rng).unwrap();
-        let signer = ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8().unwrap()).unwrap();
+        let signer =
+            ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8(&rng).unwrap(), &rng).unwrap();
         let active = ActivePolicy {
             policy: policy.clone(),
             text: text.to_owned(),

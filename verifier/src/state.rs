@@ -106,7 +106,8 @@ impl Verifier {
             config.ca.not_after,
             &rng,
         )?;
-        let signer = ResultSigner::from_pkcs8(load_secret(&config.results.signing_key)?.expose())?;
+        let signer =
+            ResultSigner::from_pkcs8(load_secret(&config.results.signing_key)?.expose(), &rng)?;
         let kek = crate::keys::parse_kek(&load_secret(&config.keys.kek)?)?;
         let keys = KeyStore::open(&config.keys.store, &kek)?;
         let policy = PolicyStore::open(

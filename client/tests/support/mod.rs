@@ -113,7 +113,11 @@ impl World {
             .unwrap();
         World {
             ca: ca("Confidant test verifier CA"),
-            signer: ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8().unwrap()).unwrap(),
+            signer: ResultSigner::from_pkcs8(
+                &ResultSigner::generate_pkcs8(&SystemRandom::new()).unwrap(),
+                &SystemRandom::new(),
+            )
+            .unwrap(),
             snp: Arc::new(snp),
             dev_anchors: TrustAnchors {
                 snp: roots,
@@ -190,7 +194,7 @@ impl World {
             nonce: None,
             tpm_ak_spki_sha256: None,
         };
-        let result = self.signer.sign(&claims).unwrap();
+        let result = self.signer.sign(&claims, &SystemRandom::new()).unwrap();
         let embedded = if knobs.swap_certificate_evidence {
             self.evidence(&release, &knobs.measurement)
         } else {
