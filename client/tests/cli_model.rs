@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use base64::Engine;
-use confidant_attestation::sealed::{self, ModelKey, SealError, SealedHeader, encode_bundle};
+use confidant_attestation::modelkey::ModelKey;
+use confidant_sealed::{self as sealed, SealError, SealedHeader, encode_bundle};
 
 fn confidant() -> Command {
     Command::new(env!("CARGO_BIN_EXE_confidant"))

@@ -303,7 +303,7 @@ impl<'de> Deserialize<'de> for SecretString {
     }
 }
 
-fn decode_model_key(b64: &str) -> Result<confidant_attestation::sealed::ModelKey, ApiError> {
+fn decode_model_key(b64: &str) -> Result<confidant_attestation::modelkey::ModelKey, ApiError> {
     let bad = || ApiError::bad_request("invalid_key", "model key must be 32 bytes, base64");
     let bytes = Zeroizing::new(STANDARD.decode(b64.trim()).map_err(|_| bad())?);
     let mut arr = Zeroizing::new([0u8; 32]);
@@ -311,7 +311,7 @@ fn decode_model_key(b64: &str) -> Result<confidant_attestation::sealed::ModelKey
         return Err(bad());
     }
     arr.copy_from_slice(&bytes);
-    Ok(confidant_attestation::sealed::ModelKey::from_bytes(*arr))
+    Ok(confidant_attestation::modelkey::ModelKey::from_bytes(*arr))
 }
 
 fn decode_digest(hex_digest: &str) -> Result<[u8; 32], ApiError> {

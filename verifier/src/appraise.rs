@@ -543,9 +543,9 @@ pub fn issue_certificate(
 mod tests {
     use super::*;
     use confidant_attestation::evidence::SnpEvidence;
+    use confidant_attestation::modelkey::ModelKey;
     use confidant_attestation::policy::Policy;
     use confidant_attestation::result::ResultSigner;
-    use confidant_attestation::sealed::ModelKey;
 
     use crate::keys::{KeyStore, NewKey};
     use crate::policy_store::ActivePolicy;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use confidant_attestation::leafcert::CertificateAuthority;
+use confidant_attestation::modelkey::ModelKey;
 use confidant_attestation::result::ResultSigner;
-use confidant_attestation::sealed::ModelKey;
 use confidant_attestation::wire::{
     AttestRequest, AttestResponse, CredentialRequest, CredentialResponse,
 };

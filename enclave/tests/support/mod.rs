@@ -10,10 +10,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use confidant_attestation::sealed::{ModelKey, SealedHeader, encode_bundle, seal};
+use confidant_attestation::modelkey::ModelKey;
 use confidant_attester::snp_sim::SimulatedSnp;
 use confidant_enclave::config::Config;
 use confidant_enclave::supervisor::{Enclave, Phase};
+use confidant_sealed::{SealedHeader, encode_bundle, seal};
 use confidant_service::jwt::{JwtIssuer, TokenClaims};
 use confidant_verifier::init::{DEV_ISSUER, InitOptions, init};
 use confidant_verifier::server::Running;

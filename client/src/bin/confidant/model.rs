@@ -14,9 +14,8 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Args, Subcommand};
-use confidant_attestation::sealed::{
-    self, DEFAULT_CHUNK_SIZE, MODEL_KEY_LEN, ModelKey, SealedHeader, encode_bundle,
-};
+use confidant_attestation::modelkey::{MODEL_KEY_LEN, ModelKey};
+use confidant_sealed::{self as sealed, DEFAULT_CHUNK_SIZE, SealedHeader, encode_bundle};
 use http_body_util::{BodyExt, Full, Limited};
 use zeroize::Zeroizing;
 

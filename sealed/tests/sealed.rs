@@ -5,8 +5,9 @@
 
 use std::io::Read;
 
-use confidant_attestation::sealed::{
-    Bundle, HeaderField, ModelKey, SealError, SealedHeader, TAG_LEN, UnsealedModel, encode_bundle,
+use confidant_attestation::modelkey::ModelKey;
+use confidant_sealed::{
+    Bundle, HeaderField, SealError, SealedHeader, TAG_LEN, UnsealedModel, encode_bundle,
     model_digest, seal, seal_with_chunk_size, unseal_from_reader_with_threads, unseal_with_threads,
 };
 

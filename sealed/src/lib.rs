@@ -1,4 +1,5 @@
-//! The sealed model format: a [`bundle`] of files encrypted under a [`ModelKey`].
+//! `confidant_sealed`: the sealed model format, a [`bundle`] of files encrypted under a
+//! [`ModelKey`] (defined in the verification core, which wraps it to enclaves).
 //!
 //! ```text
 //! header (all integers big-endian)
@@ -31,10 +32,10 @@
 //! drop. Decryption and the model digest run in the same pass over each chunk, on up to
 //! [`default_threads`] threads (see `open.rs`); the digest is then checked against the header
 //! before the plaintext is returned.
+#![forbid(unsafe_code)]
 
 pub mod bundle;
 pub mod digest;
-mod key;
 mod open;
 mod plainbuf;
 
@@ -42,11 +43,12 @@ use std::io::Read;
 
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 
+use confidant_attestation::modelkey::ModelKey;
+
 use plainbuf::PlainBuf;
 
 pub use bundle::{Bundle, BundleError, FileEntry, encode_bundle};
 pub use digest::{MODEL_DIGEST_ALG, model_digest};
-pub use key::{MODEL_KEY_LEN, ModelKey};
 
 use bundle::{Reader, sha256};
 

@@ -1,4 +1,5 @@
-//! The 256-bit symmetric key a model is sealed with.
+//! The 256-bit symmetric key a model is sealed with: shared by the sealed format
+//! (`confidant_sealed`) and the key release ([`crate::keywrap`] wraps it to an enclave).
 
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
