@@ -7,6 +7,7 @@
 //! result signing, certificate issuance, HPKE key wrap, audit append with fsync). One TLS
 //! connection per request, as an enclave at boot does. Baselines: the 1-attester figures.
 
+use confidant_wire::routes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,10 +18,10 @@ use bytes::Bytes;
 use confidant_attestation::binding::{Binding, BindingInput, Purpose};
 use confidant_attestation::evidence::Evidence;
 use confidant_attestation::keywrap::WrapKeyPair;
-use confidant_attestation::wire::AttestRequest;
 use confidant_attester::snp_sim::SimulatedSnp;
 use confidant_verifier::config::Config;
 use confidant_verifier::init::{InitOptions, init};
+use confidant_wire::attest::AttestRequest;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
@@ -110,7 +111,7 @@ async fn attest_once(ctx: &Ctx) -> anyhow::Result<Duration> {
         .http
         .send(
             Method::POST,
-            "/v1/challenge",
+            routes::verifier::CHALLENGE,
             &ctx.enclave_token,
             "application/json",
             b"{}".to_vec(),
@@ -153,7 +154,7 @@ async fn attest_once(ctx: &Ctx) -> anyhow::Result<Duration> {
         .http
         .send(
             Method::POST,
-            "/v1/attest",
+            routes::verifier::ATTEST,
             &ctx.enclave_token,
             "application/cbor",
             body,
@@ -233,7 +234,7 @@ async fn run_async(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
     let (status, body) = http
         .send(
             Method::PUT,
-            "/v1/admin/policy",
+            routes::verifier::ADMIN_POLICY,
             &admin,
             "application/toml",
             policy(&sim)?.into_bytes(),
@@ -249,7 +250,7 @@ async fn run_async(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
     let (status, body) = http
         .send(
             Method::POST,
-            "/v1/admin/keys",
+            routes::verifier::ADMIN_KEYS,
             &admin,
             "application/json",
             serde_json::to_vec(&key)?,

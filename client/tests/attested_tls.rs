@@ -9,10 +9,10 @@ mod support;
 use futures_util::StreamExt;
 
 use confidant_attestation::result::Status;
-use confidant_client::openai::{ChatMessage, ChatRequest, CompletionRequest};
 use confidant_client::{
     AttestError, ClientError, ClientPolicy, Mode, TcbFloor, TrustAnchors, blocking,
 };
+use confidant_wire::openai::{ChatMessage, ChatRequest, CompletionRequest};
 
 use support::{Knobs, MEASUREMENT, MODEL_DIGEST, MODEL_ID, SessionMode, World};
 

@@ -7,6 +7,7 @@
 
 mod support;
 
+use confidant_wire::routes;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 use confidant_client::ClientPolicy;
-use confidant_client::openai::{ChatMessage, ChatRequest, ChatResponse};
+use confidant_wire::openai::{ChatMessage, ChatRequest, ChatResponse};
 
 use support::{Knobs, MODEL_ID, World};
 
@@ -181,7 +182,7 @@ async fn post_chat_with(addr: &str, stream: bool) -> (u16, Bytes) {
     let mut request = ChatRequest::new(MODEL_ID, vec![ChatMessage::user("via the proxy")]);
     request.stream = Some(stream);
     let body = serde_json::to_vec(&request).unwrap();
-    let req = http::Request::post("/v1/chat/completions")
+    let req = http::Request::post(routes::enclave::CHAT_COMPLETIONS)
         .header("host", addr)
         .header("content-type", "application/json")
         .header("authorization", "Bearer sk-anything")
@@ -236,7 +237,7 @@ async fn proxy_refuses_to_forward_to_an_impostor() {
         .unwrap();
     let (status, body) = post_chat(&proxy.addr).await;
     assert_eq!(status, 502);
-    let error: confidant_attestation::wire::ErrorBody = serde_json::from_slice(&body).unwrap();
+    let error: confidant_wire::error::ErrorBody = serde_json::from_slice(&body).unwrap();
     assert_eq!(error.error.code, "attestation_failed");
     assert_eq!(impostor.inference_bytes(), 0, "nothing was forwarded");
 }

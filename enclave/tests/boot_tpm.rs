@@ -5,6 +5,7 @@
 
 mod support;
 
+use confidant_wire::routes;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -112,7 +113,7 @@ async fn enrolled_ak_and_allowed_pcrs_serve() {
     let token = v.client_token("alice", &["client"]);
     let t = Some(token.as_str());
 
-    let r = c.get("/v1/models", t).await;
+    let r = c.get(routes::enclave::MODELS, t).await;
     assert_eq!(r.status, StatusCode::OK);
     let j = r.json();
     assert_eq!(j["data"][0]["id"], MODEL_ID);
@@ -124,7 +125,7 @@ async fn enrolled_ak_and_allowed_pcrs_serve() {
         "max_tokens": 6,
         "temperature": 0,
     });
-    let r = c.post("/v1/chat/completions", t, &chat).await;
+    let r = c.post(routes::enclave::CHAT_COMPLETIONS, t, &chat).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let j = r.json();
     assert_eq!(j["object"], "chat.completion");
@@ -149,7 +150,7 @@ async fn enrolled_ak_and_allowed_pcrs_serve() {
     let r = send_on(
         tls,
         Method::POST,
-        "/v1/attestation",
+        routes::enclave::SESSION_ATTESTATION,
         None,
         Some(serde_json::to_vec(&json!({"nonce": hex::encode(nonce)})).unwrap()),
     )
@@ -352,7 +353,7 @@ async fn ek_activated_ak_serves() {
 
     let c = Client::new(addr, &v.ca_pem());
     let token = v.client_token("alice", &["client"]);
-    let r = c.get("/v1/models", Some(token.as_str())).await;
+    let r = c.get(routes::enclave::MODELS, Some(token.as_str())).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["data"][0]["id"], MODEL_ID);
     e.shutdown().await.unwrap();

@@ -4,6 +4,7 @@
 
 mod support;
 
+use confidant_wire::routes;
 use std::time::Duration;
 
 use confidant_enclave::supervisor::Enclave;
@@ -46,7 +47,7 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
     let e = Enclave::start(cfg).await.unwrap();
     let addr = wait_serving(&e).await;
     let c = Client::new(addr, &v.ca_pem());
-    let path = "/v1/chat/completions";
+    let path = routes::enclave::CHAT_COMPLETIONS;
 
     // 401: no token, garbage, the verifier's audience; 403: no client role.
     let r = c.post(path, None, &chat("hi", 4)).await;
@@ -65,13 +66,13 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
     // Session attestation needs no token (clients send none before the session is proven).
     let r = c
         .post(
-            "/v1/attestation",
+            routes::enclave::SESSION_ATTESTATION,
             None,
             &json!({"nonce": hex::encode([1u8; 32])}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = c.get("/v1/models", None).await;
+    let r = c.get(routes::enclave::MODELS, None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
     // 400s with clear messages, 404 for another model, 413 over the body cap.
@@ -107,7 +108,11 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
     let r = c.post(path, a, &chat(&"x".repeat(5000), 4)).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     let r = c
-        .post("/v1/attestation", a, &json!({"nonce": "abcd"}))
+        .post(
+            routes::enclave::SESSION_ATTESTATION,
+            a,
+            &json!({"nonce": "abcd"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.code(), "invalid_nonce");
@@ -138,7 +143,7 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
     for _ in 0..12 {
         let r = c
             .post(
-                "/v1/attestation",
+                routes::enclave::SESSION_ATTESTATION,
                 None,
                 &json!({"nonce": hex::encode([2u8; 32])}),
             )
@@ -194,7 +199,7 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
     let r = c.post(path, a, &chat("Say hi.", 4)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 
-    let m = c.get("/metrics", None).await.text();
+    let m = c.get(routes::enclave::METRICS, None).await.text();
     for code in ["rate_limited", "overloaded", "prompt_too_long", "forbidden"] {
         assert!(
             m.contains(&format!("confidant_rejections_total{{code=\"{code}\"}}")),

@@ -4,6 +4,7 @@
 
 mod support;
 
+use confidant_wire::routes;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -53,7 +54,7 @@ async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
         "messages": [{"role": "user", "content": secret_prompt}],
         "max_tokens": 16, "temperature": 0,
     });
-    let r = c.post("/v1/chat/completions", t, &chat).await;
+    let r = c.post(routes::enclave::CHAT_COMPLETIONS, t, &chat).await;
     assert_eq!(r.status, StatusCode::OK);
     let completion = r.json()["choices"][0]["message"]["content"]
         .as_str()
@@ -62,13 +63,15 @@ async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
     let mut streamed = chat.clone();
     streamed["stream"] = json!(true);
     assert_eq!(
-        c.post("/v1/chat/completions", t, &streamed).await.status,
+        c.post(routes::enclave::CHAT_COMPLETIONS, t, &streamed)
+            .await
+            .status,
         StatusCode::OK
     );
     let secret_completion_prompt = "Quokka-4410 whispered the vault code";
     let r = c
         .post(
-            "/v1/completions",
+            routes::enclave::COMPLETIONS,
             t,
             &json!({"model": MODEL_ID, "prompt": secret_completion_prompt, "max_tokens": 8}),
         )
@@ -77,7 +80,7 @@ async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
     // Rejected requests log too: an oversized one and a malformed one.
     let r = c
         .post(
-            "/v1/chat/completions",
+            routes::enclave::CHAT_COMPLETIONS,
             t,
             &json!({"model": MODEL_ID, "messages": [{"role": "user", "content": format!("Narwhal-9 {}", "x ".repeat(3000))}], "max_tokens": 4}),
         )
@@ -86,7 +89,7 @@ async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
     let r = c
         .send(
             hyper::Method::POST,
-            "/v1/completions",
+            routes::enclave::COMPLETIONS,
             t,
             Some(b"{\"prompt\": \"Ocelot-55\"".to_vec()),
         )

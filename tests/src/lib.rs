@@ -20,6 +20,7 @@ pub mod https;
 pub mod impostor;
 pub mod vm;
 
+use confidant_wire::routes;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -401,7 +402,14 @@ impl Stack {
         );
 
         let ca = std::fs::read(vdir.join("tls-cert.pem")).unwrap();
-        let keys = https::blocking_request(verifier_addr, &ca, "GET", "/v1/keys", None, None);
+        let keys = https::blocking_request(
+            verifier_addr,
+            &ca,
+            "GET",
+            routes::verifier::KEYS,
+            None,
+            None,
+        );
         assert_eq!(keys.status, 200, "GET /v1/keys");
         let keys: serde_json::Value = serde_json::from_slice(&keys.body).unwrap();
         let result_key_jwk = keys["keys"][0].to_string();
@@ -529,7 +537,7 @@ impl Stack {
             self.enclave_addr,
             &self.ca_pem(),
             "GET",
-            "/metrics",
+            routes::enclave::METRICS,
             None,
             None,
         )
@@ -546,7 +554,7 @@ impl Stack {
     }
 }
 
-/// Sum of the samples of `metric` whose labels contain `label` (e.g. `route="/v1/chat/completions"`).
+/// Sum of the samples of `metric` whose labels contain `label` (e.g. `route=routes::enclave::CHAT_COMPLETIONS`).
 pub fn metric_sum(metrics: &str, metric: &str, label: &str) -> f64 {
     metrics
         .lines()

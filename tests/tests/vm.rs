@@ -14,6 +14,7 @@
 // Test code: a fixture that cannot be built is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use confidant_wire::routes;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -300,7 +301,7 @@ fn measured_vm_boots_attests_serves_and_only_that_image_gets_the_key() {
         verifier_addr,
         &std::fs::read(vdir.join("tls-cert.pem")).unwrap(),
         "GET",
-        "/v1/keys",
+        routes::verifier::KEYS,
         None,
         None,
     );
@@ -330,7 +331,7 @@ fn measured_vm_boots_attests_serves_and_only_that_image_gets_the_key() {
     let gen_t = Instant::now();
     let answer = rt.block_on(async {
         let mut conn = client.connect().await.unwrap();
-        let request = confidant_attestation::openai::CompletionRequest {
+        let request = confidant_wire::openai::CompletionRequest {
             model: MODEL_ID.to_owned(),
             prompt: "The capital of France is".to_owned(),
             max_tokens: Some(2),

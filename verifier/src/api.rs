@@ -18,10 +18,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use confidant_attestation::wire::{
+use confidant_service::{ApiError, JwtVerifier, Principal, RequireAuth, require_role};
+use confidant_wire::attest::{
     AttestRequest, CBOR_CONTENT_TYPE, ChallengeResponse, CredentialRequest, CredentialResponse,
 };
-use confidant_service::{ApiError, JwtVerifier, Principal, RequireAuth, require_role};
+use confidant_wire::routes::verifier as routes;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -50,20 +51,20 @@ impl FromRef<AppState> for Arc<JwtVerifier> {
 /// All routes, hardened (JSON errors, body cap, request ids).
 pub fn router(verifier: Arc<Verifier>, max_body_bytes: usize) -> Router {
     let app = Router::new()
-        .route("/v1/challenge", post(challenge))
-        .route("/v1/attest", post(attest))
-        .route("/v1/attest/credential", post(attest_credential))
-        .route("/v1/ca", get(ca))
-        .route("/v1/keys", get(keys))
-        .route("/v1/admin/policy", put(put_policy).get(get_policy))
-        .route("/v1/admin/measurements/revoke", post(revoke_measurement))
-        .route("/v1/admin/keys", post(import_key).get(list_keys))
-        .route("/v1/admin/keys/{id}/rotate", post(rotate_key))
-        .route("/v1/admin/keys/{id}/revoke", post(revoke_key))
-        .route("/v1/audit", get(audit_entries))
-        .route("/v1/audit/checkpoint", get(audit_checkpoint))
-        .route("/v1/audit/proof/inclusion", get(inclusion_proof))
-        .route("/v1/audit/proof/consistency", get(consistency_proof))
+        .route(routes::CHALLENGE, post(challenge))
+        .route(routes::ATTEST, post(attest))
+        .route(routes::ATTEST_CREDENTIAL, post(attest_credential))
+        .route(routes::CA, get(ca))
+        .route(routes::KEYS, get(keys))
+        .route(routes::ADMIN_POLICY, put(put_policy).get(get_policy))
+        .route(routes::ADMIN_REVOKE_MEASUREMENT, post(revoke_measurement))
+        .route(routes::ADMIN_KEYS, post(import_key).get(list_keys))
+        .route(routes::ADMIN_KEY_ROTATE, post(rotate_key))
+        .route(routes::ADMIN_KEY_REVOKE, post(revoke_key))
+        .route(routes::AUDIT, get(audit_entries))
+        .route(routes::AUDIT_CHECKPOINT, get(audit_checkpoint))
+        .route(routes::AUDIT_PROOF_INCLUSION, get(inclusion_proof))
+        .route(routes::AUDIT_PROOF_CONSISTENCY, get(consistency_proof))
         .with_state(AppState(verifier));
     confidant_service::harden(app, max_body_bytes)
 }
@@ -172,7 +173,7 @@ async fn attest_credential(
 ) -> Result<axum::Json<CredentialResponse>, ApiError> {
     role(&p, ROLE_ENCLAVE)?;
     v.rate_limit(&p)?;
-    if body.len() > confidant_attestation::wire::MAX_CREDENTIAL_BODY {
+    if body.len() > confidant_wire::attest::MAX_CREDENTIAL_BODY {
         return Err(ApiError::payload_too_large());
     }
     let req: CredentialRequest = json_body(&headers, &body)?;
@@ -192,7 +193,7 @@ fn decode_attest_request(body: &[u8]) -> Result<AttestRequest, ApiError> {
             "attestation request is not valid CBOR of the expected shape",
         )
     };
-    if body.len() > confidant_attestation::wire::MAX_ATTEST_BODY {
+    if body.len() > confidant_wire::attest::MAX_ATTEST_BODY {
         return Err(ApiError::payload_too_large());
     }
     let mut reader = body;

@@ -25,8 +25,8 @@ use confidant_attestation::tpm::TpmError;
 use confidant_attestation::verify::{
     VerifiedEvidence, VerifiedKind, VerifyError, evidence_digest, verify_evidence,
 };
-use confidant_attestation::wire::{AttestRequest, AttestResponse, WrappedKeyWire};
 use confidant_service::ApiError;
+use confidant_wire::attest::{AttestRequest, AttestResponse, WrappedKeyWire};
 use ring::rand::SystemRandom;
 
 use confidant_attestation::policy::Policy;

@@ -7,12 +7,12 @@ use base64::engine::general_purpose::STANDARD;
 use confidant_attestation::leafcert::CertificateAuthority;
 use confidant_attestation::modelkey::ModelKey;
 use confidant_attestation::result::ResultSigner;
-use confidant_attestation::wire::{
-    AttestRequest, AttestResponse, CredentialRequest, CredentialResponse,
-};
 use confidant_service::ratelimit::{BucketConfig, Limiter, SystemClock};
 use confidant_service::secrets::{SecretError, load_secret};
 use confidant_service::{ApiError, JwtVerifier, Principal};
+use confidant_wire::attest::{
+    AttestRequest, AttestResponse, CredentialRequest, CredentialResponse,
+};
 use ring::rand::SystemRandom;
 
 use crate::activation::{ActivationStore, CredentialRefusal};

@@ -11,6 +11,7 @@ use confidant_attestation::evidence::Evidence;
 use confidant_attestation::keywrap::{WrapKeyPair, WrappedKey, wrap_info};
 use confidant_attestation::result::ResultVerifier;
 use confidant_attestation::snp::report::layout;
+use confidant_wire::routes;
 use support::*;
 
 fn sha256(b: &[u8]) -> [u8; 32] {
@@ -54,7 +55,7 @@ async fn snp_accepted_flow_releases_key_only_to_enclave() {
     let resp = decode_response(&s.attest(&enclave.request(nonce, ev, MODEL_ID)).await);
 
     // The result verifies under the published key and says what was appraised.
-    let keys = s.client.get("/v1/keys", None).await.json();
+    let keys = s.client.get(routes::verifier::KEYS, None).await.json();
     let jwk = serde_json::to_string(&keys["keys"][0]).unwrap();
     let rv = ResultVerifier::from_jwk(&jwk).unwrap();
     let claims = rv
@@ -75,7 +76,7 @@ async fn snp_accepted_flow_releases_key_only_to_enclave() {
     let ext = confidant_attestation::certext::parse(&resp.certificate).unwrap();
     assert_eq!(ext.result, resp.result);
     assert_eq!(ext.spki_sha256, sha256(&enclave.tls_spki));
-    let ca_pem = s.client.get("/v1/ca", None).await;
+    let ca_pem = s.client.get(routes::verifier::CA, None).await;
     assert_eq!(ca_pem.status, 200);
     assert_eq!(
         pem::parse(&ca_pem.body).unwrap().contents(),
@@ -205,7 +206,7 @@ async fn every_refusal_has_its_own_code() {
     let r = s
         .client
         .post_json(
-            "/v1/admin/measurements/revoke",
+            routes::verifier::ADMIN_REVOKE_MEASUREMENT,
             Some(s.token("admin")),
             &serde_json::json!({ "measurement": hex::encode(MEASUREMENT) }),
         )
@@ -220,7 +221,7 @@ async fn every_refusal_has_its_own_code() {
     let r = s
         .client
         .put(
-            "/v1/admin/policy",
+            routes::verifier::ADMIN_POLICY,
             Some(s.token("admin")),
             "application/toml",
             snp_policy(5, &dev_ark_sha256(), &sim_tcb_floor(&sim), "").into_bytes(),
@@ -230,7 +231,7 @@ async fn every_refusal_has_its_own_code() {
     let r = s
         .client
         .put(
-            "/v1/admin/policy",
+            routes::verifier::ADMIN_POLICY,
             Some(s.token("admin")),
             "application/toml",
             b"id = 1".to_vec(),

@@ -21,9 +21,9 @@ use confidant_attestation::leafcert::{CertificateAuthority, LeafRequest};
 use confidant_attestation::result::{ResultClaims, ResultSigner, Status, TeeKind};
 use confidant_attestation::snp::SnpTrustRoots;
 use confidant_attestation::verify::{TrustAnchors, evidence_digest};
-use confidant_attestation::wire::SessionAttestationResponse;
 use confidant_attester::snp_sim::SimulatedSnp;
 use confidant_client::{Client, ClientBuilder, ClientPolicy, DEFAULT_RESULT_AUDIENCE, Mode};
+use confidant_wire::attest::SessionAttestationResponse;
 
 pub use server::TestServer;
 

@@ -5,6 +5,7 @@
 
 pub mod client;
 
+use confidant_wire::routes;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,12 +13,12 @@ use base64::Engine;
 use confidant_attestation::binding::{Binding, BindingInput, Purpose};
 use confidant_attestation::evidence::Evidence;
 use confidant_attestation::keywrap::WrapKeyPair;
-use confidant_attestation::wire::{AttestRequest, AttestResponse};
 use confidant_attester::snp_sim::SimulatedSnp;
 use confidant_verifier::config::Config;
 use confidant_verifier::init::{InitOptions, init};
 use confidant_verifier::server::Running;
 use confidant_verifier::state::Verifier;
+use confidant_wire::attest::{AttestRequest, AttestResponse};
 use tempfile::TempDir;
 
 pub use client::{Client, Response};
@@ -106,7 +107,7 @@ impl TestServer {
         let r = self
             .client
             .put(
-                "/v1/admin/policy",
+                routes::verifier::ADMIN_POLICY,
                 Some(self.token("admin")),
                 "application/toml",
                 text.as_bytes().to_vec(),
@@ -125,7 +126,7 @@ impl TestServer {
     ) -> Response {
         self.client
             .post_json(
-                "/v1/admin/keys",
+                routes::verifier::ADMIN_KEYS,
                 Some(self.token("admin")),
                 &serde_json::json!({
                     "key_id": key_id,
@@ -142,7 +143,7 @@ impl TestServer {
         let r = self
             .client
             .post_json(
-                "/v1/challenge",
+                routes::verifier::CHALLENGE,
                 Some(self.token("enclave")),
                 &serde_json::json!({}),
             )
@@ -157,7 +158,7 @@ impl TestServer {
         let mut body = Vec::new();
         ciborium::into_writer(req, &mut body).unwrap();
         self.client
-            .post_cbor("/v1/attest", Some(self.token("enclave")), body)
+            .post_cbor(routes::verifier::ATTEST, Some(self.token("enclave")), body)
             .await
     }
 
@@ -165,7 +166,10 @@ impl TestServer {
     pub async fn audit_entries(&self) -> Vec<serde_json::Value> {
         let r = self
             .client
-            .get("/v1/audit?from=0", Some(self.token("auditor")))
+            .get(
+                &format!("{}?from=0", routes::verifier::AUDIT),
+                Some(self.token("auditor")),
+            )
             .await;
         assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
         r.json()["entries"].as_array().unwrap().clone()

@@ -4,6 +4,7 @@
 //! The key file is the raw 32-byte AES-256 key, created with `O_EXCL` and mode 0600; it is never
 //! overwritten, printed or logged.
 
+use confidant_wire::routes;
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -340,7 +341,7 @@ fn register(args: RegisterArgs) -> Result<serde_json::Value> {
     let (status, reply) = runtime.block_on(async {
         tokio::time::timeout(
             TIMEOUT,
-            post_json(&target, roots, "/v1/admin/keys", &token, body),
+            post_json(&target, roots, routes::verifier::ADMIN_KEYS, &token, body),
         )
         .await
         .map_err(|_| anyhow::anyhow!("verifier did not answer within {TIMEOUT:?}"))?

@@ -1,15 +1,17 @@
-//! Request and response bodies shared by the programs (one definition, used by both ends).
+//! The attestation protocol's bodies (one definition, used by both ends).
 //!
-//! Verifier: `POST /v1/challenge` → [`ChallengeResponse`] (JSON); TPM with credential activation:
-//! `POST /v1/attest/credential` takes [`CredentialRequest`] and answers [`CredentialResponse`]
-//! (JSON, binary fields base64); `POST /v1/attest` takes
-//! [`AttestRequest`] and answers [`AttestResponse`], both CBOR (`application/cbor`).
-//! Enclave: `POST /v1/attestation` takes [`SessionAttestationRequest`] and answers
-//! [`SessionAttestationResponse`] (JSON, binary fields base64).
+//! Verifier: [`CHALLENGE`](crate::routes::verifier::CHALLENGE) → [`ChallengeResponse`] (JSON);
+//! TPM with credential activation: [`ATTEST_CREDENTIAL`](crate::routes::verifier::ATTEST_CREDENTIAL)
+//! takes [`CredentialRequest`] and answers [`CredentialResponse`] (JSON, binary fields base64);
+//! [`ATTEST`](crate::routes::verifier::ATTEST) takes [`AttestRequest`] and answers
+//! [`AttestResponse`], both CBOR (`application/cbor`).
+//! Enclave: [`SESSION_ATTESTATION`](crate::routes::enclave::SESSION_ATTESTATION) takes
+//! [`SessionAttestationRequest`] and answers [`SessionAttestationResponse`] (JSON, binary fields
+//! base64).
 
 use serde::{Deserialize, Serialize};
 
-use crate::evidence::Evidence;
+use confidant_attestation::evidence::Evidence;
 
 /// Content type of CBOR bodies.
 pub const CBOR_CONTENT_TYPE: &str = "application/cbor";
@@ -109,19 +111,6 @@ pub struct WrappedKeyWire {
     pub enc: Vec<u8>,
     #[serde(with = "serde_bytes")]
     pub ciphertext: Vec<u8>,
-}
-
-/// Error body of every JSON API: `{"error": {"code", "message"}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-/// A stable machine-readable code and a human message that never carries internals.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    pub code: String,
-    pub message: String,
 }
 
 /// `POST /v1/attestation` on the enclave: a client's fresh nonce.

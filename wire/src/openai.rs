@@ -1,4 +1,5 @@
-//! OpenAI-compatible wire types (`/v1/chat/completions`, `/v1/completions`, `/v1/models`).
+//! OpenAI-compatible wire types ([`CHAT_COMPLETIONS`](crate::routes::enclave::CHAT_COMPLETIONS),
+//! [`COMPLETIONS`](crate::routes::enclave::COMPLETIONS), [`MODELS`](crate::routes::enclave::MODELS)).
 //!
 //! Pure data (serde only), defined once for both ends: the enclave serves exactly the types the
 //! SDK sends. Only the text subset is modelled. Unknown fields are ignored when deserializing, so
@@ -10,12 +11,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Path of the chat endpoint.
-pub const CHAT_COMPLETIONS_PATH: &str = "/v1/chat/completions";
-/// Path of the text completion endpoint.
-pub const COMPLETIONS_PATH: &str = "/v1/completions";
-/// Path of the model list.
-pub const MODELS_PATH: &str = "/v1/models";
 /// The SSE payload that ends a stream.
 pub const STREAM_DONE: &str = "[DONE]";
 
