@@ -26,10 +26,10 @@ use rustls::sign::CertifiedKey;
 
 use crate::config::{Config, LimitsConfig};
 use crate::keys::{TlsIdentity, sha256};
-use crate::model::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
-use crate::model::{Engine, EngineLimits, ModelError};
 use crate::tee::{Tee, TeeError};
 use crate::verifier_client::{VerifierClient, VerifierError};
+use confidant_engine::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use confidant_engine::{Engine, EngineLimits, ModelError};
 
 /// Longest sealed-model header read before attestation.
 const HEADER_PREFIX: u64 = 4096;

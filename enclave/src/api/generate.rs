@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use super::{ApiContext, AppState};
 use crate::limits::Overloaded;
-use crate::model::{
+use confidant_engine::{
     ChatMessage, FinishReason, GenerateRequest, GenerationOutput, ModelError, Prompt, Role,
     SamplingParams,
 };

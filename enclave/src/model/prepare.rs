@@ -15,10 +15,10 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use thiserror::Error;
 
-use super::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
-use super::config::{BundleInfo, ModelConfig};
-use super::error::TokenizerError;
 use super::gguf_tokenizer::{meta_f32, meta_string, meta_u32, tokenizer_from_gguf};
+use confidant_engine::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use confidant_engine::config::{BundleInfo, ModelConfig};
+use confidant_engine::error::TokenizerError;
 
 /// Why preparing a bundle failed.
 #[derive(Debug, Error)]

@@ -1,7 +1,7 @@
 //! Prefill and decode speed of prepared bundles, native engine and candle side by side, plus the
 //! greedy golden answer.
 //!
-//! cargo run --release -p confidant-enclave --example bench -- BUNDLE_DIR... [--runs N]
+//! cargo run --release -p confidant-engine --example bench -- BUNDLE_DIR... [--runs N]
 //!     [--threads 1,2] [--backends native,candle] [--pool]
 //!
 //! Per bundle, backend and thread count: one forward over a 128-token prompt (prefill) and 64
@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use confidant_enclave::model::bundle::{BundleFiles, load_tokenizer};
-use confidant_enclave::model::{
+use confidant_engine::bundle::{BundleFiles, load_tokenizer};
+use confidant_engine::{
     Backend, ChatMessage, Engine, EngineOptions, GenerateRequest, ModelConfig, Prompt, Role,
     SamplingParams,
 };

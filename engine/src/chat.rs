@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use tokenizers::Tokenizer;
 
-use super::error::ModelError;
+use crate::error::ModelError;
 
 /// The system turn SmolLM2's chat template adds when a conversation has none.
 pub const DEFAULT_SYSTEM_PROMPT: &str =

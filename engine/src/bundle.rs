@@ -12,8 +12,8 @@ use candle_core::quantized::gguf_file;
 use candle_transformers::models::quantized_llama::ModelWeights;
 use tokenizers::Tokenizer;
 
-use super::config::ModelConfig;
-use super::error::ModelError;
+use crate::config::ModelConfig;
+use crate::error::ModelError;
 
 /// File names inside a bundle directory.
 pub const WEIGHTS_FILE: &str = "model.gguf";

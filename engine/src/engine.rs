@@ -15,13 +15,13 @@ use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
 use tokenizers::Tokenizer;
 
-use super::bundle::{load_tokenizer, load_weights, read_gguf};
-use super::chat::{ChatEncoder, ChatMessage};
-use super::config::ModelConfig;
-use super::error::ModelError;
-use super::native::{KvCache, Model};
-use super::sampling::{Sampler, SamplingParams};
-use super::stream::TextAssembler;
+use crate::bundle::{load_tokenizer, load_weights, read_gguf};
+use crate::chat::{ChatEncoder, ChatMessage};
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+use crate::native::{KvCache, Model};
+use crate::sampling::{Sampler, SamplingParams};
+use crate::stream::TextAssembler;
 
 /// What to complete.
 #[derive(Debug, Clone, PartialEq)]

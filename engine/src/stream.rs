@@ -7,7 +7,7 @@
 use tokenizers::Tokenizer;
 use tokenizers::tokenizer::DecodeStream;
 
-use super::error::ModelError;
+use crate::error::ModelError;
 
 type Stream<'t> = DecodeStream<
     't,

@@ -8,7 +8,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use super::error::ModelError;
+use crate::error::ModelError;
 
 /// Most stop strings a request may carry (as in the OpenAI API).
 pub const MAX_STOP_STRINGS: usize = 4;
@@ -65,7 +65,8 @@ impl SamplingParams {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), ModelError> {
+    /// Checks every parameter is in range (the API checks before queueing a request).
+    pub fn validate(&self) -> Result<(), ModelError> {
         if self.max_tokens == 0 {
             return Err(ModelError::InvalidParams("max_tokens must be at least 1"));
         }

@@ -4,8 +4,8 @@
 use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock};
 
-use confidant_enclave::model::bundle::{BundleFiles, load_tokenizer};
-use confidant_enclave::model::{
+use confidant_engine::bundle::{BundleFiles, load_tokenizer};
+use confidant_engine::{
     ChatMessage, Engine, FinishReason, GenerateRequest, ModelError, Prompt, Role, SamplingParams,
 };
 
@@ -13,9 +13,7 @@ use confidant_enclave::model::{
 const GOLDEN_FRANCE: &str = "The capital of France is Paris.";
 
 fn bundle() -> BundleFiles {
-    let dir = confidant_testkit::model::model_bundle_prepared_by(
-        env!("CARGO_BIN_EXE_confidant-enclave").as_ref(),
-    );
+    let dir = confidant_testkit::model::model_bundle();
     BundleFiles::read_dir(&dir).expect("bundle readable")
 }
 
@@ -36,7 +34,7 @@ fn chat(user: &str, params: SamplingParams) -> GenerateRequest {
     }
 }
 
-fn run(req: &GenerateRequest) -> confidant_enclave::model::GenerationOutput {
+fn run(req: &GenerateRequest) -> confidant_engine::GenerationOutput {
     engine()
         .generate(req, |_| ControlFlow::Continue(()))
         .expect("generate")
@@ -91,7 +89,7 @@ fn chat_prompt_matches_template_and_reference_tokens() {
         .unwrap();
     let text = format!(
         "<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
-        confidant_enclave::model::chat::DEFAULT_SYSTEM_PROMPT
+        confidant_engine::chat::DEFAULT_SYSTEM_PROMPT
     );
     assert_eq!(ids, tok.encode(text.as_str(), false).unwrap().get_ids());
 }

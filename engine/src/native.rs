@@ -29,8 +29,8 @@ use candle_core::quantized::{GgmlDType, gguf_file};
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
-use super::config::ModelConfig;
-use super::error::ModelError;
+use crate::config::ModelConfig;
+use crate::error::ModelError;
 use confidant_kernels::{self as kernels, BLOCK, MatRef, Q4_1_BYTES, Q8_0_BYTES};
 
 #[derive(Debug)]

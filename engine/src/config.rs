@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::ModelError;
+use crate::error::ModelError;
 
 /// The model's shape and special tokens, as written by `prepare-model`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

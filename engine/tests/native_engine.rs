@@ -1,15 +1,13 @@
 //! The native engine against candle's `quantized_llama` (the reference) on the real bundle:
 //! logits after prefill and after decode steps, and the greedy tokens of the golden prompt.
 
-use confidant_enclave::model::bundle::{BundleFiles, load_tokenizer};
-use confidant_enclave::model::{
+use confidant_engine::bundle::{BundleFiles, load_tokenizer};
+use confidant_engine::{
     Backend, ChatMessage, Engine, EngineOptions, Prompt, Role, default_threads,
 };
 
 fn bundle() -> BundleFiles {
-    let dir = confidant_testkit::model::model_bundle_prepared_by(
-        env!("CARGO_BIN_EXE_confidant-enclave").as_ref(),
-    );
+    let dir = confidant_testkit::model::model_bundle();
     BundleFiles::read_dir(&dir).expect("bundle readable")
 }
 
