@@ -1,7 +1,8 @@
-//! `confidant model seal | inspect | register`, the real binary, on a small synthetic bundle: the
-//! sealed file opens with the written key through the library, the key file is 0600 and never
-//! overwritten, tampering fails `unseal` with its specific error, and `register` imports the key
-//! into a real verifier over TLS.
+//! `confidant model prepare | seal | inspect | register`, the real binary. `prepare` on the real
+//! shipped GGUF writes exactly the bundle `scripts/fetch-model.sh` caches. The others on a small
+//! synthetic bundle: the sealed file opens with the written key through the library, the key file
+//! is 0600 and never overwritten, tampering fails `unseal` with its specific error, and
+//! `register` imports the key into a real verifier over TLS.
 
 // Helpers outside #[test] functions unwrap too: a failed fixture is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -72,6 +73,68 @@ fn seal_args<'a>(dir: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str
     ];
     args.extend_from_slice(extra);
     args
+}
+
+/// The bundle `model prepare` writes from the shipped GGUF is byte for byte the cached one (the
+/// same code wrote it), in the format the cached bundle's config names.
+#[test]
+fn prepare_writes_the_bundle_from_the_shipped_gguf() {
+    let cached = confidant_testkit::model::model_bundle_prepared_by(
+        env!("CARGO_BIN_EXE_confidant").as_ref(),
+    );
+    let gguf = confidant_testkit::model::shipped_gguf();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cached.join("config.json")).unwrap()).unwrap();
+    let weights = config["confidant"]["weights_format"].as_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("bundle");
+    let out = run(&[
+        "model",
+        "prepare",
+        "--gguf",
+        p(&gguf),
+        "--out",
+        p(&out_dir),
+        "--weights",
+        weights,
+    ]);
+    assert!(out.status.success(), "model prepare: {}", stderr(&out));
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        line.starts_with(&format!("prepared {}: ", out_dir.display()))
+            && line.contains(&format!("re-quantised to {weights}")),
+        "{line}"
+    );
+    for f in ["model.gguf", "tokenizer.json", "config.json"] {
+        assert!(
+            std::fs::read(out_dir.join(f)).unwrap() == std::fs::read(cached.join(f)).unwrap(),
+            "{f} differs from the cached bundle's"
+        );
+    }
+
+    // Bad input: an unknown format, a file that is not a GGUF.
+    let bad = run(&[
+        "model",
+        "prepare",
+        "--gguf",
+        p(&gguf),
+        "--out",
+        p(&out_dir),
+        "--weights",
+        "q3_k",
+    ]);
+    fails_with(&bad, "unknown weights format");
+    let not_gguf = tmp.path().join("not.gguf");
+    std::fs::write(&not_gguf, b"not a gguf").unwrap();
+    let bad = run(&[
+        "model",
+        "prepare",
+        "--gguf",
+        p(&not_gguf),
+        "--out",
+        p(&tmp.path().join("other")),
+    ]);
+    fails_with(&bad, "GGUF unreadable");
 }
 
 #[test]

@@ -132,7 +132,7 @@ pub fn sealed_model() -> &'static SealedModel {
     static MODEL: OnceLock<SealedModel> = OnceLock::new();
     MODEL.get_or_init(|| {
         let bins = bins();
-        let bundle = confidant_testkit::model::model_bundle_prepared_by(&bins.enclave);
+        let bundle = confidant_testkit::model::model_bundle_prepared_by(&bins.cli);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.sealed");
         let key_path = dir.path().join("model.key");

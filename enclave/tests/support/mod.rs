@@ -43,9 +43,7 @@ pub struct SealedModel {
 pub fn sealed_model() -> &'static SealedModel {
     static SEALED: OnceLock<SealedModel> = OnceLock::new();
     SEALED.get_or_init(|| {
-        let dir = confidant_testkit::model::model_bundle_prepared_by(
-            env!("CARGO_BIN_EXE_confidant-enclave").as_ref(),
-        );
+        let dir = confidant_testkit::model::model_bundle();
         let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
         let (w, t, c) = (
             read("model.gguf"),

@@ -1,5 +1,5 @@
-//! `confidant model seal | inspect | register`: seal a model bundle, read a sealed header, import
-//! the model key into the verifier.
+//! `confidant model prepare | seal | inspect | register`: prepare a model bundle from the shipped
+//! GGUF (see `prepare.rs`), seal it, read a sealed header, import the model key into the verifier.
 //!
 //! The key file is the raw 32-byte AES-256 key, created with `O_EXCL` and mode 0600; it is never
 //! overwritten, printed or logged.
@@ -33,6 +33,8 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
+    /// Turn the shipped GGUF into a bundle directory (model.gguf, tokenizer.json, config.json).
+    Prepare(crate::prepare::PrepareArgs),
     /// Seal a bundle directory into one file and write its fresh key to a new 0600 file.
     ///
     /// The directory must hold `tokenizer.json`, `config.json` and at least one weights file
@@ -101,6 +103,7 @@ pub struct RegisterArgs {
 
 pub fn run(cmd: ModelCommand) -> Result<()> {
     let out = match cmd {
+        ModelCommand::Prepare(args) => return crate::prepare::run(args),
         ModelCommand::Seal(args) => seal(args)?,
         ModelCommand::Inspect(args) => inspect(&args.file)?,
         ModelCommand::Register(args) => register(args)?,

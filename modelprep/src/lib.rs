@@ -1,10 +1,12 @@
-//! `prepare-model`: turns the shipped GGUF into a bundle directory (`model.gguf`,
-//! `tokenizer.json`, `config.json`) ready to be sealed.
+//! `confidant_modelprep`: turns the shipped GGUF into a model bundle directory (`model.gguf`,
+//! `tokenizer.json`, `config.json`) ready to be sealed; `confidant model prepare` runs it. It is a
+//! tool of whoever publishes the model, kept out of the measured enclave binary.
 //!
 //! By default the matrices are re-quantised to Q8_0 (candle has AVX2 kernels for Q8_0 but not
 //! for the shipped Q4_1, and Q8_0 holds the Q4_1 values almost exactly), except the attention's
 //! query and key projections, stored F16 and multiplied in F32: with every matrix in Q8_0 the
 //! quantised activations make greedy answers drift (see `docs/model.md` for the measurements).
+#![forbid(unsafe_code)]
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -15,10 +17,12 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use thiserror::Error;
 
-use super::gguf_tokenizer::{meta_f32, meta_string, meta_u32, tokenizer_from_gguf};
+mod gguf_tokenizer;
+
 use confidant_engine::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use confidant_engine::config::{BundleInfo, ModelConfig};
 use confidant_engine::error::TokenizerError;
+use gguf_tokenizer::{meta_f32, meta_string, meta_u32, tokenizer_from_gguf};
 
 /// Why preparing a bundle failed.
 #[derive(Debug, Error)]
@@ -120,7 +124,7 @@ impl std::str::FromStr for WeightsFormat {
     }
 }
 
-/// Name the API reports for the model unless `prepare-model --name` says otherwise.
+/// Name the API reports for the model unless `confidant model prepare --name` says otherwise.
 pub const DEFAULT_MODEL_NAME: &str = "SmolLM2-135M-Instruct";
 
 /// What `prepare` wrote.
@@ -213,7 +217,7 @@ pub fn prepare(
 
 fn config_from_gguf(
     content: &gguf_file::Content,
-    tok: &super::gguf_tokenizer::GgufTokenizer,
+    tok: &gguf_tokenizer::GgufTokenizer,
     format: WeightsFormat,
     model_name: &str,
 ) -> Result<ModelConfig, PrepareError> {

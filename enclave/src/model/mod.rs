@@ -1,4 +1,0 @@
-//! Model preparation (moving out of the enclave).
-
-mod gguf_tokenizer;
-pub mod prepare;
