@@ -7,7 +7,6 @@
 //! result signing, certificate issuance, HPKE key wrap, audit append with fsync). One TLS
 //! connection per request, as an enclave at boot does. Baselines: the 1-attester figures.
 
-use confidant_wire::routes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +21,7 @@ use confidant_attester::snp_sim::SimulatedSnp;
 use confidant_verifier::config::Config;
 use confidant_verifier::init::{InitOptions, init};
 use confidant_wire::attest::AttestRequest;
+use confidant_wire::routes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;

@@ -7,7 +7,6 @@
 
 mod support;
 
-use confidant_wire::routes;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,6 +19,7 @@ use hyper_util::rt::TokioIo;
 
 use confidant_client::ClientPolicy;
 use confidant_wire::openai::{ChatMessage, ChatRequest, ChatResponse};
+use confidant_wire::routes;
 
 use support::{Knobs, MODEL_ID, World};
 

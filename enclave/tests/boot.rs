@@ -4,7 +4,6 @@
 
 mod support;
 
-use confidant_wire::routes;
 use std::time::Duration;
 
 use base64::Engine;
@@ -15,6 +14,7 @@ use confidant_attestation::verify::verify_evidence;
 use confidant_enclave::boot::BootError;
 use confidant_enclave::supervisor::{Enclave, Phase};
 use confidant_sealed::SealError;
+use confidant_wire::routes;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 use support::*;

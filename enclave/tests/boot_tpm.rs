@@ -5,7 +5,6 @@
 
 mod support;
 
-use confidant_wire::routes;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +18,7 @@ use confidant_attester::tpm::TpmAttester;
 use confidant_enclave::config::{Config, TeeConfig};
 use confidant_enclave::supervisor::{Enclave, Phase};
 use confidant_testkit::swtpm::Swtpm;
+use confidant_wire::routes;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 use support::*;

@@ -4,10 +4,10 @@
 
 mod support;
 
-use confidant_wire::routes;
 use std::time::Duration;
 
 use confidant_enclave::supervisor::Enclave;
+use confidant_wire::routes;
 use http_body_util::BodyExt;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;

@@ -4,13 +4,13 @@
 
 mod support;
 
-use confidant_wire::routes;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use confidant_enclave::supervisor::Enclave;
+use confidant_wire::routes;
 use hyper::StatusCode;
 use serde_json::json;
 use support::*;

@@ -10,7 +10,6 @@
 //! [`ImpostorServer`] serves one of these identities, answers `POST /v1/attestation` with a
 //! fixed (e.g. replayed) body, and counts every request that reaches another route.
 
-use confidant_wire::routes;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,6 +21,7 @@ use confidant_attestation::binding::{Binding, BindingInput, Purpose};
 use confidant_attestation::evidence::Evidence;
 use confidant_attester::snp_sim::SimulatedSnp;
 use confidant_wire::attest::{AttestRequest, AttestResponse, CBOR_CONTENT_TYPE, ChallengeResponse};
+use confidant_wire::routes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256};

@@ -20,7 +20,6 @@ pub mod https;
 pub mod impostor;
 pub mod vm;
 
-use confidant_wire::routes;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +30,7 @@ use std::time::{Duration, Instant};
 use confidant_attestation::snp::SnpTrustRoots;
 use confidant_attestation::verify::TrustAnchors;
 use confidant_client::{BearerToken, Client, ClientPolicy, Mode, ResultVerifier};
+use confidant_wire::routes;
 use configs::{enclave_toml, policy_toml};
 use tempfile::TempDir;
 

@@ -3,7 +3,6 @@
 // Test code: a failed fixture or assertion is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use confidant_wire::routes;
 use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
@@ -11,6 +10,7 @@ use std::time::Duration;
 use confidant_client::Mode;
 use confidant_e2e::{CAPITAL_PROMPT, MODEL_ID, Service, Stack, bins, https};
 use confidant_wire::openai::{ChatMessage, ChatRequest};
+use confidant_wire::routes;
 
 fn capital_question() -> ChatRequest {
     ChatRequest::new(MODEL_ID, vec![ChatMessage::user(CAPITAL_PROMPT)])

@@ -14,13 +14,13 @@
 // Test code: a fixture that cannot be built is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use confidant_wire::routes;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use confidant_e2e::vm::{GUEST_VERIFIER_ADDR, GUEST_VERIFIER_PORT, Vm, VmSpec};
 use confidant_e2e::{MODEL_ID, Service, bins, sealed_model};
+use confidant_wire::routes;
 
 const APPEND: &str = "console=ttyS0 quiet";
 const MEMORY_MIB: u32 = 2048;

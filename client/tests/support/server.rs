@@ -5,7 +5,6 @@
 // Test scaffolding: a failure to build a fixture is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use confidant_wire::routes;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use confidant_wire::openai::{
     ChatChoice, ChatChunk, ChatChunkChoice, ChatDelta, ChatMessage, ChatRequest, ChatResponse,
     CompletionChoice, CompletionRequest, CompletionResponse, FinishReason, Role,
 };
+use confidant_wire::routes;
 
 /// Answers `POST /v1/attestation` given (nonce, this connection's exporter).
 pub type SessionFn =

@@ -5,7 +5,6 @@
 
 pub mod client;
 
-use confidant_wire::routes;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,6 +18,7 @@ use confidant_verifier::init::{InitOptions, init};
 use confidant_verifier::server::Running;
 use confidant_verifier::state::Verifier;
 use confidant_wire::attest::{AttestRequest, AttestResponse};
+use confidant_wire::routes;
 use tempfile::TempDir;
 
 pub use client::{Client, Response};

@@ -4,7 +4,6 @@
 //! The key file is the raw 32-byte AES-256 key, created with `O_EXCL` and mode 0600; it is never
 //! overwritten, printed or logged.
 
-use confidant_wire::routes;
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -17,6 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use clap::{Args, Subcommand};
 use confidant_attestation::modelkey::{MODEL_KEY_LEN, ModelKey};
 use confidant_sealed::{self as sealed, DEFAULT_CHUNK_SIZE, SealedHeader, encode_bundle};
+use confidant_wire::routes;
 use http_body_util::{BodyExt, Full, Limited};
 use zeroize::Zeroizing;
 
