@@ -18,6 +18,7 @@ use confidant_attestation::binding::{Binding, BindingInput, Purpose};
 use confidant_attestation::evidence::Evidence;
 use confidant_attestation::keywrap::WrapKeyPair;
 use confidant_attester::snp_sim::SimulatedSnp;
+use confidant_testkit::policy::{DevSnpPolicy, TcbFloor};
 use confidant_verifier::config::Config;
 use confidant_verifier::init::{InitOptions, init};
 use confidant_wire::attest::AttestRequest;
@@ -174,31 +175,11 @@ fn sim() -> anyhow::Result<SimulatedSnp> {
         .with_chain(ask, ark))
 }
 
-fn policy(sim: &SimulatedSnp) -> anyhow::Result<String> {
-    let ark = std::fs::read(confidant_testkit::dev_pki().join("ark.der"))?;
-    let ark_sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, &ark));
+fn policy(sim: &SimulatedSnp) -> String {
     let t = sim.reported_tcb();
-    Ok(format!(
-        r#"id = "bench"
-version = 2
-
-[trust]
-amd_products = []
-dev_root_ark_sha256 = "{ark_sha}"
-
-[models."{MODEL_ID}"]
-digest = "{digest}"
-snp_measurements = ["{measurement}"]
-min_tcb = {{ bootloader = {}, tee = {}, snp = {}, microcode = {} }}
-allow_dev = true
-"#,
-        t.bootloader,
-        t.tee,
-        t.snp,
-        t.microcode,
-        digest = hex::encode(MODEL_DIGEST),
-        measurement = hex::encode(MEASUREMENT),
-    ))
+    let mut p = DevSnpPolicy::new("bench", 2, MODEL_ID, MODEL_DIGEST, MEASUREMENT);
+    p.min_tcb = TcbFloor::new(t.bootloader, t.tee, t.snp, t.microcode);
+    p.toml()
 }
 
 pub fn run(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
@@ -237,7 +218,7 @@ async fn run_async(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
             routes::verifier::ADMIN_POLICY,
             &admin,
             "application/toml",
-            policy(&sim)?.into_bytes(),
+            policy(&sim).into_bytes(),
         )
         .await?;
     expect(status, 200, &body, "policy")?;

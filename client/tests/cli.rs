@@ -9,7 +9,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -18,10 +18,13 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 use confidant_client::ClientPolicy;
+use confidant_testkit::cli::Cli;
 use confidant_wire::openai::{ChatMessage, ChatRequest, ChatResponse};
 use confidant_wire::routes;
 
 use support::{Knobs, MODEL_ID, World};
+
+const CLI: Cli = Cli::new(env!("CARGO_BIN_EXE_confidant"));
 
 /// Writes the client settings for `world` (CA, result key, policy) into `dir`; returns the flags.
 fn client_flags(world: &World, policy: &ClientPolicy, dir: &Path) -> Vec<String> {
@@ -53,13 +56,6 @@ fn client_flags(world: &World, policy: &ClientPolicy, dir: &Path) -> Vec<String>
     flags
 }
 
-fn confidant() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_confidant"));
-    cmd.env_remove("CONFIDANT_TOKEN")
-        .env_remove("CONFIDANT_CONFIG");
-    cmd
-}
-
 #[tokio::test]
 async fn attest_prints_verified_claims_or_fails() {
     let world = World::new();
@@ -68,7 +64,7 @@ async fn attest_prints_verified_claims_or_fails() {
     let flags = client_flags(&world, &world.policy(), dir.path());
     let url = server.url();
     let out = tokio::task::spawn_blocking(move || {
-        confidant()
+        CLI.command()
             .arg("attest")
             .arg(url)
             .args(flags)
@@ -95,7 +91,7 @@ async fn attest_prints_verified_claims_or_fails() {
     let flags = client_flags(&world, &strict, dir.path());
     let url = server.url();
     let out = tokio::task::spawn_blocking(move || {
-        confidant()
+        CLI.command()
             .arg("attest")
             .arg(url)
             .args(flags)
@@ -116,7 +112,7 @@ async fn chat_streams_the_answer_after_attesting() {
     let flags = client_flags(&world, &world.policy(), dir.path());
     let url = server.url();
     let out = tokio::task::spawn_blocking(move || {
-        confidant()
+        CLI.command()
             .args(["chat", &url, "hi there"])
             .args(flags)
             .output()
@@ -147,7 +143,8 @@ impl Drop for Proxy {
 }
 
 fn start_proxy(upstream: &str, flags: Vec<String>) -> Proxy {
-    let mut child = confidant()
+    let mut child = CLI
+        .command()
         .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
         .args(flags)
         .stderr(Stdio::piped())
@@ -244,7 +241,8 @@ async fn proxy_refuses_to_forward_to_an_impostor() {
 
 #[test]
 fn proxy_refuses_a_non_loopback_listen_address() {
-    let out = confidant()
+    let out = CLI
+        .command()
         .args([
             "proxy",
             "--listen",

@@ -14,6 +14,7 @@ use confidant_attestation::verify::verify_evidence;
 use confidant_enclave::boot::BootError;
 use confidant_enclave::supervisor::{Enclave, Phase};
 use confidant_sealed::SealError;
+use confidant_testkit::https::{Client, send_on};
 use confidant_wire::routes;
 use hyper::{Method, StatusCode};
 use serde_json::json;
@@ -139,7 +140,9 @@ async fn serves_only_after_key_release_and_speaks_openai() {
         "max_tokens": 24,
         "temperature": 0,
     });
-    let r = c.post(routes::enclave::CHAT_COMPLETIONS, t, &chat).await;
+    let r = c
+        .post_json(routes::enclave::CHAT_COMPLETIONS, t, &chat)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let j = r.json();
     assert_eq!(j["object"], "chat.completion");
@@ -162,7 +165,7 @@ async fn serves_only_after_key_release_and_speaks_openai() {
     let mut streamed = chat.clone();
     streamed["stream"] = json!(true);
     let r = c
-        .post(routes::enclave::CHAT_COMPLETIONS, t, &streamed)
+        .post_json(routes::enclave::CHAT_COMPLETIONS, t, &streamed)
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.headers["content-type"], "text/event-stream");
@@ -186,7 +189,7 @@ async fn serves_only_after_key_release_and_speaks_openai() {
 
     // Completions, plain and streamed with OpenAI's separate usage chunk.
     let comp = json!({"model": MODEL_ID, "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0});
-    let r = c.post(routes::enclave::COMPLETIONS, t, &comp).await;
+    let r = c.post_json(routes::enclave::COMPLETIONS, t, &comp).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let j = r.json();
     assert_eq!(j["object"], "text_completion");
@@ -197,7 +200,9 @@ async fn serves_only_after_key_release_and_speaks_openai() {
     let mut comp_stream = comp.clone();
     comp_stream["stream"] = json!(true);
     comp_stream["stream_options"] = json!({"include_usage": true});
-    let r = c.post(routes::enclave::COMPLETIONS, t, &comp_stream).await;
+    let r = c
+        .post_json(routes::enclave::COMPLETIONS, t, &comp_stream)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let events = sse_events(&r.text());
     assert_eq!(events.last().unwrap(), "[DONE]");
@@ -221,11 +226,11 @@ async fn serves_only_after_key_release_and_speaks_openai() {
         "max_tokens": 16, "temperature": 0.9, "top_p": 0.95, "seed": 1234,
     });
     let a = c
-        .post(routes::enclave::CHAT_COMPLETIONS, t, &seeded)
+        .post_json(routes::enclave::CHAT_COMPLETIONS, t, &seeded)
         .await
         .json();
     let b = c
-        .post(routes::enclave::CHAT_COMPLETIONS, t, &seeded)
+        .post_json(routes::enclave::CHAT_COMPLETIONS, t, &seeded)
         .await
         .json();
     assert_eq!(
@@ -254,7 +259,10 @@ async fn serves_only_after_key_release_and_speaks_openai() {
         Method::POST,
         routes::enclave::SESSION_ATTESTATION,
         t,
-        Some(serde_json::to_vec(&json!({"nonce": hex::encode(nonce)})).unwrap()),
+        Some((
+            "application/json",
+            serde_json::to_vec(&json!({"nonce": hex::encode(nonce)})).unwrap(),
+        )),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -374,7 +382,7 @@ async fn renews_and_stops_serving_when_it_cannot() {
         e.phase() == Phase::Lapsed
     })
     .await;
-    let insecure = InsecureClient::new(addr);
+    let insecure = Client::insecure(addr);
     let r = insecure
         .get(
             routes::enclave::MODELS,

@@ -17,6 +17,7 @@ use confidant_attestation::verify::{TrustAnchors, VerifiedKind, VerifyError, ver
 use confidant_attester::tpm::TpmAttester;
 use confidant_enclave::config::{Config, TeeConfig};
 use confidant_enclave::supervisor::{Enclave, Phase};
+use confidant_testkit::https::{Client, send_on};
 use confidant_testkit::swtpm::Swtpm;
 use confidant_wire::routes;
 use hyper::{Method, StatusCode};
@@ -125,7 +126,9 @@ async fn enrolled_ak_and_allowed_pcrs_serve() {
         "max_tokens": 6,
         "temperature": 0,
     });
-    let r = c.post(routes::enclave::CHAT_COMPLETIONS, t, &chat).await;
+    let r = c
+        .post_json(routes::enclave::CHAT_COMPLETIONS, t, &chat)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let j = r.json();
     assert_eq!(j["object"], "chat.completion");
@@ -152,7 +155,10 @@ async fn enrolled_ak_and_allowed_pcrs_serve() {
         Method::POST,
         routes::enclave::SESSION_ATTESTATION,
         None,
-        Some(serde_json::to_vec(&json!({"nonce": hex::encode(nonce)})).unwrap()),
+        Some((
+            "application/json",
+            serde_json::to_vec(&json!({"nonce": hex::encode(nonce)})).unwrap(),
+        )),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());

@@ -1,7 +1,10 @@
 //! Test support shared by the Confidant test suites. Never linked into a shipped binary.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod https;
 pub mod model;
+pub mod policy;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -331,7 +331,7 @@ impl Stack {
         assert!(out.status.success(), "confidant-verifier init failed");
         std::fs::write(
             vdir.join("policy.toml"),
-            policy_toml(&dev_pki, &model.digest, &measurement, &opts),
+            policy_toml(&model.digest, &measurement, &opts),
         )
         .unwrap();
         let config_path = vdir.join("verifier.toml");
@@ -506,16 +506,7 @@ impl Stack {
         let key = self.dir.path().join("result-key.jwk");
         std::fs::write(&key, &self.result_key_jwk).unwrap();
         let policy = self.dir.path().join("client-policy.toml");
-        std::fs::write(
-            &policy,
-            format!(
-                "allow_dev = true\nmeasurements = [\"{}\"]\n[[models]]\nid = \"{MODEL_ID}\"\n\
-                 digest = \"{}\"\n",
-                hex::encode(self.measurement),
-                hex::encode(self.model_digest)
-            ),
-        )
-        .unwrap();
+        std::fs::write(&policy, toml::to_string(&self.policy()).unwrap()).unwrap();
         let pki = confidant_testkit::dev_pki();
         let mut args: Vec<std::ffi::OsString> = Vec::new();
         let mut push = |flag: &str, path: PathBuf| {

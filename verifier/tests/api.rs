@@ -181,7 +181,6 @@ async fn key_admin_import_rotate_revoke() {
             &routes::verifier::admin_key_revoke(KEY_ID),
             admin,
             None,
-            Vec::new(),
         )
         .await;
     assert_eq!(r.status, 200);

@@ -47,7 +47,7 @@ async fn post_credential(
     ek_cert: &[u8],
     ek_public: &[u8],
     ak_public: &[u8],
-) -> support::client::Response {
+) -> confidant_testkit::https::Reply {
     let req = CredentialRequest {
         nonce: hex::encode(nonce),
         ek_cert: STANDARD.encode(ek_cert),
