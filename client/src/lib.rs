@@ -33,7 +33,7 @@
 //! # async fn demo(ca_pem: &[u8], result_key: ResultVerifier, measurement: Vec<u8>, digest: [u8; 32])
 //! # -> Result<(), confidant_client::ClientError> {
 //! let policy = ClientPolicy::new()
-//!     .allow_model("qwen2.5-0.5b-instruct", digest)
+//!     .allow_model("smollm2-135m-instruct", digest)
 //!     .allow_measurement(measurement);
 //! let client = Client::builder("https://enclave.example:8443")
 //!     .verifier_ca(ca_pem)
@@ -49,7 +49,7 @@
 //!
 //! // ...or just ask: the client attests (once per pooled connection) before sending.
 //! let reply = client
-//!     .chat(ChatRequest::new("qwen2.5-0.5b-instruct", vec![ChatMessage::user("Hello")]))
+//!     .chat(ChatRequest::new("smollm2-135m-instruct", vec![ChatMessage::user("Hello")]))
 //!     .await?;
 //! println!("{}", reply.text().unwrap_or_default());
 //! # Ok(()) }

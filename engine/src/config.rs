@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
 
-/// The model's shape and special tokens, as written by `prepare-model`.
+/// The model's shape and special tokens, as written by `confidant model prepare`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     pub architectures: Vec<String>,

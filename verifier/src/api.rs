@@ -281,7 +281,7 @@ struct ImportKey {
     /// The 32-byte model key, base64.
     key: SecretString,
     model_id: String,
-    /// SHA-256 of the plaintext model bundle, hex.
+    /// BLAKE3-256 of the plaintext model bundle (the model digest), hex.
     model_digest: String,
 }
 

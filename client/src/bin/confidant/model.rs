@@ -39,8 +39,8 @@ pub enum ModelCommand {
     ///
     /// The directory must hold `tokenizer.json`, `config.json` and at least one weights file
     /// (`*.gguf` or `*.safetensors`); other files (such as `SHA256SUMS`) are skipped. Files are
-    /// sealed in name order, so the model digest depends only on their names and bytes. Prints
-    /// the key id, model digest and sizes as JSON (never the key).
+    /// sealed in name order, so the model digest (BLAKE3-256 of the bundle) depends only on their
+    /// names and bytes. Prints the key id, model digest and sizes as JSON (never the key).
     Seal(SealArgs),
     /// Print a sealed model's header (key id, model digest, sizes) as JSON. Needs no key.
     Inspect(InspectArgs),
@@ -96,7 +96,7 @@ pub struct RegisterArgs {
     /// Model id the policy allows measurements for.
     #[arg(long, value_name = "ID")]
     model_id: String,
-    /// Model digest printed by `model seal` (64 hex digits).
+    /// Model digest printed by `model seal` (BLAKE3-256, 64 hex digits).
     #[arg(long, value_name = "HEX")]
     digest: String,
 }
