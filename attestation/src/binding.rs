@@ -50,7 +50,7 @@ pub struct BindingInput<'a> {
     pub tls_spki_der: &'a [u8],
     /// X25519 wrapping public key (key release) or TLS exporter value (session).
     pub channel: &'a [u8; 32],
-    /// The model digest: BLAKE3-256 of the plaintext model bundle (`sealed::model_digest`).
+    /// The model digest: BLAKE3-256 of the plaintext model bundle (`confidant_sealed::model_digest`).
     pub model_digest: &'a [u8; 32],
 }
 

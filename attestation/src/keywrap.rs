@@ -11,7 +11,7 @@ use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 use zeroize::Zeroizing;
 
-use crate::sealed::{MODEL_KEY_LEN, ModelKey};
+use crate::modelkey::{MODEL_KEY_LEN, ModelKey};
 
 type Kem = X25519HkdfSha256;
 

@@ -1,4 +1,4 @@
-//! `confidant_attestation`: everything the Confidant programs must read alike.
+//! `confidant_attestation`: the verification core every Confidant program reads alike.
 //!
 //! The flow, in the order the types enforce it:
 //!
@@ -23,12 +23,10 @@ pub mod der_writer;
 pub mod evidence;
 pub mod keywrap;
 pub mod leafcert;
-pub mod openai;
+pub mod modelkey;
 pub mod policy;
 pub mod result;
-pub mod sealed;
 pub mod snp;
 pub mod tpm;
 pub mod verify;
 pub mod vmimage;
-pub mod wire;

@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use ring::rand::SystemRandom;
+
 use confidant_attestation::evidence::{
     DecodeError, Evidence, MAX_EVIDENCE_CBOR, SnpEvidence, TpmEvidence,
 };
@@ -166,7 +168,11 @@ fn tee_parsers_never_panic_on_random_bytes() {
 }
 
 fn signed_result() -> (ResultSigner, Vec<u8>) {
-    let signer = ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8().unwrap()).unwrap();
+    let signer = ResultSigner::from_pkcs8(
+        &ResultSigner::generate_pkcs8(&SystemRandom::new()).unwrap(),
+        &SystemRandom::new(),
+    )
+    .unwrap();
     let claims = ResultClaims {
         iss: "verifier".into(),
         aud: "client".into(),
@@ -186,7 +192,7 @@ fn signed_result() -> (ResultSigner, Vec<u8>) {
         nonce: None,
         tpm_ak_spki_sha256: Some([5; 32]),
     };
-    let bytes = signer.sign(&claims).unwrap();
+    let bytes = signer.sign(&claims, &SystemRandom::new()).unwrap();
     (signer, bytes)
 }
 

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
 
 use confidant_attestation::keywrap::{WrapError, WrapKeyPair, WrappedKey, wrap, wrap_info};
-use confidant_attestation::sealed::ModelKey;
+use confidant_attestation::modelkey::ModelKey;
 
 fn setup() -> (WrapKeyPair, ModelKey, Vec<u8>, WrappedKey) {
     let mut rng = rand::thread_rng();

@@ -5,6 +5,8 @@
     reason = "test support code: a panic is a test failure"
 )]
 
+use ring::rand::SystemRandom;
+
 use confidant_attestation::binding::Binding;
 use confidant_attestation::evidence::{Evidence, SnpEvidence};
 use confidant_attestation::policy::{Policy, PolicyError, Status, TeeKind};
@@ -117,10 +119,14 @@ fn real_milan_report_is_affirmed_and_signed() {
     );
     assert!(!appraisal.is_dev());
 
-    let signer = ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8().unwrap()).unwrap();
+    let signer = ResultSigner::from_pkcs8(
+        &ResultSigner::generate_pkcs8(&SystemRandom::new()).unwrap(),
+        &SystemRandom::new(),
+    )
+    .unwrap();
     let claims =
         ResultClaims::from_appraisal(&appraisal, "verifier", "enclave", 1000, 300, [7; 32]);
-    let token = signer.sign(&claims).unwrap();
+    let token = signer.sign(&claims, &SystemRandom::new()).unwrap();
     let verified = signer.verifier().verify(&token, "enclave", 1100).unwrap();
     assert_eq!(verified.claims(), &claims);
     assert_eq!(verified.claims().exp, 1300);

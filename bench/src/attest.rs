@@ -17,10 +17,12 @@ use bytes::Bytes;
 use confidant_attestation::binding::{Binding, BindingInput, Purpose};
 use confidant_attestation::evidence::Evidence;
 use confidant_attestation::keywrap::WrapKeyPair;
-use confidant_attestation::wire::AttestRequest;
 use confidant_attester::snp_sim::SimulatedSnp;
+use confidant_testkit::policy::{DevSnpPolicy, TcbFloor};
 use confidant_verifier::config::Config;
 use confidant_verifier::init::{InitOptions, init};
+use confidant_wire::attest::AttestRequest;
+use confidant_wire::routes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
@@ -110,7 +112,7 @@ async fn attest_once(ctx: &Ctx) -> anyhow::Result<Duration> {
         .http
         .send(
             Method::POST,
-            "/v1/challenge",
+            routes::verifier::CHALLENGE,
             &ctx.enclave_token,
             "application/json",
             b"{}".to_vec(),
@@ -153,7 +155,7 @@ async fn attest_once(ctx: &Ctx) -> anyhow::Result<Duration> {
         .http
         .send(
             Method::POST,
-            "/v1/attest",
+            routes::verifier::ATTEST,
             &ctx.enclave_token,
             "application/cbor",
             body,
@@ -173,31 +175,11 @@ fn sim() -> anyhow::Result<SimulatedSnp> {
         .with_chain(ask, ark))
 }
 
-fn policy(sim: &SimulatedSnp) -> anyhow::Result<String> {
-    let ark = std::fs::read(confidant_testkit::dev_pki().join("ark.der"))?;
-    let ark_sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, &ark));
+fn policy(sim: &SimulatedSnp) -> String {
     let t = sim.reported_tcb();
-    Ok(format!(
-        r#"id = "bench"
-version = 2
-
-[trust]
-amd_products = []
-dev_root_ark_sha256 = "{ark_sha}"
-
-[models."{MODEL_ID}"]
-digest = "{digest}"
-snp_measurements = ["{measurement}"]
-min_tcb = {{ bootloader = {}, tee = {}, snp = {}, microcode = {} }}
-allow_dev = true
-"#,
-        t.bootloader,
-        t.tee,
-        t.snp,
-        t.microcode,
-        digest = hex::encode(MODEL_DIGEST),
-        measurement = hex::encode(MEASUREMENT),
-    ))
+    let mut p = DevSnpPolicy::new("bench", 2, MODEL_ID, MODEL_DIGEST, MEASUREMENT);
+    p.min_tcb = TcbFloor::new(t.bootloader, t.tee, t.snp, t.microcode);
+    p.toml()
 }
 
 pub fn run(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
@@ -234,10 +216,10 @@ async fn run_async(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
     let (status, body) = admin_http
         .send(
             Method::PUT,
-            "/v1/admin/policy",
+            routes::verifier::ADMIN_POLICY,
             &admin,
             "application/toml",
-            policy(&sim)?.into_bytes(),
+            policy(&sim).into_bytes(),
         )
         .await?;
     expect(status, 200, &body, "policy")?;
@@ -250,7 +232,7 @@ async fn run_async(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
     let (status, body) = admin_http
         .send(
             Method::POST,
-            "/v1/admin/keys",
+            routes::verifier::ADMIN_KEYS,
             &admin,
             "application/json",
             serde_json::to_vec(&key)?,

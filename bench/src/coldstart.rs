@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use confidant_client::Mode;
-use confidant_client::openai::{ChatMessage as ApiMessage, ChatRequest};
 use confidant_e2e::{CAPITAL_PROMPT, MODEL_ID, Stack};
-use confidant_enclave::model::{
+use confidant_engine::{
     BundleFiles, ChatMessage, Engine, GenerateRequest, Prompt, Role, SamplingParams,
 };
+use confidant_wire::openai::{ChatMessage as ApiMessage, ChatRequest};
 use futures_util::StreamExt;
 
 use crate::Opts;

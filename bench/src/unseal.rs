@@ -25,7 +25,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
-use confidant_attestation::sealed::{self, ModelKey, encode_bundle};
+use confidant_attestation::modelkey::ModelKey;
+use confidant_sealed::{self as sealed, encode_bundle};
 use rand::RngCore;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 

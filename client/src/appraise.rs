@@ -18,7 +18,7 @@ use confidant_attestation::snp::TcbVersion;
 use confidant_attestation::verify::{
     EvidenceClaims, TrustAnchors, VerifiedEvidence, VerifiedKind, verify_evidence,
 };
-use confidant_attestation::wire::LockdownStatus;
+use confidant_wire::attest::LockdownStatus;
 
 use crate::config::Mode;
 use crate::error::{AttestError, EvidenceFault};

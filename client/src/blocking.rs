@@ -6,8 +6,10 @@ use futures_util::StreamExt;
 use crate::config::ClientBuilder;
 use crate::connection::Delta;
 use crate::error::{ClientError, ConfigError};
-use crate::openai::{ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, ModelList};
 use crate::{AttestationClaims, Connection};
+use confidant_wire::openai::{
+    ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, ModelList,
+};
 
 /// Blocking counterpart of [`crate::Client`].
 #[derive(Debug)]

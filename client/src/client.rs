@@ -9,7 +9,9 @@ use crate::appraise::AttestationClaims;
 use crate::config::{ClientBuilder, Config};
 use crate::connection::{self, Connection, DeltaStream, StreamRequest};
 use crate::error::ClientError;
-use crate::openai::{ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, ModelList};
+use confidant_wire::openai::{
+    ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, ModelList,
+};
 
 /// Runs `$call` on a pooled connection; if that connection turned out closed before anything was
 /// sent, runs it once more on a newly attested one.

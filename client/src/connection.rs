@@ -20,17 +20,18 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use confidant_attestation::wire::ErrorBody;
+use confidant_wire::error::ErrorBody;
+use confidant_wire::routes;
 
 use crate::appraise::{AttestationClaims, VerifiedPeer, VerifiedSession};
 use crate::config::{Config, FreshWaived, SessionRequirement};
 use crate::error::ClientError;
-use crate::openai::{
+use crate::sse::SseDecoder;
+use crate::{session, tls};
+use confidant_wire::openai::{
     self, ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, FinishReason,
     ModelList, Role,
 };
-use crate::sse::SseDecoder;
-use crate::{session, tls};
 
 /// Largest non-streamed reply body read.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -121,8 +122,12 @@ impl Connection {
     /// `POST /v1/chat/completions` (not streamed).
     pub async fn chat(&mut self, mut request: ChatRequest) -> Result<ChatResponse, ClientError> {
         request.stream = Some(false);
-        self.call_json(Method::POST, openai::CHAT_COMPLETIONS_PATH, Some(&request))
-            .await
+        self.call_json(
+            Method::POST,
+            routes::enclave::CHAT_COMPLETIONS,
+            Some(&request),
+        )
+        .await
     }
 
     /// `POST /v1/completions` (not streamed).
@@ -131,13 +136,13 @@ impl Connection {
         mut request: CompletionRequest,
     ) -> Result<CompletionResponse, ClientError> {
         request.stream = Some(false);
-        self.call_json(Method::POST, openai::COMPLETIONS_PATH, Some(&request))
+        self.call_json(Method::POST, routes::enclave::COMPLETIONS, Some(&request))
             .await
     }
 
     /// `GET /v1/models`.
     pub async fn models(&mut self) -> Result<ModelList, ClientError> {
-        self.call_json::<(), _>(Method::GET, openai::MODELS_PATH, None)
+        self.call_json::<(), _>(Method::GET, routes::enclave::MODELS, None)
             .await
     }
 
@@ -176,12 +181,14 @@ impl Connection {
         match request {
             StreamRequest::Chat(mut r) => {
                 r.stream = Some(true);
-                let body = self.open_stream(openai::CHAT_COMPLETIONS_PATH, &r).await?;
+                let body = self
+                    .open_stream(routes::enclave::CHAT_COMPLETIONS, &r)
+                    .await?;
                 Ok((body, StreamKind::Chat))
             }
             StreamRequest::Completion(mut r) => {
                 r.stream = Some(true);
-                let body = self.open_stream(openai::COMPLETIONS_PATH, &r).await?;
+                let body = self.open_stream(routes::enclave::COMPLETIONS, &r).await?;
                 Ok((body, StreamKind::Completion))
             }
         }

@@ -27,13 +27,13 @@
 //! [`blocking::Client`] wraps the async client for synchronous code.
 //!
 //! ```no_run
-//! use confidant_client::openai::{ChatMessage, ChatRequest};
+//! use confidant_wire::openai::{ChatMessage, ChatRequest};
 //! use confidant_client::{Client, ClientPolicy, Mode, ResultVerifier, amd_trust_anchors};
 //!
 //! # async fn demo(ca_pem: &[u8], result_key: ResultVerifier, measurement: Vec<u8>, digest: [u8; 32])
 //! # -> Result<(), confidant_client::ClientError> {
 //! let policy = ClientPolicy::new()
-//!     .allow_model("qwen2.5-0.5b-instruct", digest)
+//!     .allow_model("smollm2-135m-instruct", digest)
 //!     .allow_measurement(measurement);
 //! let client = Client::builder("https://enclave.example:8443")
 //!     .verifier_ca(ca_pem)
@@ -49,7 +49,7 @@
 //!
 //! // ...or just ask: the client attests (once per pooled connection) before sending.
 //! let reply = client
-//!     .chat(ChatRequest::new("qwen2.5-0.5b-instruct", vec![ChatMessage::user("Hello")]))
+//!     .chat(ChatRequest::new("smollm2-135m-instruct", vec![ChatMessage::user("Hello")]))
 //!     .await?;
 //! println!("{}", reply.text().unwrap_or_default());
 //! # Ok(()) }
@@ -62,7 +62,6 @@ mod client;
 mod config;
 mod connection;
 mod error;
-pub mod openai;
 pub mod policy;
 mod session;
 pub mod sse;
@@ -78,7 +77,6 @@ pub use config::{
 pub use connection::{Connection, Delta, DeltaStream, MAX_RESPONSE_BYTES};
 pub use error::{AttestError, ClientError, ConfigError, EvidenceFault, SessionFault};
 pub use policy::{AllowedModel, ClientPolicy, TcbFloor};
-pub use session::SESSION_ATTESTATION_PATH;
 
 pub use confidant_attestation::result::{ResultClaims, ResultVerifier};
 pub use confidant_attestation::verify::TrustAnchors;

@@ -15,15 +15,14 @@ use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use ring::rand::SecureRandom;
 
-use confidant_attestation::wire::{SessionAttestationRequest, SessionAttestationResponse};
+use confidant_wire::attest::{SessionAttestationRequest, SessionAttestationResponse};
+use confidant_wire::routes;
 
 use crate::appraise::{VerifiedPeer, VerifiedSession};
 use crate::config::Config;
 use crate::connection::read_limited;
 use crate::error::{AttestError, ClientError, SessionFault};
 
-/// Path of the session attestation endpoint.
-pub const SESSION_ATTESTATION_PATH: &str = "/v1/attestation";
 /// Largest reply accepted.
 pub const MAX_SESSION_REPLY: usize = 512 * 1024;
 
@@ -48,7 +47,7 @@ pub(crate) async fn attest(
     .map_err(ClientError::Decode)?;
     let request = Request::builder()
         .method(Method::POST)
-        .uri(config.target.path(SESSION_ATTESTATION_PATH))
+        .uri(config.target.path(routes::enclave::SESSION_ATTESTATION))
         .header(HOST, config.target.authority.as_str())
         .header(CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))

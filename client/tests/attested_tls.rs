@@ -9,10 +9,10 @@ mod support;
 use futures_util::StreamExt;
 
 use confidant_attestation::result::Status;
-use confidant_client::openai::{ChatMessage, ChatRequest, CompletionRequest};
 use confidant_client::{
     AttestError, ClientError, ClientPolicy, Mode, TcbFloor, TrustAnchors, blocking,
 };
+use confidant_wire::openai::{ChatMessage, ChatRequest, CompletionRequest};
 
 use support::{Knobs, MEASUREMENT, MODEL_DIGEST, MODEL_ID, SessionMode, World};
 
@@ -224,7 +224,11 @@ async fn non_affirming_result_is_refused() {
 async fn result_signed_by_another_key_is_refused() {
     let err = refused(Knobs::default(), |w, s| {
         let other = confidant_attestation::result::ResultSigner::from_pkcs8(
-            &confidant_attestation::result::ResultSigner::generate_pkcs8().unwrap(),
+            &confidant_attestation::result::ResultSigner::generate_pkcs8(
+                &ring::rand::SystemRandom::new(),
+            )
+            .unwrap(),
+            &ring::rand::SystemRandom::new(),
         )
         .unwrap();
         w.builder(s)

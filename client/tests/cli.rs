@@ -9,7 +9,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -18,9 +18,13 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 use confidant_client::ClientPolicy;
-use confidant_client::openai::{ChatMessage, ChatRequest, ChatResponse};
+use confidant_testkit::cli::Cli;
+use confidant_wire::openai::{ChatMessage, ChatRequest, ChatResponse};
+use confidant_wire::routes;
 
 use support::{Knobs, MODEL_ID, World};
+
+const CLI: Cli = Cli::new(env!("CARGO_BIN_EXE_confidant"));
 
 /// Writes the client settings for `world` (CA, result key, policy) into `dir`; returns the flags.
 fn client_flags(world: &World, policy: &ClientPolicy, dir: &Path) -> Vec<String> {
@@ -52,13 +56,6 @@ fn client_flags(world: &World, policy: &ClientPolicy, dir: &Path) -> Vec<String>
     flags
 }
 
-fn confidant() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_confidant"));
-    cmd.env_remove("CONFIDANT_TOKEN")
-        .env_remove("CONFIDANT_CONFIG");
-    cmd
-}
-
 #[tokio::test]
 async fn attest_prints_verified_claims_or_fails() {
     let world = World::new();
@@ -67,7 +64,7 @@ async fn attest_prints_verified_claims_or_fails() {
     let flags = client_flags(&world, &world.policy(), dir.path());
     let url = server.url();
     let out = tokio::task::spawn_blocking(move || {
-        confidant()
+        CLI.command()
             .arg("attest")
             .arg(url)
             .args(flags)
@@ -94,7 +91,7 @@ async fn attest_prints_verified_claims_or_fails() {
     let flags = client_flags(&world, &strict, dir.path());
     let url = server.url();
     let out = tokio::task::spawn_blocking(move || {
-        confidant()
+        CLI.command()
             .arg("attest")
             .arg(url)
             .args(flags)
@@ -115,7 +112,7 @@ async fn chat_streams_the_answer_after_attesting() {
     let flags = client_flags(&world, &world.policy(), dir.path());
     let url = server.url();
     let out = tokio::task::spawn_blocking(move || {
-        confidant()
+        CLI.command()
             .args(["chat", &url, "hi there"])
             .args(flags)
             .output()
@@ -146,7 +143,8 @@ impl Drop for Proxy {
 }
 
 fn start_proxy(upstream: &str, flags: Vec<String>) -> Proxy {
-    let mut child = confidant()
+    let mut child = CLI
+        .command()
         .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
         .args(flags)
         .stderr(Stdio::piped())
@@ -202,7 +200,7 @@ async fn post_chat_headers(addr: &str, stream: bool, headers: &[(&str, &str)]) -
     let mut request = ChatRequest::new(MODEL_ID, vec![ChatMessage::user("via the proxy")]);
     request.stream = Some(stream);
     let body = serde_json::to_vec(&request).unwrap();
-    let mut req = http::Request::post("/v1/chat/completions")
+    let mut req = http::Request::post(routes::enclave::CHAT_COMPLETIONS)
         .header("content-type", "application/json")
         .header("authorization", "Bearer sk-anything");
     for (name, value) in headers {
@@ -279,7 +277,7 @@ async fn proxy_answers_only_its_own_host_and_origin() {
             "{headers:?}: {}",
             String::from_utf8_lossy(&body)
         );
-        let error: confidant_attestation::wire::ErrorBody = serde_json::from_slice(&body).unwrap();
+        let error: confidant_wire::error::ErrorBody = serde_json::from_slice(&body).unwrap();
         assert_eq!(error.error.code, *code, "{headers:?}");
     }
     assert_eq!(
@@ -311,7 +309,7 @@ async fn proxy_answers_only_its_own_host_and_origin() {
 
 #[test]
 fn proxy_help_says_it_lends_the_token_and_refuses_other_origins() {
-    let out = confidant().args(["proxy", "--help"]).output().unwrap();
+    let out = CLI.run(&["proxy", "--help"]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for needle in ["YOUR token", "Host", "Origin", "Sec-Fetch-Site", "loopback"] {
@@ -336,14 +334,15 @@ async fn proxy_refuses_to_forward_to_an_impostor() {
         .unwrap();
     let (status, body) = post_chat(&proxy.addr).await;
     assert_eq!(status, 502);
-    let error: confidant_attestation::wire::ErrorBody = serde_json::from_slice(&body).unwrap();
+    let error: confidant_wire::error::ErrorBody = serde_json::from_slice(&body).unwrap();
     assert_eq!(error.error.code, "attestation_failed");
     assert_eq!(impostor.inference_bytes(), 0, "nothing was forwarded");
 }
 
 #[test]
 fn proxy_refuses_a_non_loopback_listen_address() {
-    let out = confidant()
+    let out = CLI
+        .command()
         .args([
             "proxy",
             "--listen",

@@ -6,28 +6,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use confidant_attestation::audit::{
     AuditEvent, Checkpoint, CheckpointSigner, Decision, LogState, Tee, encode_record,
 };
+use confidant_testkit::cli::{Cli, arg, stderr};
 use ring::rand::SystemRandom;
 
-fn confidant() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_confidant"))
-}
-
-fn run(args: &[&str]) -> Output {
-    confidant().args(args).output().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+const CLI: Cli = Cli::new(env!("CARGO_BIN_EXE_confidant"));
 
 const ENTRIES: u64 = 8;
 
@@ -134,16 +121,16 @@ impl Fixture {
     }
 
     fn verify(&self, log: &Path, with_checkpoints: bool) -> Output {
-        let mut args = vec!["audit", "verify", "--log", p(log)];
+        let mut args = vec!["audit", "verify", "--log", arg(log)];
         if with_checkpoints {
             args.extend_from_slice(&[
                 "--checkpoint",
-                p(&self.checkpoints),
+                arg(&self.checkpoints),
                 "--key",
-                p(&self.key_pem),
+                arg(&self.key_pem),
             ]);
         }
-        run(&args)
+        CLI.run(&args)
     }
 }
 
@@ -188,15 +175,15 @@ fn intact_log_verifies_with_and_without_checkpoints() {
     let body = serde_json::json!({ "audit_checkpoint_key": hex::encode(f.signer.public_key()) });
     std::fs::write(&json_key, body.to_string()).unwrap();
     for key in [&hex_key, &json_key] {
-        let out = run(&[
+        let out = CLI.run(&[
             "audit",
             "verify",
             "--log",
-            p(&f.log),
+            arg(&f.log),
             "--checkpoint",
-            p(&f.checkpoints),
+            arg(&f.checkpoints),
             "--key",
-            p(key),
+            arg(key),
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
@@ -210,13 +197,13 @@ fn intact_log_verifies_with_and_without_checkpoints() {
     assert!(stderr(&out).contains("warning"));
 
     // --checkpoint without --key is a usage error.
-    let out = run(&[
+    let out = CLI.run(&[
         "audit",
         "verify",
         "--log",
-        p(&f.log),
+        arg(&f.log),
         "--checkpoint",
-        p(&f.checkpoints),
+        arg(&f.checkpoints),
     ]);
     assert!(!out.status.success());
 }
@@ -297,15 +284,15 @@ fn bad_checkpoints_fail() {
             .unwrap();
     let other_key = f.dir.join("other.pem");
     std::fs::write(&other_key, spki_pem(other.public_key())).unwrap();
-    let out = run(&[
+    let out = CLI.run(&[
         "audit",
         "verify",
         "--log",
-        p(&f.log),
+        arg(&f.log),
         "--checkpoint",
-        p(&f.checkpoints),
+        arg(&f.checkpoints),
         "--key",
-        p(&other_key),
+        arg(&other_key),
     ]);
     fails(&out, "checkpoint-signature", None);
 
@@ -316,15 +303,15 @@ fn bad_checkpoints_fail() {
     cps[root_at] = if cps[root_at] == b'0' { b'1' } else { b'0' };
     let bad = f.dir.join("bad.checkpoints");
     std::fs::write(&bad, cps).unwrap();
-    let out = run(&[
+    let out = CLI.run(&[
         "audit",
         "verify",
         "--log",
-        p(&f.log),
+        arg(&f.log),
         "--checkpoint",
-        p(&bad),
+        arg(&bad),
         "--key",
-        p(&f.key_pem),
+        arg(&f.key_pem),
     ]);
     fails(&out, "checkpoint-signature", None);
 
@@ -340,7 +327,14 @@ fn bad_checkpoints_fail() {
 fn export_writes_json_lines() {
     let f = fixture();
     let out_path = f.dir.join("siem.jsonl");
-    let out = run(&["audit", "export", "--log", p(&f.log), "--out", p(&out_path)]);
+    let out = CLI.run(&[
+        "audit",
+        "export",
+        "--log",
+        arg(&f.log),
+        "--out",
+        arg(&out_path),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&out_path).unwrap();
     let lines: Vec<serde_json::Value> = text
@@ -357,7 +351,7 @@ fn export_writes_json_lines() {
     assert_eq!(lines[2]["reason"], "measurement_not_allowed");
 
     // To standard output, the same lines.
-    let out = run(&["audit", "export", "--log", p(&f.log)]);
+    let out = CLI.run(&["audit", "export", "--log", arg(&f.log)]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), text);
 
@@ -365,7 +359,7 @@ fn export_writes_json_lines() {
     let mut records = f.records.clone();
     records.swap(4, 5);
     let log = f.write_log("reordered.log", &records);
-    let out = run(&["audit", "export", "--log", p(&log)]);
+    let out = CLI.run(&["audit", "export", "--log", arg(&log)]);
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     assert!(stderr(&out).contains("`order`"));

@@ -8,40 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use confidant_testkit::cli::{Cli, arg, fails_with, ok_json, stderr};
 use confidant_testkit::swtpm::Swtpm;
 use confidant_testkit::testdata;
 
-fn confidant() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_confidant"))
-}
-
-fn run(args: &[&str]) -> Output {
-    confidant().args(args).output().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok_json(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "expected success: {}", stderr(out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Asserts a non-zero exit whose stderr names `check`.
-fn fails_with(out: &Output, check: &str) {
-    assert!(
-        !out.status.success(),
-        "expected failure ({check}), got: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let err = stderr(out);
-    assert!(err.contains(check), "stderr lacks {check:?}: {err}");
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+const CLI: Cli = Cli::new(env!("CARGO_BIN_EXE_confidant"));
 
 /// One real report and the fields PROVENANCE.md lists for it.
 struct Report {
@@ -177,13 +148,13 @@ fn check_claims(r: &Report, out: &Output) {
 #[test]
 fn every_real_report_verifies_with_pinned_roots() {
     for r in &REPORTS {
-        let out = run(&[
+        let out = CLI.run(&[
             "evidence",
             "verify",
             "--snp-report",
-            p(&report_path(r)),
+            arg(&report_path(r)),
             "--vcek",
-            p(&cert_path(r)),
+            arg(&cert_path(r)),
         ]);
         check_claims(r, &out);
     }
@@ -194,45 +165,45 @@ fn every_real_report_verifies_with_a_supplied_chain() {
     let dir = tempfile::tempdir().unwrap();
     for r in &REPORTS {
         let chain = two_cert_chain(r, dir.path());
-        let out = run(&[
+        let out = CLI.run(&[
             "evidence",
             "verify",
             "--snp-report",
-            p(&report_path(r)),
+            arg(&report_path(r)),
             "--vcek",
-            p(&cert_path(r)),
+            arg(&cert_path(r)),
             "--chain",
-            p(&chain),
+            arg(&chain),
         ]);
         check_claims(r, &out);
     }
     // AMD's own three-certificate files (ASK, ARK, ASVK), as PROVENANCE.md names them.
     for r in &REPORTS {
         let shipped = testdata().join(format!("amd/{}_ask_ark_asvk.pem", r.product));
-        let out = run(&[
+        let out = CLI.run(&[
             "evidence",
             "verify",
             "--snp-report",
-            p(&report_path(r)),
+            arg(&report_path(r)),
             "--vcek",
-            p(&cert_path(r)),
+            arg(&cert_path(r)),
             "--chain",
-            p(&shipped),
+            arg(&shipped),
         ]);
         check_claims(r, &out);
     }
     // The chain file exactly as virtee ships it (ASK, ARK).
     let r = &REPORTS[0];
     let shipped = testdata().join("snp/virtee-milan/cert_chain.pem");
-    let out = run(&[
+    let out = CLI.run(&[
         "evidence",
         "verify",
         "--snp-report",
-        p(&report_path(r)),
+        arg(&report_path(r)),
         "--vcek",
-        p(&cert_path(r)),
+        arg(&cert_path(r)),
         "--chain",
-        p(&shipped),
+        arg(&shipped),
     ]);
     check_claims(r, &out);
 }
@@ -241,13 +212,13 @@ fn every_real_report_verifies_with_a_supplied_chain() {
 fn report_data_must_match_nonce_when_given() {
     let r = &REPORTS[0];
     let args = |nonce: &str| {
-        run(&[
+        CLI.run(&[
             "evidence",
             "verify",
             "--snp-report",
-            p(&report_path(r)),
+            arg(&report_path(r)),
             "--vcek",
-            p(&cert_path(r)),
+            arg(&cert_path(r)),
             "--nonce",
             nonce,
         ])
@@ -264,13 +235,13 @@ fn verify_flipped(r: &Report, dir: &Path, offset: usize) -> Output {
     bytes[offset] ^= 0x01;
     let path = dir.join(format!("{}-{offset:#x}.bin", r.name));
     std::fs::write(&path, bytes).unwrap();
-    run(&[
+    CLI.run(&[
         "evidence",
         "verify",
         "--snp-report",
-        p(&path),
+        arg(&path),
         "--vcek",
-        p(&cert_path(r)),
+        arg(&cert_path(r)),
     ])
 }
 
@@ -302,23 +273,23 @@ fn flipped_bits_in_signed_region_and_signature_fail() {
 #[test]
 fn another_chips_vcek_fails() {
     // virtee-milan's report with trustee-milan's VCEK (same product, different chip).
-    let out = run(&[
+    let out = CLI.run(&[
         "evidence",
         "verify",
         "--snp-report",
-        p(&report_path(&REPORTS[0])),
+        arg(&report_path(&REPORTS[0])),
         "--vcek",
-        p(&cert_path(&REPORTS[1])),
+        arg(&cert_path(&REPORTS[1])),
     ]);
     fails_with(&out, "chip_id");
     // azure-milan's report with virtee-milan's VCEK.
-    let out = run(&[
+    let out = CLI.run(&[
         "evidence",
         "verify",
         "--snp-report",
-        p(&report_path(&REPORTS[3])),
+        arg(&report_path(&REPORTS[3])),
         "--vcek",
-        p(&cert_path(&REPORTS[0])),
+        arg(&cert_path(&REPORTS[0])),
     ]);
     fails_with(&out, "chip_id");
 }
@@ -338,28 +309,28 @@ fn another_products_chain_fails() {
             pems.push(pem::parse(std::fs::read(f).unwrap()).unwrap());
         }
         std::fs::write(&path, pem::encode_many(&pems)).unwrap();
-        let out = run(&[
+        let out = CLI.run(&[
             "evidence",
             "verify",
             "--snp-report",
-            p(&report_path(report)),
+            arg(&report_path(report)),
             "--vcek",
-            p(&cert_path(report)),
+            arg(&cert_path(report)),
             "--chain",
-            p(&path),
+            arg(&path),
         ]);
         fails_with(&out, "the chain is");
     }
     // Genoa's three-certificate file under a Milan report.
-    let out = run(&[
+    let out = CLI.run(&[
         "evidence",
         "verify",
         "--snp-report",
-        p(&report_path(&REPORTS[1])),
+        arg(&report_path(&REPORTS[1])),
         "--vcek",
-        p(&cert_path(&REPORTS[1])),
+        arg(&cert_path(&REPORTS[1])),
         "--chain",
-        p(&testdata().join("amd/genoa_ask_ark_asvk.pem")),
+        arg(&testdata().join("amd/genoa_ask_ark_asvk.pem")),
     ]);
     fails_with(&out, "the chain is");
 }
@@ -444,17 +415,17 @@ fn live_tpm2_tools_quote_verifies_and_tampering_fails() {
         ],
     );
     let verify = |message: &Path, nonce: &str| {
-        run(&[
+        CLI.run(&[
             "evidence",
             "verify",
             "--tpm-message",
-            p(message),
+            arg(message),
             "--tpm-signature",
-            p(&d.join("quote.sig")),
+            arg(&d.join("quote.sig")),
             "--tpm-ak",
-            p(&d.join("ak.pem")),
+            arg(&d.join("ak.pem")),
             "--tpm-pcrs",
-            p(&d.join("quote.pcrs")),
+            arg(&d.join("quote.pcrs")),
             "--tpm-pcr-list",
             list,
             "--nonce",

@@ -1,44 +1,21 @@
-//! `confidant model seal | inspect | register`, the real binary, on a small synthetic bundle: the
-//! sealed file opens with the written key through the library, the key file is 0600 and never
-//! overwritten, tampering fails `unseal` with its specific error, and `register` imports the key
-//! into a real verifier over TLS.
+//! `confidant model prepare | seal | inspect | register`, the real binary. `prepare` on the real
+//! shipped GGUF writes exactly the bundle `scripts/fetch-model.sh` caches. The others on a small
+//! synthetic bundle: the sealed file opens with the written key through the library, the key file
+//! is 0600 and never overwritten, tampering fails `unseal` with its specific error, and
+//! `register` imports the key into a real verifier over TLS.
 
 // Helpers outside #[test] functions unwrap too: a failed fixture is a failed test.
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use base64::Engine;
-use confidant_attestation::sealed::{self, ModelKey, SealError, SealedHeader, encode_bundle};
+use confidant_attestation::modelkey::ModelKey;
+use confidant_sealed::{self as sealed, SealError, SealedHeader, encode_bundle};
+use confidant_testkit::cli::{Cli, arg, fails_with, ok_json, stderr};
 
-fn confidant() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_confidant"))
-}
-
-fn run(args: &[&str]) -> Output {
-    confidant().args(args).output().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok_json(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "expected success: {}", stderr(out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn fails_with(out: &Output, needle: &str) {
-    assert!(!out.status.success(), "expected failure ({needle})");
-    let err = stderr(out);
-    assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+const CLI: Cli = Cli::new(env!("CARGO_BIN_EXE_confidant"));
 
 /// A few KB of bundle: weights, tokenizer, config, plus files `seal` must skip.
 fn bundle_dir(root: &Path) -> PathBuf {
@@ -63,14 +40,76 @@ fn seal_args<'a>(dir: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str
         "model",
         "seal",
         "--in",
-        p(dir),
+        arg(dir),
         "--out",
-        p(out),
+        arg(out),
         "--key-id",
         "smollm2-v1",
     ];
     args.extend_from_slice(extra);
     args
+}
+
+/// The bundle `model prepare` writes from the shipped GGUF is byte for byte the cached one (the
+/// same code wrote it), in the format the cached bundle's config names.
+#[test]
+fn prepare_writes_the_bundle_from_the_shipped_gguf() {
+    let cached = confidant_testkit::model::model_bundle_prepared_by(
+        env!("CARGO_BIN_EXE_confidant").as_ref(),
+    );
+    let gguf = confidant_testkit::model::shipped_gguf();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cached.join("config.json")).unwrap()).unwrap();
+    let weights = config["confidant"]["weights_format"].as_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("bundle");
+    let out = CLI.run(&[
+        "model",
+        "prepare",
+        "--gguf",
+        arg(&gguf),
+        "--out",
+        arg(&out_dir),
+        "--weights",
+        weights,
+    ]);
+    assert!(out.status.success(), "model prepare: {}", stderr(&out));
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        line.starts_with(&format!("prepared {}: ", out_dir.display()))
+            && line.contains(&format!("re-quantised to {weights}")),
+        "{line}"
+    );
+    for f in ["model.gguf", "tokenizer.json", "config.json"] {
+        assert!(
+            std::fs::read(out_dir.join(f)).unwrap() == std::fs::read(cached.join(f)).unwrap(),
+            "{f} differs from the cached bundle's"
+        );
+    }
+
+    // Bad input: an unknown format, a file that is not a GGUF.
+    let bad = CLI.run(&[
+        "model",
+        "prepare",
+        "--gguf",
+        arg(&gguf),
+        "--out",
+        arg(&out_dir),
+        "--weights",
+        "q3_k",
+    ]);
+    fails_with(&bad, "unknown weights format");
+    let not_gguf = tmp.path().join("not.gguf");
+    std::fs::write(&not_gguf, b"not a gguf").unwrap();
+    let bad = CLI.run(&[
+        "model",
+        "prepare",
+        "--gguf",
+        arg(&not_gguf),
+        "--out",
+        arg(&tmp.path().join("other")),
+    ]);
+    fails_with(&bad, "GGUF unreadable");
 }
 
 #[test]
@@ -79,10 +118,10 @@ fn seal_inspect_unseal_roundtrip() {
     let dir = bundle_dir(tmp.path());
     let out = tmp.path().join("model.sealed");
     // A small chunk size, so the file has several chunks.
-    let sealed_json = ok_json(&run(&seal_args(&dir, &out, &["--chunk-size", "1024"])));
+    let sealed_json = ok_json(&CLI.run(&seal_args(&dir, &out, &["--chunk-size", "1024"])));
     let key_path = tmp.path().join("model.sealed.key");
     assert_eq!(sealed_json["key_id"], "smollm2-v1");
-    assert_eq!(sealed_json["key_file"], p(&key_path));
+    assert_eq!(sealed_json["key_file"], arg(&key_path));
     let names: Vec<_> = sealed_json["files"]
         .as_array()
         .unwrap()
@@ -118,7 +157,7 @@ fn seal_inspect_unseal_roundtrip() {
     assert!(!stdout.contains(&base64::engine::general_purpose::STANDARD.encode(&key_bytes)));
 
     // inspect: the header, without the key.
-    let inspected = ok_json(&run(&["model", "inspect", p(&out)]));
+    let inspected = ok_json(&CLI.run(&["model", "inspect", arg(&out)]));
     assert_eq!(inspected["key_id"], "smollm2-v1");
     assert_eq!(inspected["model_digest"], digest.as_str());
     assert_eq!(inspected["model_digest_alg"], "BLAKE3-256");
@@ -149,12 +188,12 @@ fn key_file_is_never_overwritten() {
     let dir = bundle_dir(tmp.path());
     let out = tmp.path().join("m.sealed");
     let key_path = tmp.path().join("custom.key");
-    ok_json(&run(&seal_args(&dir, &out, &["--key-out", p(&key_path)])));
+    ok_json(&CLI.run(&seal_args(&dir, &out, &["--key-out", arg(&key_path)])));
     assert!(!tmp.path().join("m.sealed.key").exists());
     let key_before = std::fs::read(&key_path).unwrap();
     let sealed_before = std::fs::read(&out).unwrap();
 
-    let again = run(&seal_args(&dir, &out, &["--key-out", p(&key_path)]));
+    let again = CLI.run(&seal_args(&dir, &out, &["--key-out", arg(&key_path)]));
     fails_with(&again, "refusing to overwrite");
     assert_eq!(std::fs::read(&key_path).unwrap(), key_before);
     // The sealed file still matches the key that was kept.
@@ -164,7 +203,10 @@ fn key_file_is_never_overwritten() {
     // An existing file of any kind at the default key path is refused too.
     let out2 = tmp.path().join("n.sealed");
     std::fs::write(tmp.path().join("n.sealed.key"), b"precious").unwrap();
-    fails_with(&run(&seal_args(&dir, &out2, &[])), "refusing to overwrite");
+    fails_with(
+        &CLI.run(&seal_args(&dir, &out2, &[])),
+        "refusing to overwrite",
+    );
     assert_eq!(
         std::fs::read(tmp.path().join("n.sealed.key")).unwrap(),
         b"precious"
@@ -177,7 +219,7 @@ fn tampered_sealed_file_fails_unseal_with_its_error() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = bundle_dir(tmp.path());
     let out = tmp.path().join("m.sealed");
-    ok_json(&run(&seal_args(&dir, &out, &["--chunk-size", "1024"])));
+    ok_json(&CLI.run(&seal_args(&dir, &out, &["--chunk-size", "1024"])));
     let key = read_key(&tmp.path().join("m.sealed.key"));
     let sealed_bytes = std::fs::read(&out).unwrap();
     let header = SealedHeader::parse(&sealed_bytes).unwrap();
@@ -202,7 +244,7 @@ fn tampered_sealed_file_fails_unseal_with_its_error() {
     // Truncated: inspect reports the length, unseal refuses before decrypting.
     let truncated = tmp.path().join("truncated.sealed");
     std::fs::write(&truncated, &sealed_bytes[..sealed_bytes.len() - 1]).unwrap();
-    let inspected = ok_json(&run(&["model", "inspect", p(&truncated)]));
+    let inspected = ok_json(&CLI.run(&["model", "inspect", arg(&truncated)]));
     assert_eq!(inspected["length_ok"], false);
     assert_eq!(
         sealed::unseal(&sealed_bytes[..sealed_bytes.len() - 1], &key).unwrap_err(),
@@ -219,7 +261,7 @@ fn tampered_sealed_file_fails_unseal_with_its_error() {
     // inspect refuses what is not a sealed model.
     let junk = tmp.path().join("junk.sealed");
     std::fs::write(&junk, b"NOTSEALED and more bytes").unwrap();
-    fails_with(&run(&["model", "inspect", p(&junk)]), "bad magic");
+    fails_with(&CLI.run(&["model", "inspect", arg(&junk)]), "bad magic");
 }
 
 #[test]
@@ -228,33 +270,33 @@ fn seal_refuses_incomplete_bundles() {
     let dir = bundle_dir(tmp.path());
     std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
     let out = tmp.path().join("m.sealed");
-    fails_with(&run(&seal_args(&dir, &out, &[])), "tokenizer.json");
+    fails_with(&CLI.run(&seal_args(&dir, &out, &[])), "tokenizer.json");
     assert!(!out.exists());
     assert!(!tmp.path().join("m.sealed.key").exists());
 
     std::fs::write(dir.join("tokenizer.json"), b"{}").unwrap();
     std::fs::remove_file(dir.join("model.gguf")).unwrap();
-    fails_with(&run(&seal_args(&dir, &out, &[])), "no weights file");
+    fails_with(&CLI.run(&seal_args(&dir, &out, &[])), "no weights file");
 
     std::fs::write(dir.join("model.safetensors"), b"weights").unwrap();
-    let bad_id = run(&[
+    let bad_id = CLI.run(&[
         "model",
         "seal",
         "--in",
-        p(&dir),
+        arg(&dir),
         "--out",
-        p(&out),
+        arg(&out),
         "--key-id",
         &"x".repeat(65),
     ]);
     fails_with(&bad_id, "invalid key id");
-    let slash_id = run(&[
+    let slash_id = CLI.run(&[
         "model",
         "seal",
         "--in",
-        p(&dir),
+        arg(&dir),
         "--out",
-        p(&out),
+        arg(&out),
         "--key-id",
         "a/b",
     ]);
@@ -278,7 +320,7 @@ async fn register_imports_the_key_into_a_real_verifier() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = bundle_dir(tmp.path());
     let out = tmp.path().join("m.sealed");
-    let sealed_json = ok_json(&run(&seal_args(&dir, &out, &[])));
+    let sealed_json = ok_json(&CLI.run(&seal_args(&dir, &out, &[])));
     let digest = sealed_json["model_digest"].as_str().unwrap().to_owned();
     let key_path = tmp.path().join("m.sealed.key");
     let key_bytes = std::fs::read(&key_path).unwrap();
@@ -305,7 +347,7 @@ async fn register_imports_the_key_into_a_real_verifier() {
             digest.clone(),
         ];
         async move {
-            tokio::task::spawn_blocking(move || confidant().args(args).output().unwrap())
+            tokio::task::spawn_blocking(move || CLI.command().args(args).output().unwrap())
                 .await
                 .unwrap()
         }

@@ -5,13 +5,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use confidant_attestation::vmimage::pcr::measure_boot;
+use confidant_testkit::cli::Cli;
+
+const CLI: Cli = Cli::new(env!("CARGO_BIN_EXE_confidant"));
 
 fn confidant(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_confidant"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
+    CLI.command().args(args).current_dir(cwd).output().unwrap()
 }
 
 /// The kernel and busybox `vm build` needs; scripts/setup.sh installs what they need.

@@ -19,17 +19,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use confidant_attestation::binding::{Binding, BindingInput, Purpose};
 use confidant_attestation::keywrap::{WrapError, WrapKeyPair, WrappedKey, wrap_info};
 use confidant_attestation::result::{ResultError, ResultVerifier, Status, VerifiedResult};
-use confidant_attestation::sealed::{SealError, SealedHeader, UnsealedModel, unseal_from_reader};
-use confidant_attestation::wire::{AttestRequest, CredentialRequest};
+use confidant_sealed::{SealError, SealedHeader, UnsealedModel, unseal_from_reader};
+use confidant_wire::attest::{AttestRequest, CredentialRequest};
 use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
 
 use crate::config::{Config, LimitsConfig};
 use crate::keys::{TlsIdentity, sha256};
-use crate::model::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
-use crate::model::{Engine, EngineLimits, ModelError};
 use crate::tee::{Tee, TeeError};
 use crate::verifier_client::{VerifierClient, VerifierError};
+use confidant_engine::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use confidant_engine::{Engine, EngineLimits, ModelError};
 
 /// Longest sealed-model header read before attestation.
 const HEADER_PREFIX: u64 = 4096;
@@ -279,7 +279,7 @@ async fn activate_ak(
 fn check_reply(
     a: &Attestor,
     result_key: &ResultVerifier,
-    reply: confidant_attestation::wire::AttestResponse,
+    reply: confidant_wire::attest::AttestResponse,
     wrap: WrapKeyPair,
     now: u64,
 ) -> Result<Attestation, BootError> {

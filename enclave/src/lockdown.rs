@@ -12,8 +12,8 @@
 //! worker (confined through [`Tee::on_worker_thread`](crate::tee::Tee::on_worker_thread)), and
 //! every thread started later (the serving runtime, the engine's pool) inherits the confinement.
 
-use confidant_attestation::wire::{Confinement, LockdownStatus};
 use confidant_sandbox::Plan;
+use confidant_wire::attest::{Confinement, LockdownStatus};
 
 use crate::config::{Config, TeeConfig};
 use crate::supervisor::Booted;

@@ -2,7 +2,6 @@
 //!
 //! ```text
 //! confidant-enclave serve --config enclave.toml [--log-format json|text]
-//! confidant-enclave prepare-model --gguf FILE --out DIR [--weights q8_0-qk-f16|q8_0|q4_1] [--name NAME]
 //! ```
 #![forbid(unsafe_code)]
 
@@ -11,7 +10,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use confidant_enclave::config::Config;
-use confidant_enclave::model::prepare::{DEFAULT_MODEL_NAME, WeightsFormat, prepare};
 use confidant_enclave::supervisor::Enclave;
 use confidant_service::config::shutdown_signal;
 
@@ -33,22 +31,6 @@ enum Command {
         #[arg(long, default_value = "json")]
         log_format: LogFormat,
     },
-    /// Turns the shipped GGUF into a bundle directory (model.gguf, tokenizer.json, config.json).
-    PrepareModel {
-        /// The verified SmolLM2 GGUF (see scripts/fetch-model.sh).
-        #[arg(long)]
-        gguf: PathBuf,
-        /// Output directory.
-        #[arg(long)]
-        out: PathBuf,
-        /// Weight format: q8_0-qk-f16 (default: fastest that keeps the reference answers, see
-        /// docs/model.md), q8_0, q4_1 (as shipped), q4_0, f16 or f32.
-        #[arg(long, default_value = "q8_0-qk-f16")]
-        weights: WeightsFormat,
-        /// Model name the API reports.
-        #[arg(long, default_value = DEFAULT_MODEL_NAME)]
-        name: String,
-    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -61,24 +43,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Serve { config, log_format }) => serve(&config, log_format)?,
-        Some(Command::PrepareModel {
-            gguf,
-            out,
-            weights,
-            name,
-        }) => {
-            let report = prepare(&gguf, &out, weights, &name)
-                .with_context(|| format!("preparing {} from {}", out.display(), gguf.display()))?;
-            println!(
-                "prepared {}: {} tensors ({} re-quantised to {}), weights {} bytes, vocab {}",
-                out.display(),
-                report.tensors,
-                report.requantized,
-                weights.name(),
-                report.weights_bytes,
-                report.vocab_size
-            );
-        }
         None => println!("confidant-enclave"),
     }
     Ok(())

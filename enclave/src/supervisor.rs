@@ -16,7 +16,7 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiContext, AppState};
-use confidant_attestation::wire::LockdownStatus;
+use confidant_wire::attest::LockdownStatus;
 
 use crate::boot::{
     Attestation, AttestationSummary, Attestor, BootError, ReleasedModel, attest, load_engine,

@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use confidant_attestation::result::ResultVerifier;
-use confidant_attestation::wire::{
-    AttestRequest, AttestResponse, CBOR_CONTENT_TYPE, ChallengeResponse, CredentialRequest,
-    CredentialResponse, ErrorBody,
-};
 use confidant_service::secrets::Secret;
+use confidant_wire::attest::{
+    AttestRequest, AttestResponse, CBOR_CONTENT_TYPE, ChallengeResponse, CredentialRequest,
+    CredentialResponse,
+};
+use confidant_wire::error::ErrorBody;
+use confidant_wire::routes::verifier as routes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
@@ -133,7 +135,7 @@ impl VerifierClient {
         let (status, body) = self
             .call(
                 Method::POST,
-                "/v1/challenge",
+                routes::CHALLENGE,
                 Some(("application/json", b"{}".to_vec())),
             )
             .await?;
@@ -154,7 +156,7 @@ impl VerifierClient {
         let (status, reply) = self
             .call(
                 Method::POST,
-                "/v1/attest/credential",
+                routes::ATTEST_CREDENTIAL,
                 Some(("application/json", body)),
             )
             .await?;
@@ -167,7 +169,11 @@ impl VerifierClient {
         ciborium::into_writer(req, &mut body)
             .map_err(|_| VerifierError::BadReply("request encoding"))?;
         let (status, reply) = self
-            .call(Method::POST, "/v1/attest", Some((CBOR_CONTENT_TYPE, body)))
+            .call(
+                Method::POST,
+                routes::ATTEST,
+                Some((CBOR_CONTENT_TYPE, body)),
+            )
             .await?;
         if status != StatusCode::OK {
             return Err(refusal(status, &reply));
@@ -185,7 +191,7 @@ impl VerifierClient {
 
     /// `GET /v1/keys`: the key that signs attestation results.
     pub async fn result_verifier(&self) -> Result<ResultVerifier, VerifierError> {
-        let (status, body) = self.call(Method::GET, "/v1/keys", None).await?;
+        let (status, body) = self.call(Method::GET, routes::KEYS, None).await?;
         let keys: serde_json::Value = json_reply(status, &body)?;
         let jwk = keys
             .get("keys")

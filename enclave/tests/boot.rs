@@ -10,10 +10,12 @@ use base64::Engine;
 use confidant_attestation::binding::{Binding, BindingInput, Purpose};
 use confidant_attestation::evidence::Evidence;
 use confidant_attestation::policy::Policy;
-use confidant_attestation::sealed::SealError;
 use confidant_attestation::verify::verify_evidence;
 use confidant_enclave::boot::BootError;
 use confidant_enclave::supervisor::{Enclave, Phase};
+use confidant_sealed::SealError;
+use confidant_testkit::https::{Client, send_on};
+use confidant_wire::routes;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 use support::*;
@@ -138,7 +140,9 @@ async fn serves_only_after_key_release_and_speaks_openai() {
         "max_tokens": 24,
         "temperature": 0,
     });
-    let r = c.post("/v1/chat/completions", t, &chat).await;
+    let r = c
+        .post_json(routes::enclave::CHAT_COMPLETIONS, t, &chat)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let j = r.json();
     assert_eq!(j["object"], "chat.completion");
@@ -160,7 +164,9 @@ async fn serves_only_after_key_release_and_speaks_openai() {
     // The same request streamed: same text, OpenAI chunk format, ends with [DONE].
     let mut streamed = chat.clone();
     streamed["stream"] = json!(true);
-    let r = c.post("/v1/chat/completions", t, &streamed).await;
+    let r = c
+        .post_json(routes::enclave::CHAT_COMPLETIONS, t, &streamed)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.headers["content-type"], "text/event-stream");
     let events = sse_events(&r.text());
@@ -183,7 +189,7 @@ async fn serves_only_after_key_release_and_speaks_openai() {
 
     // Completions, plain and streamed with OpenAI's separate usage chunk.
     let comp = json!({"model": MODEL_ID, "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0});
-    let r = c.post("/v1/completions", t, &comp).await;
+    let r = c.post_json(routes::enclave::COMPLETIONS, t, &comp).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let j = r.json();
     assert_eq!(j["object"], "text_completion");
@@ -194,7 +200,9 @@ async fn serves_only_after_key_release_and_speaks_openai() {
     let mut comp_stream = comp.clone();
     comp_stream["stream"] = json!(true);
     comp_stream["stream_options"] = json!({"include_usage": true});
-    let r = c.post("/v1/completions", t, &comp_stream).await;
+    let r = c
+        .post_json(routes::enclave::COMPLETIONS, t, &comp_stream)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let events = sse_events(&r.text());
     assert_eq!(events.last().unwrap(), "[DONE]");
@@ -217,15 +225,21 @@ async fn serves_only_after_key_release_and_speaks_openai() {
         "messages": [{"role": "user", "content": "Tell me a short story."}],
         "max_tokens": 16, "temperature": 0.9, "top_p": 0.95, "seed": 1234,
     });
-    let a = c.post("/v1/chat/completions", t, &seeded).await.json();
-    let b = c.post("/v1/chat/completions", t, &seeded).await.json();
+    let a = c
+        .post_json(routes::enclave::CHAT_COMPLETIONS, t, &seeded)
+        .await
+        .json();
+    let b = c
+        .post_json(routes::enclave::CHAT_COMPLETIONS, t, &seeded)
+        .await
+        .json();
     assert_eq!(
         a["choices"][0]["message"]["content"],
         b["choices"][0]["message"]["content"]
     );
 
     // Models: id and the attested digest.
-    let r = c.get("/v1/models", t).await;
+    let r = c.get(routes::enclave::MODELS, t).await;
     assert_eq!(r.status, StatusCode::OK);
     let j = r.json();
     assert_eq!(j["data"][0]["id"], MODEL_ID);
@@ -243,9 +257,12 @@ async fn serves_only_after_key_release_and_speaks_openai() {
     let r = send_on(
         tls,
         Method::POST,
-        "/v1/attestation",
+        routes::enclave::SESSION_ATTESTATION,
         t,
-        Some(serde_json::to_vec(&json!({"nonce": hex::encode(nonce)})).unwrap()),
+        Some((
+            "application/json",
+            serde_json::to_vec(&json!({"nonce": hex::encode(nonce)})).unwrap(),
+        )),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -291,20 +308,20 @@ async fn serves_only_after_key_release_and_speaks_openai() {
     verified.bind(&binding(&exporter)).unwrap();
 
     // Health (no auth, no counts) and metrics (their own role: a client may not read them).
-    let r = c.get("/healthz", None).await;
+    let r = c.get(routes::enclave::HEALTHZ, None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["status"], "serving");
     assert_eq!(
-        c.get("/metrics", None).await.status,
+        c.get(routes::enclave::METRICS, None).await.status,
         StatusCode::UNAUTHORIZED
     );
     let client = v.client_token("alice", &["client"]);
     assert_eq!(
-        c.get("/metrics", Some(&client)).await.status,
+        c.get(routes::enclave::METRICS, Some(&client)).await.status,
         StatusCode::FORBIDDEN
     );
     let scraper = v.client_token("prometheus", &["metrics"]);
-    let r = c.get("/metrics", Some(&scraper)).await;
+    let r = c.get(routes::enclave::METRICS, Some(&scraper)).await;
     assert_eq!(r.status, StatusCode::OK);
     let m = r.text();
     assert!(
@@ -375,13 +392,16 @@ async fn renews_and_stops_serving_when_it_cannot() {
         e.phase() == Phase::Lapsed
     })
     .await;
-    let insecure = InsecureClient::new(addr);
+    let insecure = Client::insecure(addr);
     let r = insecure
-        .get("/v1/models", Some(&v.client_token("alice", &["client"])))
+        .get(
+            routes::enclave::MODELS,
+            Some(&v.client_token("alice", &["client"])),
+        )
         .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.code(), "not_attested");
-    let r = insecure.get("/healthz", None).await;
+    let r = insecure.get(routes::enclave::HEALTHZ, None).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(

@@ -17,7 +17,9 @@ use confidant_attestation::verify::{TrustAnchors, VerifiedKind, VerifyError, ver
 use confidant_attester::tpm::TpmAttester;
 use confidant_enclave::config::{Config, TeeConfig};
 use confidant_enclave::supervisor::{Enclave, Phase};
+use confidant_testkit::https::{Client, send_on};
 use confidant_testkit::swtpm::Swtpm;
+use confidant_wire::routes;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 use support::*;
@@ -112,7 +114,7 @@ async fn enrolled_ak_and_allowed_pcrs_serve() {
     let token = v.client_token("alice", &["client"]);
     let t = Some(token.as_str());
 
-    let r = c.get("/v1/models", t).await;
+    let r = c.get(routes::enclave::MODELS, t).await;
     assert_eq!(r.status, StatusCode::OK);
     let j = r.json();
     assert_eq!(j["data"][0]["id"], MODEL_ID);
@@ -124,7 +126,9 @@ async fn enrolled_ak_and_allowed_pcrs_serve() {
         "max_tokens": 6,
         "temperature": 0,
     });
-    let r = c.post("/v1/chat/completions", t, &chat).await;
+    let r = c
+        .post_json(routes::enclave::CHAT_COMPLETIONS, t, &chat)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let j = r.json();
     assert_eq!(j["object"], "chat.completion");
@@ -149,9 +153,12 @@ async fn enrolled_ak_and_allowed_pcrs_serve() {
     let r = send_on(
         tls,
         Method::POST,
-        "/v1/attestation",
+        routes::enclave::SESSION_ATTESTATION,
         None,
-        Some(serde_json::to_vec(&json!({"nonce": hex::encode(nonce)})).unwrap()),
+        Some((
+            "application/json",
+            serde_json::to_vec(&json!({"nonce": hex::encode(nonce)})).unwrap(),
+        )),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -352,7 +359,7 @@ async fn ek_activated_ak_serves() {
 
     let c = Client::new(addr, &v.ca_pem());
     let token = v.client_token("alice", &["client"]);
-    let r = c.get("/v1/models", Some(token.as_str())).await;
+    let r = c.get(routes::enclave::MODELS, Some(token.as_str())).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["data"][0]["id"], MODEL_ID);
     e.shutdown().await.unwrap();

@@ -7,6 +7,8 @@ mod support;
 use std::time::Duration;
 
 use confidant_enclave::supervisor::Enclave;
+use confidant_testkit::https::{Client, http_request, send_request_on};
+use confidant_wire::routes;
 use http_body_util::BodyExt;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -46,50 +48,50 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
     let e = Enclave::start(cfg).await.unwrap();
     let addr = wait_serving(&e).await;
     let c = Client::new(addr, &v.ca_pem());
-    let path = "/v1/chat/completions";
+    let path = routes::enclave::CHAT_COMPLETIONS;
 
     // 401: no token, garbage, the verifier's audience; 403: no client role.
-    let r = c.post(path, None, &chat("hi", 4)).await;
+    let r = c.post_json(path, None, &chat("hi", 4)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.code(), "missing_token");
     assert_eq!(r.headers["www-authenticate"], "Bearer");
-    let r = c.post(path, Some("not.a.token"), &chat("hi", 4)).await;
+    let r = c.post_json(path, Some("not.a.token"), &chat("hi", 4)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.code(), "invalid_token");
     let other_aud = v.token_for("confidant-verifier", "bob", &["client"]);
-    let r = c.post(path, Some(&other_aud), &chat("hi", 4)).await;
+    let r = c.post_json(path, Some(&other_aud), &chat("hi", 4)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let admin = v.client_token("carol", &["admin"]);
-    let r = c.post(path, Some(&admin), &chat("hi", 4)).await;
+    let r = c.post_json(path, Some(&admin), &chat("hi", 4)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     // Session attestation needs no token (clients send none before the session is proven).
     let r = c
-        .post(
-            "/v1/attestation",
+        .post_json(
+            routes::enclave::SESSION_ATTESTATION,
             None,
             &json!({"nonce": hex::encode([1u8; 32])}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = c.get("/v1/models", None).await;
+    let r = c.get(routes::enclave::MODELS, None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
     // 415 for every JSON route when the body is not declared as JSON (what a browser sends
     // cross-site without a preflight), before authentication, rate limits or evidence.
     let rejected_before = e.metrics().render();
-    for route in [path, "/v1/completions", "/v1/attestation"] {
+    for route in [
+        path,
+        routes::enclave::COMPLETIONS,
+        routes::enclave::SESSION_ATTESTATION,
+    ] {
         for ct in [
             None,
             Some("text/plain"),
             Some("application/x-www-form-urlencoded"),
             Some("multipart/form-data; boundary=x"),
         ] {
-            let mut req = request(
-                Method::POST,
-                route,
-                None,
-                Some(serde_json::to_vec(&json!({"nonce": hex::encode([2u8; 32])})).unwrap()),
-            );
+            let body = serde_json::to_vec(&json!({"nonce": hex::encode([2u8; 32])})).unwrap();
+            let mut req = http_request(Method::POST, route, None, Some(("application/json", body)));
             req.headers_mut().remove(hyper::header::CONTENT_TYPE);
             if let Some(ct) = ct {
                 req.headers_mut()
@@ -116,7 +118,7 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
     // 400s with clear messages, 404 for another model, 413 over the body cap.
     let alice = v.client_token("alice", &["client"]);
     let a = Some(alice.as_str());
-    let r = c.post(path, a, &chat("hi", 65)).await;
+    let r = c.post_json(path, a, &chat("hi", 65)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.code(), "max_tokens_too_large");
     assert!(
@@ -126,27 +128,36 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
             .contains("64")
     );
     let long = "word ".repeat(100);
-    let r = c.post(path, a, &chat(&long, 4)).await;
+    let r = c.post_json(path, a, &chat(&long, 4)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.code(), "prompt_too_long");
     let r = c
-        .send(Method::POST, path, a, Some(b"{\"model\": ".to_vec()))
+        .request(
+            Method::POST,
+            path,
+            a,
+            Some(("application/json", b"{\"model\": ".to_vec())),
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.code(), "invalid_body");
     let mut other = chat("hi", 4);
     other["model"] = json!("gpt-4");
-    let r = c.post(path, a, &other).await;
+    let r = c.post_json(path, a, &other).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.code(), "model_not_found");
     let mut two = chat("hi", 4);
     two["n"] = json!(2);
-    let r = c.post(path, a, &two).await;
+    let r = c.post_json(path, a, &two).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = c.post(path, a, &chat(&"x".repeat(5000), 4)).await;
+    let r = c.post_json(path, a, &chat(&"x".repeat(5000), 4)).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     let r = c
-        .post("/v1/attestation", a, &json!({"nonce": "abcd"}))
+        .post_json(
+            routes::enclave::SESSION_ATTESTATION,
+            a,
+            &json!({"nonce": "abcd"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.code(), "invalid_nonce");
@@ -155,11 +166,16 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
     let dave = v.client_token("dave", &["client"]);
     for _ in 0..12 {
         let r = c
-            .send(Method::POST, path, Some(&dave), Some(b"[]".to_vec()))
+            .request(
+                Method::POST,
+                path,
+                Some(&dave),
+                Some(("application/json", b"[]".to_vec())),
+            )
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
     }
-    let r = c.post(path, Some(&dave), &chat("hi", 4)).await;
+    let r = c.post_json(path, Some(&dave), &chat("hi", 4)).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.code(), "rate_limited");
     assert!(
@@ -176,8 +192,8 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
     let mut codes = Vec::new();
     for _ in 0..12 {
         let r = c
-            .post(
-                "/v1/attestation",
+            .post_json(
+                routes::enclave::SESSION_ATTESTATION,
                 None,
                 &json!({"nonce": hex::encode([2u8; 32])}),
             )
@@ -200,11 +216,11 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
         .unwrap();
     let conn_task = tokio::spawn(conn);
     let resp = sender
-        .send_request(request(
+        .send_request(http_request(
             Method::POST,
             path,
             Some(&erin),
-            Some(serde_json::to_vec(&stream_req).unwrap()),
+            Some(("application/json", serde_json::to_vec(&stream_req).unwrap())),
         ))
         .await
         .unwrap();
@@ -214,10 +230,10 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
     assert!(first.data_ref().unwrap().starts_with(b"data: "));
 
     // 429 on the token budget (64 reserved, 64 more asked), 503 on the full queue.
-    let r = c.post(path, Some(&erin), &chat("hi", 64)).await;
+    let r = c.post_json(path, Some(&erin), &chat("hi", 64)).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers.contains_key("retry-after"));
-    let r = c.post(path, a, &chat("hi", 4)).await;
+    let r = c.post_json(path, a, &chat("hi", 4)).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.code(), "overloaded");
 
@@ -230,11 +246,11 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
         metrics.generations_finished("cancelled") == 1
     })
     .await;
-    let r = c.post(path, a, &chat("Say hi.", 4)).await;
+    let r = c.post_json(path, a, &chat("Say hi.", 4)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 
     let scraper = v.client_token("prometheus", &["metrics"]);
-    let m = c.get("/metrics", Some(&scraper)).await.text();
+    let m = c.get(routes::enclave::METRICS, Some(&scraper)).await.text();
     for code in ["rate_limited", "overloaded", "prompt_too_long", "forbidden"] {
         assert!(
             m.contains(&format!("confidant_rejections_total{{code=\"{code}\"}}")),

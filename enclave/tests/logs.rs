@@ -8,6 +8,8 @@ mod support;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use confidant_enclave::supervisor::Enclave;
+use confidant_testkit::https::Client;
+use confidant_wire::routes;
 use hyper::StatusCode;
 use serde_json::json;
 use support::*;
@@ -38,7 +40,9 @@ async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
         "messages": [{"role": "user", "content": secret_prompt}],
         "max_tokens": 16, "temperature": 0,
     });
-    let r = c.post("/v1/chat/completions", t, &chat).await;
+    let r = c
+        .post_json(routes::enclave::CHAT_COMPLETIONS, t, &chat)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let completion = r.json()["choices"][0]["message"]["content"]
         .as_str()
@@ -47,13 +51,15 @@ async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
     let mut streamed = chat.clone();
     streamed["stream"] = json!(true);
     assert_eq!(
-        c.post("/v1/chat/completions", t, &streamed).await.status,
+        c.post_json(routes::enclave::CHAT_COMPLETIONS, t, &streamed)
+            .await
+            .status,
         StatusCode::OK
     );
     let secret_completion_prompt = "Quokka-4410 whispered the vault code";
     let r = c
-        .post(
-            "/v1/completions",
+        .post_json(
+            routes::enclave::COMPLETIONS,
             t,
             &json!({"model": MODEL_ID, "prompt": secret_completion_prompt, "max_tokens": 8}),
         )
@@ -61,19 +67,19 @@ async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
     assert_eq!(r.status, StatusCode::OK);
     // Rejected requests log too: an oversized one and a malformed one.
     let r = c
-        .post(
-            "/v1/chat/completions",
+        .post_json(
+            routes::enclave::CHAT_COMPLETIONS,
             t,
             &json!({"model": MODEL_ID, "messages": [{"role": "user", "content": format!("Narwhal-9 {}", "x ".repeat(3000))}], "max_tokens": 4}),
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = c
-        .send(
+        .request(
             hyper::Method::POST,
-            "/v1/completions",
+            routes::enclave::COMPLETIONS,
             t,
-            Some(b"{\"prompt\": \"Ocelot-55\"".to_vec()),
+            Some(("application/json", b"{\"prompt\": \"Ocelot-55\"".to_vec())),
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -83,7 +89,7 @@ async fn logs_of_a_whole_run_hold_no_prompts_keys_or_tokens() {
     assert_eq!(c.get(&hostile_path, t).await.status, StatusCode::NOT_FOUND);
     let hostile_sub = v.client_token("Hostile7731\n{\"level\":\"WARN\"}", &["client"]);
     let r = c
-        .post("/v1/chat/completions", Some(&hostile_sub), &chat)
+        .post_json(routes::enclave::CHAT_COMPLETIONS, Some(&hostile_sub), &chat)
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     e.shutdown().await.unwrap();

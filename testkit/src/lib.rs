@@ -1,8 +1,11 @@
 //! Test support shared by the Confidant test suites. Never linked into a shipped binary.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod https;
 pub mod model;
 pub mod ovmf;
+pub mod policy;
 pub mod probe;
 pub mod pytools;
 pub mod rng;

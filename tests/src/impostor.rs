@@ -19,10 +19,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use confidant_attestation::binding::{Binding, BindingInput, Purpose};
 use confidant_attestation::evidence::Evidence;
-use confidant_attestation::wire::{
-    AttestRequest, AttestResponse, CBOR_CONTENT_TYPE, ChallengeResponse,
-};
 use confidant_attester::snp_sim::SimulatedSnp;
+use confidant_wire::attest::{AttestRequest, AttestResponse, CBOR_CONTENT_TYPE, ChallengeResponse};
+use confidant_wire::routes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256};
@@ -85,7 +84,7 @@ pub async fn certified_second_enclave(stack: &Stack, measurement: &[u8; 48]) -> 
         stack.verifier_addr,
         &verifier_pem,
         "POST",
-        "/v1/challenge",
+        routes::verifier::CHALLENGE,
         Some(&token),
         None,
     )
@@ -122,7 +121,7 @@ pub async fn certified_second_enclave(stack: &Stack, measurement: &[u8; 48]) -> 
         stack.verifier_addr,
         &verifier_pem,
         "POST",
-        "/v1/attest",
+        routes::verifier::ATTEST,
         Some(&token),
         Some((CBOR_CONTENT_TYPE, body)),
     )
@@ -245,7 +244,7 @@ async fn route(
     hits: &Hits,
     reply: &Option<Vec<u8>>,
 ) -> hyper::Response<Full<Bytes>> {
-    let is_attestation = req.uri().path() == "/v1/attestation";
+    let is_attestation = req.uri().path() == routes::enclave::SESSION_ATTESTATION;
     let _ = req.into_body().collect().await;
     let (status, body) = if !is_attestation {
         hits.other.fetch_add(1, Ordering::SeqCst);

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use confidant_attestation::snp::SnpTrustRoots;
 use confidant_attestation::verify::TrustAnchors;
 use confidant_client::{BearerToken, Client, ClientPolicy, Mode, ResultVerifier};
+use confidant_wire::routes;
 use configs::{enclave_toml, policy_toml};
 use tempfile::TempDir;
 
@@ -131,7 +132,7 @@ pub fn sealed_model() -> &'static SealedModel {
     static MODEL: OnceLock<SealedModel> = OnceLock::new();
     MODEL.get_or_init(|| {
         let bins = bins();
-        let bundle = confidant_testkit::model::model_bundle_prepared_by(&bins.enclave);
+        let bundle = confidant_testkit::model::model_bundle_prepared_by(&bins.cli);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.sealed");
         let key_path = dir.path().join("model.key");
@@ -163,12 +164,7 @@ pub fn sealed_model() -> &'static SealedModel {
 /// The policy a [`Stack`] installs: the development SNP root, [`MODEL_ID`] with `digest`, the
 /// enclave build `measurement`.
 pub fn dev_policy_toml(digest: &[u8; 32], measurement: &[u8; 48]) -> String {
-    policy_toml(
-        &confidant_testkit::dev_pki(),
-        digest,
-        measurement,
-        &StackOptions::default(),
-    )
+    policy_toml(digest, measurement, &StackOptions::default())
 }
 
 /// AMD roots plus the development root of the simulated TEE.
@@ -373,7 +369,7 @@ impl Stack {
         assert!(out.status.success(), "confidant-verifier init failed");
         std::fs::write(
             vdir.join("policy.toml"),
-            policy_toml(&dev_pki, &model.digest, &measurement, &opts),
+            policy_toml(&model.digest, &measurement, &opts),
         )
         .unwrap();
         let config_path = vdir.join("verifier.toml");
@@ -448,7 +444,14 @@ impl Stack {
         );
 
         let ca = std::fs::read(vdir.join("tls-cert.pem")).unwrap();
-        let keys = https::blocking_request(verifier_addr, &ca, "GET", "/v1/keys", None, None);
+        let keys = https::blocking_request(
+            verifier_addr,
+            &ca,
+            "GET",
+            routes::verifier::KEYS,
+            None,
+            None,
+        );
         assert_eq!(keys.status, 200, "GET /v1/keys");
         let keys: serde_json::Value = serde_json::from_slice(&keys.body).unwrap();
         let result_key_jwk = keys["keys"][0].to_string();
@@ -535,16 +538,7 @@ impl Stack {
         let key = self.dir.path().join("result-key.jwk");
         std::fs::write(&key, &self.result_key_jwk).unwrap();
         let policy = self.dir.path().join("client-policy.toml");
-        std::fs::write(
-            &policy,
-            format!(
-                "allow_dev = true\nmeasurements = [\"{}\"]\n[[models]]\nid = \"{MODEL_ID}\"\n\
-                 digest = \"{}\"\n",
-                hex::encode(self.measurement),
-                hex::encode(self.model_digest)
-            ),
-        )
-        .unwrap();
+        std::fs::write(&policy, toml::to_string(&self.policy()).unwrap()).unwrap();
         let pki = confidant_testkit::dev_pki();
         let mut args: Vec<std::ffi::OsString> = Vec::new();
         let mut push = |flag: &str, path: PathBuf| {
@@ -567,7 +561,7 @@ impl Stack {
             self.enclave_addr,
             &self.ca_pem(),
             "GET",
-            "/metrics",
+            routes::enclave::METRICS,
             Some(&token),
             None,
         )
@@ -584,7 +578,7 @@ impl Stack {
     }
 }
 
-/// Sum of the samples of `metric` whose labels contain `label` (e.g. `route="/v1/chat/completions"`).
+/// Sum of the samples of `metric` whose labels contain `label` (e.g. `route=routes::enclave::CHAT_COMPLETIONS`).
 pub fn metric_sum(metrics: &str, metric: &str, label: &str) -> f64 {
     metrics
         .lines()

@@ -19,12 +19,12 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use confidant_client::openai::{ChatMessage, ChatRequest};
 use confidant_client::{BearerToken, Client, ClientPolicy, Mode, ResultVerifier};
 use confidant_e2e::{
     CAPITAL_PROMPT, KEY_ID, MODEL_ID, Service, bins, dev_policy_toml, dev_trust_anchors, https,
     run_ok, sealed_model, sim_measurement,
 };
+use confidant_wire::openai::{ChatMessage, ChatRequest};
 
 /// The user the images run as.
 const APP_UID: &str = "10001";

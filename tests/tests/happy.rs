@@ -12,8 +12,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use confidant_client::Mode;
-use confidant_client::openai::{ChatMessage, ChatRequest};
 use confidant_e2e::{CAPITAL_PROMPT, MODEL_ID, Service, Stack, StackOptions, bins, https};
+use confidant_wire::openai::{ChatMessage, ChatRequest};
+use confidant_wire::routes;
 
 fn capital_question() -> ChatRequest {
     ChatRequest::new(MODEL_ID, vec![ChatMessage::user(CAPITAL_PROMPT)])
@@ -92,7 +93,15 @@ fn through_proxy(stack: &Stack) {
 /// rustls with only the verifier CA as root, no Confidant code: the floor of assurance.
 async fn standard_https_client(stack: &Stack) {
     let ca = stack.ca_pem();
-    let health = https::request(stack.enclave_addr, &ca, "GET", "/healthz", None, None).await;
+    let health = https::request(
+        stack.enclave_addr,
+        &ca,
+        "GET",
+        routes::enclave::HEALTHZ,
+        None,
+        None,
+    )
+    .await;
     assert_eq!(health.status, 200);
     assert_eq!(health.json()["status"], "serving");
     let token = stack.token("client");
@@ -100,7 +109,7 @@ async fn standard_https_client(stack: &Stack) {
         stack.enclave_addr,
         &ca,
         "GET",
-        "/v1/models",
+        routes::enclave::MODELS,
         Some(&token),
         None,
     )
@@ -109,7 +118,15 @@ async fn standard_https_client(stack: &Stack) {
     let models = models.json();
     assert_eq!(models["data"][0]["id"], MODEL_ID);
     assert_eq!(models["data"][0]["digest"], hex::encode(stack.model_digest));
-    let anonymous = https::request(stack.enclave_addr, &ca, "GET", "/v1/models", None, None).await;
+    let anonymous = https::request(
+        stack.enclave_addr,
+        &ca,
+        "GET",
+        routes::enclave::MODELS,
+        None,
+        None,
+    )
+    .await;
     assert_eq!(anonymous.status, 401, "inference routes need a token");
     // The verifier's own TLS certificate is not the CA that issues enclave certificates.
     let wrong_root = stack.verifier_tls_pem();

@@ -6,10 +6,11 @@
 // Test code: a failed fixture or assertion is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use confidant_client::openai::{ChatMessage, ChatRequest};
 use confidant_client::{AttestError, Client, ClientError, ClientPolicy, Mode};
 use confidant_e2e::impostor::{self, ImpostorServer};
 use confidant_e2e::{CAPITAL_PROMPT, MODEL_ID, Stack, StackOptions, https, metric_sum};
+use confidant_wire::openai::{ChatMessage, ChatRequest};
+use confidant_wire::routes;
 
 /// A launch measurement the verifier's policy allows (for a second enclave) but clients do not.
 const OTHER_MEASUREMENT: [u8; 48] = [0x42; 48];
@@ -37,9 +38,20 @@ fn attest_error(e: ClientError) -> AttestError {
 async fn prompt_counters(stack: &Stack) -> (f64, f64, f64) {
     let m = stack.metrics().await;
     (
-        metric_sum(&m, "confidant_http_requests_total", "/v1/chat/completions")
-            + metric_sum(&m, "confidant_http_requests_total", "/v1/completions"),
-        metric_sum(&m, "confidant_http_requests_total", "/v1/attestation"),
+        metric_sum(
+            &m,
+            "confidant_http_requests_total",
+            routes::enclave::CHAT_COMPLETIONS,
+        ) + metric_sum(
+            &m,
+            "confidant_http_requests_total",
+            routes::enclave::COMPLETIONS,
+        ),
+        metric_sum(
+            &m,
+            "confidant_http_requests_total",
+            routes::enclave::SESSION_ATTESTATION,
+        ),
         metric_sum(&m, "confidant_prompt_tokens_total", ""),
     )
 }
@@ -123,7 +135,7 @@ async fn replayed_session_evidence(stack: &Stack) {
         stack.enclave_addr,
         &stack.ca_pem(),
         "POST",
-        "/v1/attestation",
+        routes::enclave::SESSION_ATTESTATION,
         Some(&stack.token("client")),
         Some((
             "application/json",

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use confidant_e2e::vm::{GUEST_VERIFIER_ADDR, GUEST_VERIFIER_PORT, Vm, VmSpec};
 use confidant_e2e::{MODEL_ID, Service, bins, sealed_model};
+use confidant_wire::routes;
 
 const APPEND: &str = "console=ttyS0 quiet";
 const MEMORY_MIB: u32 = 2048;
@@ -304,7 +305,7 @@ fn measured_vm_boots_attests_serves_and_only_that_image_gets_the_key() {
         verifier_addr,
         &std::fs::read(vdir.join("tls-cert.pem")).unwrap(),
         "GET",
-        "/v1/keys",
+        routes::verifier::KEYS,
         None,
         None,
     );
@@ -334,7 +335,7 @@ fn measured_vm_boots_attests_serves_and_only_that_image_gets_the_key() {
     let gen_t = Instant::now();
     let answer = rt.block_on(async {
         let mut conn = client.connect().await.unwrap();
-        let request = confidant_attestation::openai::CompletionRequest {
+        let request = confidant_wire::openai::CompletionRequest {
             model: MODEL_ID.to_owned(),
             prompt: "The capital of France is".to_owned(),
             max_tokens: Some(2),

@@ -26,11 +26,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use confidant_attestation::wire::{
-    AttestRequest, CBOR_CONTENT_TYPE, ChallengeResponse, CredentialRequest, CredentialResponse,
-};
 use confidant_service::content_type::require_json;
 use confidant_service::{ApiError, JwtVerifier, Principal, RequireAuth, require_role};
+use confidant_wire::attest::{
+    AttestRequest, CBOR_CONTENT_TYPE, ChallengeResponse, CredentialRequest, CredentialResponse,
+};
+use confidant_wire::routes::verifier as routes;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -60,14 +61,14 @@ impl FromRef<AppState> for Arc<JwtVerifier> {
 /// routes, and the public CA and result keys. Hardened (JSON errors, body cap, request ids).
 pub fn attestation_router(verifier: Arc<Verifier>, max_body_bytes: usize) -> Router {
     let app = Router::new()
-        .route("/v1/challenge", post(challenge))
-        .route("/v1/attest", post(attest))
+        .route(routes::CHALLENGE, post(challenge))
+        .route(routes::ATTEST, post(attest))
         .route(
-            "/v1/attest/credential",
+            routes::ATTEST_CREDENTIAL,
             post(attest_credential).route_layer(from_fn(require_json)),
         )
-        .route("/v1/ca", get(ca))
-        .route("/v1/keys", get(keys))
+        .route(routes::CA, get(ca))
+        .route(routes::KEYS, get(keys))
         .with_state(AppState(verifier));
     confidant_service::harden(app, max_body_bytes)
 }
@@ -76,26 +77,26 @@ pub fn attestation_router(verifier: Arc<Verifier>, max_body_bytes: usize) -> Rou
 /// revocation, model keys, the audit log and its proofs. Hardened like the attestation API.
 pub fn admin_router(verifier: Arc<Verifier>, max_body_bytes: usize) -> Router {
     let app = Router::new()
-        .route("/v1/admin/policy", put(put_policy).get(get_policy))
+        .route(routes::ADMIN_POLICY, put(put_policy).get(get_policy))
         .route(
-            "/v1/admin/measurements/revoke",
+            routes::ADMIN_REVOKE_MEASUREMENT,
             post(revoke_measurement).route_layer(from_fn(require_json)),
         )
         .route(
-            "/v1/admin/keys",
+            routes::ADMIN_KEYS,
             post(import_key)
                 .route_layer(from_fn(require_json))
                 .get(list_keys),
         )
         .route(
-            "/v1/admin/keys/{id}/rotate",
+            routes::ADMIN_KEY_ROTATE,
             post(rotate_key).route_layer(from_fn(require_json)),
         )
-        .route("/v1/admin/keys/{id}/revoke", post(revoke_key))
-        .route("/v1/audit", get(audit_entries))
-        .route("/v1/audit/checkpoint", get(audit_checkpoint))
-        .route("/v1/audit/proof/inclusion", get(inclusion_proof))
-        .route("/v1/audit/proof/consistency", get(consistency_proof))
+        .route(routes::ADMIN_KEY_REVOKE, post(revoke_key))
+        .route(routes::AUDIT, get(audit_entries))
+        .route(routes::AUDIT_CHECKPOINT, get(audit_checkpoint))
+        .route(routes::AUDIT_PROOF_INCLUSION, get(inclusion_proof))
+        .route(routes::AUDIT_PROOF_CONSISTENCY, get(consistency_proof))
         .with_state(AppState(verifier));
     confidant_service::harden(app, max_body_bytes)
 }
@@ -185,7 +186,7 @@ async fn attest_credential(
 ) -> Result<axum::Json<CredentialResponse>, ApiError> {
     role(&p, ROLE_ENCLAVE)?;
     v.rate_limit(&p)?;
-    if body.len() > confidant_attestation::wire::MAX_CREDENTIAL_BODY {
+    if body.len() > confidant_wire::attest::MAX_CREDENTIAL_BODY {
         return Err(ApiError::payload_too_large());
     }
     let req: CredentialRequest = json_body(&headers, &body)?;
@@ -205,7 +206,7 @@ fn decode_attest_request(body: &[u8]) -> Result<AttestRequest, ApiError> {
             "attestation request is not valid CBOR of the expected shape",
         )
     };
-    if body.len() > confidant_attestation::wire::MAX_ATTEST_BODY {
+    if body.len() > confidant_wire::attest::MAX_ATTEST_BODY {
         return Err(ApiError::payload_too_large());
     }
     let mut reader = body;
@@ -293,7 +294,7 @@ struct ImportKey {
     /// The 32-byte model key, base64.
     key: SecretString,
     model_id: String,
-    /// SHA-256 of the plaintext model bundle, hex.
+    /// BLAKE3-256 of the plaintext model bundle (the model digest), hex.
     model_digest: String,
 }
 
@@ -316,7 +317,7 @@ impl<'de> Deserialize<'de> for SecretString {
     }
 }
 
-fn decode_model_key(b64: &str) -> Result<confidant_attestation::sealed::ModelKey, ApiError> {
+fn decode_model_key(b64: &str) -> Result<confidant_attestation::modelkey::ModelKey, ApiError> {
     let bad = || ApiError::bad_request("invalid_key", "model key must be 32 bytes, base64");
     let bytes = Zeroizing::new(STANDARD.decode(b64.trim()).map_err(|_| bad())?);
     let mut arr = Zeroizing::new([0u8; 32]);
@@ -324,7 +325,7 @@ fn decode_model_key(b64: &str) -> Result<confidant_attestation::sealed::ModelKey
         return Err(bad());
     }
     arr.copy_from_slice(&bytes);
-    Ok(confidant_attestation::sealed::ModelKey::from_bytes(*arr))
+    Ok(confidant_attestation::modelkey::ModelKey::from_bytes(*arr))
 }
 
 fn decode_digest(hex_digest: &str) -> Result<[u8; 32], ApiError> {

@@ -25,8 +25,8 @@ use confidant_attestation::tpm::TpmError;
 use confidant_attestation::verify::{
     VerifiedEvidence, VerifiedKind, VerifyError, evidence_digest, verify_evidence,
 };
-use confidant_attestation::wire::{AttestRequest, AttestResponse, WrappedKeyWire};
 use confidant_service::ApiError;
+use confidant_wire::attest::{AttestRequest, AttestResponse, WrappedKeyWire};
 use ring::rand::SystemRandom;
 
 use confidant_attestation::policy::Policy;
@@ -474,7 +474,7 @@ fn release(
     );
     let result = ctx
         .signer
-        .sign(&claims)
+        .sign(&claims, ctx.rng)
         .map_err(|e| internal("signing result", &e))?;
     let result_digest = sha256(&result);
 
@@ -543,9 +543,9 @@ pub fn issue_certificate(
 mod tests {
     use super::*;
     use confidant_attestation::evidence::SnpEvidence;
+    use confidant_attestation::modelkey::ModelKey;
     use confidant_attestation::policy::Policy;
     use confidant_attestation::result::ResultSigner;
-    use confidant_attestation::sealed::ModelKey;
 
     use crate::keys::{KeyStore, NewKey};
     use crate::policy_store::ActivePolicy;
@@ -593,7 +593,8 @@ mod tests {
         let ca_key = CertificateAuthority::generate_key(&rng).unwrap();
         let ca =
             CertificateAuthority::new(&ca_key, "test CA", 0, u64::from(u32::MAX), &rng).unwrap();
-        let signer = ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8().unwrap()).unwrap();
+        let signer =
+            ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8(&rng).unwrap(), &rng).unwrap();
         let active = ActivePolicy {
             policy: policy.clone(),
             text: text.to_owned(),

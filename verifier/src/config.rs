@@ -186,7 +186,7 @@ pub enum TornTail {
 }
 
 fn default_max_body() -> usize {
-    confidant_attestation::wire::MAX_ATTEST_BODY
+    confidant_wire::attest::MAX_ATTEST_BODY
 }
 fn default_leeway() -> u64 {
     60

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use confidant_attestation::modelkey::{MODEL_KEY_LEN, ModelKey};
 use confidant_attestation::policy::Appraisal;
-use confidant_attestation::sealed::{MODEL_KEY_LEN, ModelKey};
 use confidant_service::secrets::{Secret, write_secret_file};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::SecureRandom;
@@ -78,7 +78,7 @@ pub enum KeyStatus {
 pub struct KeyInfo {
     pub key_id: String,
     pub model_id: String,
-    /// SHA-256 of the plaintext model bundle, hex.
+    /// BLAKE3-256 of the plaintext model bundle (the model digest), hex.
     pub model_digest: String,
     pub status: KeyStatus,
     /// Unix seconds.

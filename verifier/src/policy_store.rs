@@ -227,7 +227,7 @@ pub fn dev_policy_toml(dev_ark_sha256: Option<&[u8; 32]>) -> String {
          tpm_aks_spki_sha256 = []\n\
          {dev}\n\
          # [models.\"my-model\"]\n\
-         # digest = \"<sha256 of the plaintext model bundle>\"\n\
+         # digest = \"<BLAKE3-256 of the plaintext model bundle>\"\n\
          # snp_measurements = [\"<96 hex digits>\"]\n\
          # min_tcb = {{ bootloader = 0, tee = 0, snp = 0, microcode = 0 }}\n\
          # allow_dev = true\n"

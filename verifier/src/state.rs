@@ -5,15 +5,15 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use confidant_attestation::leafcert::CertificateAuthority;
+use confidant_attestation::modelkey::ModelKey;
 use confidant_attestation::result::ResultSigner;
-use confidant_attestation::sealed::ModelKey;
-use confidant_attestation::wire::{
-    AttestRequest, AttestResponse, CredentialRequest, CredentialResponse,
-};
 use confidant_service::logsafe::Untrusted;
 use confidant_service::ratelimit::{BucketConfig, Limiter, SystemClock};
 use confidant_service::secrets::{SecretError, load_secret};
 use confidant_service::{ApiError, JwtVerifier, Principal};
+use confidant_wire::attest::{
+    AttestRequest, AttestResponse, CredentialRequest, CredentialResponse,
+};
 use ring::rand::SystemRandom;
 
 use crate::activation::{ActivationStore, CredentialRefusal};
@@ -109,7 +109,8 @@ impl Verifier {
             config.ca.not_after,
             &rng,
         )?;
-        let signer = ResultSigner::from_pkcs8(load_secret(&config.results.signing_key)?.expose())?;
+        let signer =
+            ResultSigner::from_pkcs8(load_secret(&config.results.signing_key)?.expose(), &rng)?;
         let kek = crate::keys::parse_kek(&load_secret(&config.keys.kek)?)?;
         let keys = KeyStore::open(&config.keys.store, &kek)?;
         let policy = PolicyStore::open(

@@ -8,14 +8,18 @@ mod support;
 
 use confidant_attestation::audit::{verify_checkpoint, verify_inclusion, verify_log};
 use confidant_attestation::evidence::Evidence;
+use confidant_wire::routes;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_roles() {
     let s = TestServer::start().await;
     let c = &s.client;
-    let admin_routes = ["/v1/admin/keys", "/v1/admin/policy"];
-    let auditor_routes = ["/v1/audit?from=0", "/v1/audit/checkpoint"];
+    let admin_routes = [routes::verifier::ADMIN_KEYS, routes::verifier::ADMIN_POLICY];
+    let auditor_routes = [
+        &format!("{}?from=0", routes::verifier::AUDIT),
+        routes::verifier::AUDIT_CHECKPOINT,
+    ];
     for path in admin_routes.iter().chain(auditor_routes.iter()) {
         let r = c.get(path, None).await;
         assert_eq!(r.status, 401, "{path}");
@@ -36,7 +40,12 @@ async fn tokens_and_roles() {
             600,
         ))
         .unwrap();
-    assert_eq!(c.get("/v1/admin/keys", Some(&forged)).await.status, 401);
+    assert_eq!(
+        c.get(routes::verifier::ADMIN_KEYS, Some(&forged))
+            .await
+            .status,
+        401
+    );
 
     for path in admin_routes {
         for role in ["auditor", "enclave", "client"] {
@@ -59,27 +68,35 @@ async fn tokens_and_roles() {
     // Challenge and attest: enclaves only.
     for role in ["admin", "auditor", "client"] {
         let r = c
-            .post_json("/v1/challenge", Some(s.token(role)), &serde_json::json!({}))
+            .post_json(
+                routes::verifier::CHALLENGE,
+                Some(s.token(role)),
+                &serde_json::json!({}),
+            )
             .await;
         assert_eq!(r.status, 403);
         let r = c
-            .post_cbor("/v1/attest", Some(s.token(role)), vec![0xa0])
+            .post_cbor(routes::verifier::ATTEST, Some(s.token(role)), vec![0xa0])
             .await;
         assert_eq!(r.status, 403);
     }
     assert_eq!(
-        c.post_json("/v1/challenge", None, &serde_json::json!({}))
+        c.post_json(routes::verifier::CHALLENGE, None, &serde_json::json!({}))
             .await
             .status,
         401
     );
     // Public pins need no token.
-    assert_eq!(c.get("/v1/ca", None).await.status, 200);
-    assert_eq!(c.get("/v1/keys", None).await.status, 200);
+    assert_eq!(c.get(routes::verifier::CA, None).await.status, 200);
+    assert_eq!(c.get(routes::verifier::KEYS, None).await.status, 200);
     // Unknown route and malformed attest body: JSON errors with codes.
     assert_eq!(c.get("/v1/nope", None).await.code(), "not_found");
     let r = c
-        .post_cbor("/v1/attest", Some(s.token("enclave")), b"\xff\xff".to_vec())
+        .post_cbor(
+            routes::verifier::ATTEST,
+            Some(s.token("enclave")),
+            b"\xff\xff".to_vec(),
+        )
         .await;
     assert_eq!(r.code(), "malformed_request");
 }
@@ -97,7 +114,7 @@ async fn challenge_rate_limit_answers_429_with_retry_after() {
     let r = s
         .client
         .post_json(
-            "/v1/challenge",
+            routes::verifier::CHALLENGE,
             Some(s.token("enclave")),
             &serde_json::json!({}),
         )
@@ -122,7 +139,7 @@ async fn key_admin_import_rotate_revoke() {
     let r = s
         .client
         .post_json(
-            "/v1/admin/keys",
+            routes::verifier::ADMIN_KEYS,
             admin,
             &serde_json::json!({"key_id": "k9", "key": "AAAA", "model_id": "m", "model_digest": hex::encode([0u8; 32])}),
         )
@@ -132,7 +149,7 @@ async fn key_admin_import_rotate_revoke() {
     let r = s
         .client
         .post_json(
-            &format!("/v1/admin/keys/{KEY_ID}/rotate"),
+            &routes::verifier::admin_key_rotate(KEY_ID),
             admin,
             &serde_json::json!({"new_key_id": "key-2", "key": base64_key([7; 32])}),
         )
@@ -161,10 +178,9 @@ async fn key_admin_import_rotate_revoke() {
         .client
         .request(
             hyper::Method::POST,
-            &format!("/v1/admin/keys/{KEY_ID}/revoke"),
+            &routes::verifier::admin_key_revoke(KEY_ID),
             admin,
             None,
-            Vec::new(),
         )
         .await;
     assert_eq!(r.status, 200);
@@ -199,9 +215,13 @@ async fn audit_log_verifies_and_torn_tail_is_handled() {
 
     // Signed checkpoint, inclusion and consistency proofs.
     let auditor = Some(s.token("auditor"));
-    let cp = s.client.get("/v1/audit/checkpoint", auditor).await.json();
+    let cp = s
+        .client
+        .get(routes::verifier::AUDIT_CHECKPOINT, auditor)
+        .await
+        .json();
     let pk = hex::decode(cp["public_key"].as_str().unwrap()).unwrap();
-    let keys = s.client.get("/v1/keys", None).await.json();
+    let keys = s.client.get(routes::verifier::KEYS, None).await.json();
     assert_eq!(keys["audit_checkpoint_key"], cp["public_key"]);
     let checkpoint = verify_checkpoint(cp["checkpoint"].as_str().unwrap().as_bytes(), &pk).unwrap();
     assert_eq!(checkpoint.size, 2);
@@ -212,7 +232,10 @@ async fn audit_log_verifies_and_torn_tail_is_handled() {
         .collect();
     let proof = s
         .client
-        .get("/v1/audit/proof/inclusion?index=0&size=2", auditor)
+        .get(
+            &format!("{}?index=0&size=2", routes::verifier::AUDIT_PROOF_INCLUSION),
+            auditor,
+        )
         .await
         .json();
     let hashes: Vec<[u8; 32]> = proof["proof"]
@@ -230,12 +253,18 @@ async fn audit_log_verifies_and_torn_tail_is_handled() {
     verify_inclusion(&leaf, 0, 2, &hashes, &checkpoint.root).unwrap();
     let r = s
         .client
-        .get("/v1/audit/proof/consistency?from=1&to=2", auditor)
+        .get(
+            &format!("{}?from=1&to=2", routes::verifier::AUDIT_PROOF_CONSISTENCY),
+            auditor,
+        )
         .await;
     assert_eq!(r.status, 200);
     let r = s
         .client
-        .get("/v1/audit/proof/inclusion?index=5&size=2", auditor)
+        .get(
+            &format!("{}?index=5&size=2", routes::verifier::AUDIT_PROOF_INCLUSION),
+            auditor,
+        )
         .await;
     assert_eq!(r.code(), "invalid_range");
 

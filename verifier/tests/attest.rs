@@ -11,6 +11,8 @@ use confidant_attestation::evidence::Evidence;
 use confidant_attestation::keywrap::{WrapKeyPair, WrappedKey, wrap_info};
 use confidant_attestation::result::ResultVerifier;
 use confidant_attestation::snp::report::layout;
+use confidant_testkit::https::Reply;
+use confidant_wire::routes;
 use support::*;
 
 fn sha256(b: &[u8]) -> [u8; 32] {
@@ -54,7 +56,7 @@ async fn snp_accepted_flow_releases_key_only_to_enclave() {
     let resp = decode_response(&s.attest(&enclave.request(nonce, ev, MODEL_ID)).await);
 
     // The result verifies under the published key and says what was appraised.
-    let keys = s.client.get("/v1/keys", None).await.json();
+    let keys = s.client.get(routes::verifier::KEYS, None).await.json();
     let jwk = serde_json::to_string(&keys["keys"][0]).unwrap();
     let rv = ResultVerifier::from_jwk(&jwk).unwrap();
     let claims = rv
@@ -75,7 +77,7 @@ async fn snp_accepted_flow_releases_key_only_to_enclave() {
     let ext = confidant_attestation::certext::parse(&resp.certificate).unwrap();
     assert_eq!(ext.result, resp.result);
     assert_eq!(ext.spki_sha256, sha256(&enclave.tls_spki));
-    let ca_pem = s.client.get("/v1/ca", None).await;
+    let ca_pem = s.client.get(routes::verifier::CA, None).await;
     assert_eq!(ca_pem.status, 200);
     assert_eq!(
         pem::parse(&ca_pem.body).unwrap().contents(),
@@ -136,7 +138,7 @@ async fn every_refusal_has_its_own_code() {
     let sim = sim();
     let mut expected = Vec::new();
 
-    async fn check(s: &TestServer, r: Response, code: &str, expected: &mut Vec<String>) {
+    async fn check(s: &TestServer, r: Reply, code: &str, expected: &mut Vec<String>) {
         assert_eq!(r.code(), code, "{:?}", r.json());
         assert!(r.status.is_client_error());
         assert_eq!(s.last_audit_reason().await.as_deref(), Some(code));
@@ -185,27 +187,19 @@ async fn every_refusal_has_its_own_code() {
     check(&s, r, "debug_enabled", &mut expected).await;
 
     // TCB below the floor.
-    let t = sim.reported_tcb();
-    let floor = format!(
-        "{{ bootloader = {}, tee = {}, snp = {}, microcode = {} }}",
-        t.bootloader,
-        t.tee,
-        t.snp.saturating_add(1),
-        t.microcode
-    );
-    s.put_policy(&snp_policy(3, &dev_ark_sha256(), &floor, ""))
-        .await;
+    let mut above = snp_policy(3);
+    above.min_tcb.snp = above.min_tcb.snp.saturating_add(1);
+    s.put_policy(&above.toml()).await;
     let (nonce, ev) = snp_evidence(&s, &enclave).await;
     let r = s.attest(&enclave.request(nonce, ev, MODEL_ID)).await;
     check(&s, r, "tcb_below_floor", &mut expected).await;
 
     // Revoked measurement: revoke through the admin API, effective at once.
-    s.put_policy(&snp_policy(4, &dev_ark_sha256(), &sim_tcb_floor(&sim), ""))
-        .await;
+    s.put_policy(&snp_policy(4).toml()).await;
     let r = s
         .client
         .post_json(
-            "/v1/admin/measurements/revoke",
+            routes::verifier::ADMIN_REVOKE_MEASUREMENT,
             Some(s.token("admin")),
             &serde_json::json!({ "measurement": hex::encode(MEASUREMENT) }),
         )
@@ -220,17 +214,17 @@ async fn every_refusal_has_its_own_code() {
     let r = s
         .client
         .put(
-            "/v1/admin/policy",
+            routes::verifier::ADMIN_POLICY,
             Some(s.token("admin")),
             "application/toml",
-            snp_policy(5, &dev_ark_sha256(), &sim_tcb_floor(&sim), "").into_bytes(),
+            snp_policy(5).toml().into_bytes(),
         )
         .await;
     assert_eq!(r.code(), "policy_version_not_increased");
     let r = s
         .client
         .put(
-            "/v1/admin/policy",
+            routes::verifier::ADMIN_POLICY,
             Some(s.token("admin")),
             "application/toml",
             b"id = 1".to_vec(),

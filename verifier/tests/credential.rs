@@ -11,9 +11,10 @@ mod support;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use confidant_attestation::evidence::Evidence;
-use confidant_attestation::wire::{CredentialRequest, CredentialResponse};
 use confidant_attester::tpm::{AkBlob, TpmAttester};
 use confidant_testkit::swtpm::{Swtpm, manufacture_with_ek_ca};
+use confidant_wire::attest::{CredentialRequest, CredentialResponse};
+use confidant_wire::routes;
 use support::*;
 
 fn pem_entries(ca: &confidant_testkit::swtpm::EkCa) -> String {
@@ -46,7 +47,7 @@ async fn post_credential(
     ek_cert: &[u8],
     ek_public: &[u8],
     ak_public: &[u8],
-) -> support::client::Response {
+) -> confidant_testkit::https::Reply {
     let req = CredentialRequest {
         nonce: hex::encode(nonce),
         ek_cert: STANDARD.encode(ek_cert),
@@ -55,7 +56,7 @@ async fn post_credential(
     };
     s.client
         .post_json(
-            "/v1/attest/credential",
+            routes::verifier::ATTEST_CREDENTIAL,
             Some(s.token("enclave")),
             &serde_json::to_value(&req).unwrap(),
         )

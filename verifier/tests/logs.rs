@@ -55,7 +55,7 @@ async fn hostile_request_values_do_not_reach_the_logs_verbatim() {
     assert_eq!(r.status, 404);
     let r = s
         .client
-        .request(
+        .request_raw(
             Method::POST,
             &format!("/v1/admin/keys/{MARK}%0aforged/revoke"),
             Some(s.token("admin")),

@@ -8,6 +8,7 @@
 
 mod support;
 
+use confidant_testkit::https::Client;
 use hyper::Method;
 use support::*;
 
@@ -47,13 +48,11 @@ async fn admin_and_auditor_apis_listen_only_on_their_own_address() {
         };
         let m = Method::from_bytes(method.as_bytes()).unwrap();
         let r = api
-            .request(m.clone(), path, Some(s.token(role)), None, Vec::new())
+            .request(m.clone(), path, Some(s.token(role)), None)
             .await;
         assert_eq!(r.status, 404, "{path} on the attestation listener");
         assert_eq!(r.code(), "not_found");
-        let r = admin
-            .request(m, path, Some(s.token(role)), None, Vec::new())
-            .await;
+        let r = admin.request(m, path, Some(s.token(role)), None).await;
         // Served (proofs over the empty log are refused as out of range, not unknown).
         assert_ne!(r.status, 404, "{path} on the admin listener");
         assert!(
@@ -68,7 +67,7 @@ async fn admin_and_auditor_apis_listen_only_on_their_own_address() {
         assert_eq!(admin.get(path, None).await.status, 404, "{path} on admin");
     }
     let r = admin
-        .request(
+        .request_raw(
             Method::POST,
             "/v1/challenge",
             Some(s.token("enclave")),
@@ -151,7 +150,7 @@ async fn json_routes_refuse_bodies_not_declared_as_json() {
     for (path, role, body) in &routes {
         for ct in SIMPLE {
             let r = c
-                .request(
+                .request_raw(
                     Method::POST,
                     path,
                     Some(s.token(role)),
@@ -184,7 +183,7 @@ async fn json_routes_refuse_bodies_not_declared_as_json() {
             .await;
         assert_eq!(r.status, 415, "policy with {ct}");
         let r = c
-            .request(
+            .request_raw(
                 Method::POST,
                 "/v1/attest",
                 Some(s.token("enclave")),

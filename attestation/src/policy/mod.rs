@@ -136,7 +136,7 @@ impl Trust {
 /// `[models."<id>"]`: what may run a given model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelPolicy {
-    /// The model digest: BLAKE3-256 of the plaintext model bundle (`sealed::model_digest`).
+    /// The model digest: BLAKE3-256 of the plaintext model bundle (`confidant_sealed::model_digest`).
     pub digest: [u8; 32],
     /// SEV-SNP rules; `None` when the model lists no SNP measurement (SNP evidence refused).
     pub snp: Option<SnpRules>,

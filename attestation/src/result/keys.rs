@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coset::cbor::value::Value;
 use coset::{CborSerializable, CoseKey, CoseKeyBuilder, KeyType, Label, iana};
-use ring::rand::SystemRandom;
+use ring::rand::SecureRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 
@@ -183,10 +183,10 @@ impl ResultVerifier {
     }
 }
 
-/// The private half: signs results. Holds a `ring` key pair.
+/// The private half: signs results. Holds a `ring` key pair; the randomness for each signature
+/// is passed in by the caller ([`ResultSigner::sign`](super::ResultSigner::sign)).
 pub struct ResultSigner {
     pub(super) key: EcdsaKeyPair,
-    pub(super) rng: SystemRandom,
     pub(super) public: ResultVerifier,
 }
 
@@ -198,17 +198,16 @@ impl std::fmt::Debug for ResultSigner {
 
 impl ResultSigner {
     /// From a PKCS#8 v1/v2 DER ECDSA P-256 private key.
-    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, ResultError> {
-        let rng = SystemRandom::new();
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
+    pub fn from_pkcs8(pkcs8: &[u8], rng: &dyn SecureRandom) -> Result<Self, ResultError> {
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, rng)
             .map_err(|_| ResultError::InvalidKey("not a PKCS#8 P-256 private key"))?;
         let public = ResultVerifier::from_public_key(key.public_key().as_ref())?;
-        Ok(ResultSigner { key, rng, public })
+        Ok(ResultSigner { key, public })
     }
 
     /// Generates a new P-256 key as PKCS#8 DER (for provisioning and tests).
-    pub fn generate_pkcs8() -> Result<Vec<u8>, ResultError> {
-        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+    pub fn generate_pkcs8(rng: &dyn SecureRandom) -> Result<Vec<u8>, ResultError> {
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, rng)
             .map(|d| d.as_ref().to_vec())
             .map_err(|_| ResultError::Encoding)
     }

@@ -11,6 +11,7 @@
 use coset::{
     CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable, iana,
 };
+use ring::rand::SecureRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 
 pub mod claims;
@@ -102,7 +103,11 @@ impl VerifiedResult {
 impl ResultSigner {
     /// Signs `claims` as a tagged COSE_Sign1 CWT. Refuses claims that expire before they are
     /// issued.
-    pub fn sign(&self, claims: &ResultClaims) -> Result<Vec<u8>, ResultError> {
+    pub fn sign(
+        &self,
+        claims: &ResultClaims,
+        rng: &dyn SecureRandom,
+    ) -> Result<Vec<u8>, ResultError> {
         if claims.exp <= claims.iat {
             return Err(ResultError::InvalidClaims("exp is not after iat"));
         }
@@ -119,7 +124,7 @@ impl ResultSigner {
             .payload(payload)
             .try_create_signature(b"", |tbs| {
                 self.key
-                    .sign(&self.rng, tbs)
+                    .sign(rng, tbs)
                     .map(|s| s.as_ref().to_vec())
                     .map_err(|_| ResultError::Encoding)
             })?

@@ -1,5 +1,6 @@
 use coset::cbor::value::Value;
 use coset::{CoseSign1, CoseSign1Builder, Header, HeaderBuilder, TaggedCborSerializable};
+use ring::rand::SystemRandom;
 
 use super::claims::keys;
 use super::*;
@@ -9,7 +10,11 @@ const NOW: u64 = 1_750_000_000;
 const AUD: &str = "confidant-client";
 
 fn signer() -> ResultSigner {
-    ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8().unwrap()).unwrap()
+    ResultSigner::from_pkcs8(
+        &ResultSigner::generate_pkcs8(&SystemRandom::new()).unwrap(),
+        &SystemRandom::new(),
+    )
+    .unwrap()
 }
 
 fn claims() -> ResultClaims {
@@ -46,7 +51,11 @@ fn sign_raw(s: &ResultSigner, protected: Header, payload: Vec<u8>) -> Vec<u8> {
         .protected(protected)
         .payload(payload)
         .create_signature(b"", |tbs| {
-            s.key.sign(&s.rng, tbs).unwrap().as_ref().to_vec()
+            s.key
+                .sign(&SystemRandom::new(), tbs)
+                .unwrap()
+                .as_ref()
+                .to_vec()
         })
         .build()
         .to_tagged_vec()
@@ -87,7 +96,7 @@ fn roundtrip() {
             ..claims()
         },
     ] {
-        let bytes = s.sign(&c).unwrap();
+        let bytes = s.sign(&c, &SystemRandom::new()).unwrap();
         let v = s.verifier().verify(&bytes, AUD, NOW).unwrap();
         assert_eq!(v.claims(), &c);
         assert_eq!(v.kid(), s.kid());
@@ -97,7 +106,7 @@ fn roundtrip() {
 #[test]
 fn flipped_signature_bit_is_refused() {
     let s = signer();
-    let bytes = s.sign(&claims()).unwrap();
+    let bytes = s.sign(&claims(), &SystemRandom::new()).unwrap();
     let mut sign1 = CoseSign1::from_tagged_slice(&bytes).unwrap();
     sign1.signature[10] ^= 0x01;
     let forged = sign1.to_tagged_vec().unwrap();
@@ -117,7 +126,7 @@ fn flipped_signature_bit_is_refused() {
 #[test]
 fn wrong_key_is_refused() {
     let (a, b) = (signer(), signer());
-    let bytes = a.sign(&claims()).unwrap();
+    let bytes = a.sign(&claims(), &SystemRandom::new()).unwrap();
     assert_eq!(
         b.verifier().verify(&bytes, AUD, NOW),
         Err(ResultError::UnknownKey)
@@ -133,7 +142,7 @@ fn wrong_key_is_refused() {
 #[test]
 fn time_is_checked() {
     let s = signer();
-    let bytes = s.sign(&claims()).unwrap();
+    let bytes = s.sign(&claims(), &SystemRandom::new()).unwrap();
     let v = s.verifier();
     assert_eq!(v.verify(&bytes, AUD, NOW + 600), Err(ResultError::Expired));
     assert_eq!(v.verify(&bytes, AUD, u64::MAX), Err(ResultError::Expired));
@@ -153,13 +162,16 @@ fn time_is_checked() {
         exp: NOW,
         ..claims()
     };
-    assert!(matches!(s.sign(&c), Err(ResultError::InvalidClaims(_))));
+    assert!(matches!(
+        s.sign(&c, &SystemRandom::new()),
+        Err(ResultError::InvalidClaims(_))
+    ));
 }
 
 #[test]
 fn wrong_audience_is_refused() {
     let s = signer();
-    let bytes = s.sign(&claims()).unwrap();
+    let bytes = s.sign(&claims(), &SystemRandom::new()).unwrap();
     assert_eq!(
         s.verifier().verify(&bytes, "someone-else", NOW),
         Err(ResultError::WrongAudience)
@@ -192,7 +204,8 @@ fn other_or_missing_algorithms_are_refused() {
         );
     }
     // alg in the unprotected header does not count.
-    let mut sign1 = CoseSign1::from_tagged_slice(&s.sign(&claims()).unwrap()).unwrap();
+    let mut sign1 =
+        CoseSign1::from_tagged_slice(&s.sign(&claims(), &SystemRandom::new()).unwrap()).unwrap();
     sign1.unprotected.alg = Some(coset::Algorithm::Assigned(iana::Algorithm::ES256));
     assert_eq!(
         s.verifier()
@@ -214,7 +227,7 @@ fn other_or_missing_algorithms_are_refused() {
 #[test]
 fn truncations_are_refused_without_panicking() {
     let s = signer();
-    let bytes = s.sign(&claims()).unwrap();
+    let bytes = s.sign(&claims(), &SystemRandom::new()).unwrap();
     for n in 0..bytes.len() {
         let r = s.verifier().verify(&bytes[..n], AUD, NOW);
         assert!(
@@ -247,7 +260,7 @@ fn truncations_are_refused_without_panicking() {
 #[test]
 fn claims_tampered_after_signing_are_refused() {
     let s = signer();
-    let bytes = s.sign(&claims()).unwrap();
+    let bytes = s.sign(&claims(), &SystemRandom::new()).unwrap();
     let mut tampers: Vec<ResultClaims> = Vec::new();
     tampers.push(ResultClaims {
         model_id: "other".into(),
@@ -370,7 +383,7 @@ fn public_key_exports_roundtrip() {
     ));
     assert!(ResultVerifier::from_cose_key(&cose[..cose.len() - 1]).is_err());
     assert!(ResultVerifier::from_public_key(&v.public_key()[1..]).is_err());
-    assert!(ResultSigner::from_pkcs8(b"not a key").is_err());
+    assert!(ResultSigner::from_pkcs8(b"not a key", &SystemRandom::new()).is_err());
 }
 
 #[test]
@@ -405,7 +418,7 @@ fn the_tpm_attestation_key_claim_is_present_exactly_for_tpm_results() {
     };
     let v = s
         .verifier()
-        .verify(&s.sign(&tpm).unwrap(), AUD, NOW)
+        .verify(&s.sign(&tpm, &SystemRandom::new()).unwrap(), AUD, NOW)
         .unwrap();
     assert_eq!(v.claims().tpm_ak_spki_sha256, Some([5; 32]));
     // A TPM result without the key, and an SNP result with one, are malformed.

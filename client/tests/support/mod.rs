@@ -21,9 +21,9 @@ use confidant_attestation::leafcert::{CertificateAuthority, LeafRequest};
 use confidant_attestation::result::{ResultClaims, ResultSigner, Status, TeeKind};
 use confidant_attestation::snp::SnpTrustRoots;
 use confidant_attestation::verify::{TrustAnchors, evidence_digest};
-use confidant_attestation::wire::SessionAttestationResponse;
 use confidant_attester::snp_sim::SimulatedSnp;
 use confidant_client::{Client, ClientBuilder, ClientPolicy, DEFAULT_RESULT_AUDIENCE, Mode};
+use confidant_wire::attest::SessionAttestationResponse;
 
 pub use server::TestServer;
 
@@ -113,7 +113,11 @@ impl World {
             .unwrap();
         World {
             ca: ca("Confidant test verifier CA"),
-            signer: ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8().unwrap()).unwrap(),
+            signer: ResultSigner::from_pkcs8(
+                &ResultSigner::generate_pkcs8(&SystemRandom::new()).unwrap(),
+                &SystemRandom::new(),
+            )
+            .unwrap(),
             snp: Arc::new(snp),
             dev_anchors: TrustAnchors {
                 snp: roots,
@@ -190,7 +194,7 @@ impl World {
             nonce: None,
             tpm_ak_spki_sha256: None,
         };
-        let result = self.signer.sign(&claims).unwrap();
+        let result = self.signer.sign(&claims, &SystemRandom::new()).unwrap();
         let embedded = if knobs.swap_certificate_evidence {
             self.evidence(&release, &knobs.measurement)
         } else {

@@ -20,11 +20,12 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use confidant_attestation::binding::SESSION_EXPORTER_LABEL;
-use confidant_attestation::wire::{SessionAttestationRequest, SessionAttestationResponse};
-use confidant_client::openai::{
+use confidant_wire::attest::{SessionAttestationRequest, SessionAttestationResponse};
+use confidant_wire::openai::{
     ChatChoice, ChatChunk, ChatChunkChoice, ChatDelta, ChatMessage, ChatRequest, ChatResponse,
     CompletionChoice, CompletionRequest, CompletionResponse, FinishReason, Role,
 };
+use confidant_wire::routes;
 
 /// Answers `POST /v1/attestation` given (nonce, this connection's exporter).
 pub type SessionFn =
@@ -157,7 +158,7 @@ async fn route(
     let path = req.uri().path().to_string();
     let body = req.into_body().collect().await.unwrap().to_bytes();
     match path.as_str() {
-        "/v1/attestation" => {
+        routes::enclave::SESSION_ATTESTATION => {
             hits.attestation.fetch_add(1, Ordering::SeqCst);
             let Ok(request) = serde_json::from_slice::<SessionAttestationRequest>(&body) else {
                 return error(StatusCode::BAD_REQUEST, "bad_request");
@@ -173,7 +174,7 @@ async fn route(
                 None => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             }
         }
-        "/v1/chat/completions" => {
+        routes::enclave::CHAT_COMPLETIONS => {
             hits.inference.fetch_add(1, Ordering::SeqCst);
             hits.inference_bytes.fetch_add(body.len(), Ordering::SeqCst);
             let Ok(request) = serde_json::from_slice::<ChatRequest>(&body) else {
@@ -200,7 +201,7 @@ async fn route(
                 )
             }
         }
-        "/v1/completions" => {
+        routes::enclave::COMPLETIONS => {
             hits.inference.fetch_add(1, Ordering::SeqCst);
             hits.inference_bytes.fetch_add(body.len(), Ordering::SeqCst);
             let Ok(request) = serde_json::from_slice::<CompletionRequest>(&body) else {

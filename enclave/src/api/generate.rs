@@ -17,23 +17,20 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use confidant_attestation::openai::{
+use confidant_service::{ApiError, Principal, RequireAuth};
+use confidant_wire::openai::{
     self, ChatChoice, ChatChunk, ChatChunkChoice, ChatDelta, ChatRequest, ChatResponse,
     CompletionChoice, CompletionRequest, CompletionResponse, Stop, Usage,
 };
-use confidant_service::{ApiError, Principal, RequireAuth};
 use serde::Serialize;
 use tracing::Instrument;
 
 use super::{ApiContext, AppState};
 use crate::limits::Overloaded;
-use crate::model::{
+use confidant_engine::{
     ChatMessage, FinishReason, GenerateRequest, GenerationOutput, ModelError, Prompt, Role,
     SamplingParams,
 };
-
-pub const CHAT_ROUTE: &str = openai::CHAT_COMPLETIONS_PATH;
-pub const COMPLETIONS_ROUTE: &str = openai::COMPLETIONS_PATH;
 
 /// Buffered SSE events per stream (bounded: a slow reader slows generation down).
 const STREAM_BUFFER: usize = 32;

@@ -33,21 +33,19 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use confidant_attestation::openai::{MODELS_PATH, Model, ModelList};
-use confidant_attestation::wire::LockdownStatus;
 use confidant_service::content_type::require_json;
 use confidant_service::{ApiError, JwtVerifier, Principal, RateLimits, RequireAuth, require_role};
+use confidant_wire::attest::LockdownStatus;
+use confidant_wire::openai::{Model, ModelList};
+use confidant_wire::routes::enclave::{
+    CHAT_COMPLETIONS, COMPLETIONS, HEALTHZ, METRICS, MODELS, SESSION_ATTESTATION,
+};
 
 use crate::boot::ServingModel;
 use crate::config::LimitsConfig;
 use crate::limits::{AnomalyDetector, GenerationQueue};
 use crate::metrics::Metrics;
 use crate::tee::Tee;
-
-pub use generate::{CHAT_ROUTE, COMPLETIONS_ROUTE};
-
-/// Route of session attestation.
-pub const ATTESTATION_ROUTE: &str = "/v1/attestation";
 
 /// Shared state of every handler.
 #[derive(Debug, Clone)]
@@ -119,20 +117,20 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.0.limits.max_body_bytes;
     let app = Router::new()
         .route(
-            CHAT_ROUTE,
+            CHAT_COMPLETIONS,
             post(generate::chat).route_layer(from_fn(require_json)),
         )
         .route(
-            COMPLETIONS_ROUTE,
+            COMPLETIONS,
             post(generate::completions).route_layer(from_fn(require_json)),
         )
-        .route(MODELS_PATH, get(models))
+        .route(MODELS, get(models))
         .route(
-            ATTESTATION_ROUTE,
+            SESSION_ATTESTATION,
             post(session::attestation).route_layer(from_fn(require_json)),
         )
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route(HEALTHZ, get(healthz))
+        .route(METRICS, get(metrics))
         .route_layer(from_fn_with_state(state.clone(), gate))
         .with_state(state);
     confidant_service::harden(app, max_body)
@@ -141,12 +139,12 @@ pub fn router(state: AppState) -> Router {
 /// A fixed label for a matched route (no route has path parameters, so the path is the route).
 fn route_label(path: &str) -> &'static str {
     match path {
-        CHAT_ROUTE => CHAT_ROUTE,
-        COMPLETIONS_ROUTE => COMPLETIONS_ROUTE,
-        MODELS_PATH => MODELS_PATH,
-        ATTESTATION_ROUTE => ATTESTATION_ROUTE,
-        "/healthz" => "/healthz",
-        "/metrics" => "/metrics",
+        CHAT_COMPLETIONS => CHAT_COMPLETIONS,
+        COMPLETIONS => COMPLETIONS,
+        MODELS => MODELS,
+        SESSION_ATTESTATION => SESSION_ATTESTATION,
+        HEALTHZ => HEALTHZ,
+        METRICS => METRICS,
         _ => "other",
     }
 }
@@ -155,7 +153,7 @@ fn route_label(path: &str) -> &'static str {
 async fn gate(State(AppState(s)): State<AppState>, req: Request, next: Next) -> Response {
     let route = route_label(req.uri().path());
     let started = Instant::now();
-    let open = matches!(route, "/healthz" | "/metrics");
+    let open = matches!(route, HEALTHZ | METRICS);
     let resp = if !open && !s.serving.load(Ordering::Acquire) {
         s.refuse(
             None,
@@ -165,7 +163,7 @@ async fn gate(State(AppState(s)): State<AppState>, req: Request, next: Next) -> 
     } else {
         next.run(req).await
     };
-    if route != "/metrics" {
+    if route != METRICS {
         s.metrics
             .request(route, resp.status().as_u16(), started.elapsed());
     }

@@ -13,8 +13,8 @@ use axum::extract::rejection::BytesRejection;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use confidant_attestation::binding::{Binding, BindingInput, Purpose};
-use confidant_attestation::wire::{SessionAttestationRequest, SessionAttestationResponse};
 use confidant_service::{ApiError, ConnectionInfo};
+use confidant_wire::attest::{SessionAttestationRequest, SessionAttestationResponse};
 
 use super::AppState;
 

@@ -9,23 +9,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use confidant_attestation::sealed::{ModelKey, SealedHeader, encode_bundle, seal};
+use confidant_attestation::modelkey::ModelKey;
 use confidant_attester::snp_sim::SimulatedSnp;
 use confidant_enclave::config::Config;
 use confidant_enclave::supervisor::{Enclave, Phase};
+use confidant_sealed::{SealedHeader, encode_bundle, seal};
 use confidant_service::jwt::{JwtIssuer, TokenClaims};
+use confidant_testkit::policy::{DevSnpPolicy, TcbFloor};
 use confidant_verifier::init::{DEV_ISSUER, InitOptions, init};
 use confidant_verifier::server::Running;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use tempfile::TempDir;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 pub const MODEL_ID: &str = "smollm2-test";
 pub const KEY_ID: &str = "smollm2-key-1";
@@ -42,9 +35,7 @@ pub struct SealedModel {
 pub fn sealed_model() -> &'static SealedModel {
     static SEALED: OnceLock<SealedModel> = OnceLock::new();
     SEALED.get_or_init(|| {
-        let dir = confidant_testkit::model::model_bundle_prepared_by(
-            env!("CARGO_BIN_EXE_confidant-enclave").as_ref(),
-        );
+        let dir = confidant_testkit::model::model_bundle();
         let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
         let (w, t, c) = (
             read("model.gguf"),
@@ -144,31 +135,18 @@ impl TestVerifier {
             .policy_version
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             + 1;
-        let ark = std::fs::read(confidant_testkit::dev_pki().join("ark.der")).unwrap();
-        let ark_sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, &ark));
         let sim = SimulatedSnp::from_dir(&confidant_testkit::dev_pki()).unwrap();
         let t = sim.reported_tcb();
-        let policy = format!(
-            r#"id = "enclave-test"
-version = {v}
-[trust]
-amd_products = []
-dev_root_ark_sha256 = "{ark_sha}"
-[models."{MODEL_ID}"]
-digest = "{digest}"
-snp_measurements = ["{m}"]
-min_tcb = {{ bootloader = {}, tee = {}, snp = {}, microcode = {} }}
-allow_dev = true
-"#,
-            t.bootloader,
-            t.tee,
-            t.snp,
-            t.microcode,
-            digest = hex::encode(sealed_model().digest),
-            m = hex::encode(measurement),
+        let mut policy = DevSnpPolicy::new(
+            "enclave-test",
+            v,
+            MODEL_ID,
+            sealed_model().digest,
+            *measurement,
         );
+        policy.min_tcb = TcbFloor::new(t.bootloader, t.tee, t.snp, t.microcode);
         self.verifier()
-            .replace_policy("test-admin", &policy)
+            .replace_policy("test-admin", &policy.toml())
             .unwrap();
     }
 
@@ -328,152 +306,6 @@ pub async fn wait_serving(e: &Enclave) -> SocketAddr {
     e.local_addr().unwrap()
 }
 
-/// A TLS 1.3 client trusting only the verifier's CA, checking the name `localhost`.
-#[derive(Clone)]
-pub struct Client {
-    pub addr: SocketAddr,
-    connector: TlsConnector,
-}
-
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: hyper::HeaderMap,
-    pub body: Bytes,
-}
-
-impl Reply {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {} {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    pub fn code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap().to_owned()
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-impl Client {
-    pub fn new(addr: SocketAddr, ca_pem: &[u8]) -> Self {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_slice_iter(ca_pem) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        Self {
-            addr,
-            connector: TlsConnector::from(Arc::new(config)),
-        }
-    }
-
-    pub async fn tls(&self) -> std::io::Result<TlsStream<TcpStream>> {
-        let tcp = TcpStream::connect(self.addr).await?;
-        self.connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-    }
-
-    /// The leaf certificate the server presents now.
-    pub async fn peer_leaf(&self) -> Vec<u8> {
-        let tls = self.tls().await.unwrap();
-        tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
-    }
-
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Vec<u8>>,
-    ) -> Reply {
-        let tls = self.tls().await.unwrap();
-        send_on(tls, method, path, token, body).await
-    }
-
-    pub async fn post(&self, path: &str, token: Option<&str>, json: &serde_json::Value) -> Reply {
-        self.send(
-            Method::POST,
-            path,
-            token,
-            Some(serde_json::to_vec(json).unwrap()),
-        )
-        .await
-    }
-
-    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
-        self.send(Method::GET, path, token, None).await
-    }
-}
-
-pub fn request(
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Vec<u8>>,
-) -> Request<Full<Bytes>> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(hyper::header::HOST, "localhost");
-    if let Some(t) = token {
-        b = b.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    if body.is_some() {
-        b = b.header(hyper::header::CONTENT_TYPE, "application/json");
-    }
-    b.body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .unwrap()
-}
-
-pub async fn send_on(
-    tls: TlsStream<TcpStream>,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Vec<u8>>,
-) -> Reply {
-    send_request_on(tls, request(method, path, token, body)).await
-}
-
-/// Sends a prepared request on its own TLS connection.
-pub async fn send_request_on(tls: TlsStream<TcpStream>, req: Request<Full<Bytes>>) -> Reply {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let resp = tokio::time::timeout(Duration::from_secs(120), sender.send_request(req))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = tokio::time::timeout(Duration::from_secs(120), resp.into_body().collect())
-        .await
-        .unwrap()
-        .unwrap()
-        .to_bytes();
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
 /// The `data:` payloads of an SSE body.
 pub fn sse_events(body: &str) -> Vec<String> {
     body.split("\n\n")
@@ -484,75 +316,4 @@ pub fn sse_events(body: &str) -> Vec<String> {
                 .to_owned()
         })
         .collect()
-}
-
-/// A client that accepts any certificate (to reach an enclave whose certificate expired).
-#[derive(Clone)]
-pub struct InsecureClient {
-    addr: SocketAddr,
-    connector: TlsConnector,
-}
-
-#[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-impl InsecureClient {
-    pub fn new(addr: SocketAddr) -> Self {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-            .with_no_client_auth();
-        Self {
-            addr,
-            connector: TlsConnector::from(Arc::new(config)),
-        }
-    }
-
-    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
-        let tcp = TcpStream::connect(self.addr).await.unwrap();
-        let tls = self
-            .connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
-        send_on(tls, Method::GET, path, token, None).await
-    }
 }

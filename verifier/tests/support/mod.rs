@@ -3,8 +3,6 @@
 //! server lives on the test's runtime and stops with it.
 #![allow(dead_code)]
 
-pub mod client;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,15 +10,16 @@ use base64::Engine;
 use confidant_attestation::binding::{Binding, BindingInput, Purpose};
 use confidant_attestation::evidence::Evidence;
 use confidant_attestation::keywrap::WrapKeyPair;
-use confidant_attestation::wire::{AttestRequest, AttestResponse};
 use confidant_attester::snp_sim::SimulatedSnp;
+use confidant_testkit::https::{Client, Reply};
+use confidant_testkit::policy::{DevSnpPolicy, TcbFloor};
 use confidant_verifier::config::Config;
 use confidant_verifier::init::{InitOptions, init};
 use confidant_verifier::server::Running;
 use confidant_verifier::state::Verifier;
+use confidant_wire::attest::{AttestRequest, AttestResponse};
+use confidant_wire::routes;
 use tempfile::TempDir;
-
-pub use client::{Client, Response};
 
 pub const MODEL_ID: &str = "test-model";
 pub const MODEL_DIGEST: [u8; 32] = [0x5a; 32];
@@ -107,7 +106,7 @@ impl TestServer {
         let r = self
             .client
             .put(
-                "/v1/admin/policy",
+                routes::verifier::ADMIN_POLICY,
                 Some(self.token("admin")),
                 "application/toml",
                 text.as_bytes().to_vec(),
@@ -123,10 +122,10 @@ impl TestServer {
         model_id: &str,
         digest: [u8; 32],
         key: [u8; 32],
-    ) -> Response {
+    ) -> Reply {
         self.client
             .post_json(
-                "/v1/admin/keys",
+                routes::verifier::ADMIN_KEYS,
                 Some(self.token("admin")),
                 &serde_json::json!({
                     "key_id": key_id,
@@ -143,7 +142,7 @@ impl TestServer {
         let r = self
             .client
             .post_json(
-                "/v1/challenge",
+                routes::verifier::CHALLENGE,
                 Some(self.token("enclave")),
                 &serde_json::json!({}),
             )
@@ -154,11 +153,11 @@ impl TestServer {
         n
     }
 
-    pub async fn attest(&self, req: &AttestRequest) -> Response {
+    pub async fn attest(&self, req: &AttestRequest) -> Reply {
         let mut body = Vec::new();
         ciborium::into_writer(req, &mut body).unwrap();
         self.client
-            .post_cbor("/v1/attest", Some(self.token("enclave")), body)
+            .post_cbor(routes::verifier::ATTEST, Some(self.token("enclave")), body)
             .await
     }
 
@@ -166,7 +165,10 @@ impl TestServer {
     pub async fn audit_entries(&self) -> Vec<serde_json::Value> {
         let r = self
             .client
-            .get("/v1/audit?from=0", Some(self.token("auditor")))
+            .get(
+                &format!("{}?from=0", routes::verifier::AUDIT),
+                Some(self.token("auditor")),
+            )
             .await;
         assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
         r.json()["entries"].as_array().unwrap().clone()
@@ -181,7 +183,7 @@ impl TestServer {
     }
 }
 
-pub fn decode_response(r: &Response) -> AttestResponse {
+pub fn decode_response(r: &Reply) -> AttestResponse {
     assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
     ciborium::from_reader(r.body.as_ref()).unwrap()
 }
@@ -234,39 +236,18 @@ impl Enclave {
     }
 }
 
-/// A policy allowing the simulated attester's evidence for [`MODEL_ID`].
-pub fn snp_policy(version: u64, dev_ark_sha256: &str, min_tcb: &str, extra: &str) -> String {
-    format!(
-        r#"id = "test"
-version = {version}
-{extra}
-[trust]
-amd_products = []
-dev_root_ark_sha256 = "{dev_ark_sha256}"
-
-[models."{MODEL_ID}"]
-digest = "{digest}"
-snp_measurements = ["{measurement}"]
-min_tcb = {min_tcb}
-allow_dev = true
-"#,
-        digest = hex::encode(MODEL_DIGEST),
-        measurement = hex::encode(MEASUREMENT),
-    )
+/// The development policy allowing the simulated attester's evidence for [`MODEL_ID`], with
+/// the TCB floor at what the simulator reports.
+pub fn snp_policy(version: u64) -> DevSnpPolicy {
+    let mut p = DevSnpPolicy::new("test", version, MODEL_ID, MODEL_DIGEST, MEASUREMENT);
+    p.min_tcb = sim_tcb_floor(&sim());
+    p
 }
 
-pub fn dev_ark_sha256() -> String {
-    let der = std::fs::read(confidant_testkit::dev_pki().join("ark.der")).unwrap();
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, &der))
-}
-
-/// A TCB floor at (or below) what the simulator reports.
-pub fn sim_tcb_floor(sim: &SimulatedSnp) -> String {
+/// A TCB floor at what the simulator reports.
+pub fn sim_tcb_floor(sim: &SimulatedSnp) -> TcbFloor {
     let t = sim.reported_tcb();
-    format!(
-        "{{ bootloader = {}, tee = {}, snp = {}, microcode = {} }}",
-        t.bootloader, t.tee, t.snp, t.microcode
-    )
+    TcbFloor::new(t.bootloader, t.tee, t.snp, t.microcode)
 }
 
 /// A server with the SNP policy and the test key in place.
@@ -276,8 +257,7 @@ pub async fn snp_server() -> TestServer {
 
 pub async fn snp_server_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
     let s = TestServer::start_with(tweak).await;
-    let policy = snp_policy(2, &dev_ark_sha256(), &sim_tcb_floor(&sim()), "");
-    s.put_policy(&policy).await;
+    s.put_policy(&snp_policy(2).toml()).await;
     let r = s
         .import_key(KEY_ID, MODEL_ID, MODEL_DIGEST, MODEL_KEY)
         .await;

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use futures_util::StreamExt;
 
-use confidant_client::openai::{ChatMessage, ChatRequest};
+use confidant_wire::openai::{ChatMessage, ChatRequest};
 
 use crate::clientconf::ClientArgs;
 

@@ -14,7 +14,7 @@
 //! measurements = ["…"]
 //! [[policy.models]]
 //! id = "…"
-//! digest = "…"
+//! digest = "…"                      # model digest: BLAKE3-256 of the bundle, hex
 //! ```
 //! The bearer token is read from `CONFIDANT_TOKEN` or `--token-file`, never from a flag value.
 

@@ -3,7 +3,8 @@
 //! - `confidant evidence verify …`: check SEV-SNP or TPM evidence offline and print the claims.
 //! - `confidant attest URL`, `confidant chat URL "prompt"`, `confidant proxy --listen … --upstream …`:
 //!   talk to an enclave only after attesting it (see `confidant_client`).
-//! - `confidant model seal | inspect | register`: seal a model bundle, read its header, import its key.
+//! - `confidant model prepare | seal | inspect | register`: prepare a model bundle from the shipped
+//!   GGUF, seal it, read its header, import its key.
 //! - `confidant audit verify | export`: check the verifier's audit log offline, export it for a SIEM.
 //! - `confidant measure sim --binary PATH`: the simulated TEE's launch measurement of an enclave build.
 //! - `confidant measure snp --ovmf FILE --vcpus N …`: the SEV-SNP launch measurement of an OVMF image.
@@ -17,6 +18,7 @@ mod clientconf;
 mod evidence;
 mod measure;
 mod model;
+mod prepare;
 mod proxy;
 mod proxy_guard;
 mod vm;
@@ -48,7 +50,7 @@ enum Command {
     /// Local plain-HTTP OpenAI-compatible endpoint that forwards only to an attested enclave.
     #[command(long_about = proxy::LONG_ABOUT)]
     Proxy(proxy::ProxyArgs),
-    /// Seal a model bundle, inspect a sealed model, register its key with the verifier.
+    /// Prepare a model bundle, seal it, inspect a sealed model, register its key with the verifier.
     #[command(subcommand)]
     Model(model::ModelCommand),
     /// Verify the verifier's audit log offline, or export it as JSON Lines.

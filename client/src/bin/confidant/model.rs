@@ -1,5 +1,5 @@
-//! `confidant model seal | inspect | register`: seal a model bundle, read a sealed header, import
-//! the model key into the verifier.
+//! `confidant model prepare | seal | inspect | register`: prepare a model bundle from the shipped
+//! GGUF (see `prepare.rs`), seal it, read a sealed header, import the model key into the verifier.
 //!
 //! The key file is the raw 32-byte AES-256 key, created with `O_EXCL` and mode 0600; it is never
 //! overwritten, printed or logged.
@@ -14,9 +14,9 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Args, Subcommand};
-use confidant_attestation::sealed::{
-    self, DEFAULT_CHUNK_SIZE, MODEL_KEY_LEN, ModelKey, SealedHeader, encode_bundle,
-};
+use confidant_attestation::modelkey::{MODEL_KEY_LEN, ModelKey};
+use confidant_sealed::{self as sealed, DEFAULT_CHUNK_SIZE, SealedHeader, encode_bundle};
+use confidant_wire::routes;
 use http_body_util::{BodyExt, Full, Limited};
 use zeroize::Zeroizing;
 
@@ -33,12 +33,14 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
+    /// Turn the shipped GGUF into a bundle directory (model.gguf, tokenizer.json, config.json).
+    Prepare(crate::prepare::PrepareArgs),
     /// Seal a bundle directory into one file and write its fresh key to a new 0600 file.
     ///
     /// The directory must hold `tokenizer.json`, `config.json` and at least one weights file
     /// (`*.gguf` or `*.safetensors`); other files (such as `SHA256SUMS`) are skipped. Files are
-    /// sealed in name order, so the model digest depends only on their names and bytes. Prints
-    /// the key id, model digest and sizes as JSON (never the key).
+    /// sealed in name order, so the model digest (BLAKE3-256 of the bundle) depends only on their
+    /// names and bytes. Prints the key id, model digest and sizes as JSON (never the key).
     Seal(SealArgs),
     /// Print a sealed model's header (key id, model digest, sizes) as JSON. Needs no key.
     Inspect(InspectArgs),
@@ -94,13 +96,14 @@ pub struct RegisterArgs {
     /// Model id the policy allows measurements for.
     #[arg(long, value_name = "ID")]
     model_id: String,
-    /// Model digest printed by `model seal` (64 hex digits).
+    /// Model digest printed by `model seal` (BLAKE3-256, 64 hex digits).
     #[arg(long, value_name = "HEX")]
     digest: String,
 }
 
 pub fn run(cmd: ModelCommand) -> Result<()> {
     let out = match cmd {
+        ModelCommand::Prepare(args) => return crate::prepare::run(args),
         ModelCommand::Seal(args) => seal(args)?,
         ModelCommand::Inspect(args) => inspect(&args.file)?,
         ModelCommand::Register(args) => register(args)?,
@@ -341,7 +344,7 @@ fn register(args: RegisterArgs) -> Result<serde_json::Value> {
     let (status, reply) = runtime.block_on(async {
         tokio::time::timeout(
             TIMEOUT,
-            post_json(&target, roots, "/v1/admin/keys", &token, body),
+            post_json(&target, roots, routes::verifier::ADMIN_KEYS, &token, body),
         )
         .await
         .map_err(|_| anyhow::anyhow!("verifier did not answer within {TIMEOUT:?}"))?
