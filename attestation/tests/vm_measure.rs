@@ -24,7 +24,11 @@ fn kernel() -> PathBuf {
     );
     let s = String::from_utf8(out.stdout).unwrap();
     let k = PathBuf::from(s.lines().next().unwrap());
-    assert!(k.is_file(), "vm-kernel.sh printed {}, not a file", k.display());
+    assert!(
+        k.is_file(),
+        "vm-kernel.sh printed {}, not a file",
+        k.display()
+    );
     k
 }
 

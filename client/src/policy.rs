@@ -8,7 +8,7 @@
 //! measurements = ["<96 hex chars: SNP MEASUREMENT>", "<hex: TPM PCR digest>"]
 //! [[models]]
 //! id = "qwen2.5-0.5b-instruct"
-//! digest = "<64 hex chars: SHA-256 of the model bundle>"
+//! digest = "<64 hex chars: BLAKE3-256 of the model bundle>"
 //! [tcb_floor]
 //! bootloader = 3
 //! tee = 0
@@ -27,7 +27,7 @@ use crate::error::AttestError;
 #[serde(deny_unknown_fields)]
 pub struct AllowedModel {
     pub id: String,
-    /// SHA-256 of the plaintext model bundle.
+    /// BLAKE3-256 of the plaintext model bundle (the sealed header's model digest).
     #[serde(with = "hex_32")]
     pub digest: [u8; 32],
 }

@@ -6,12 +6,14 @@
 //! unwraps the key and unseals the model in memory → [`boot::load_engine`] builds the [`model`]
 //! engine → [`api`] serves the OpenAI-compatible routes over the attested certificate, with
 //! admission control in [`limits`] and counters in [`metrics`] → the supervisor re-attests before
-//! the certificate expires.
+//! the certificate expires. A refusal by the verifier is logged with what to do about it
+//! ([`hints`]).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod boot;
 pub mod config;
+pub mod hints;
 pub mod keys;
 pub mod limits;
 pub mod metrics;

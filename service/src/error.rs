@@ -163,7 +163,13 @@ pub async fn json_errors(resp: Response) -> Response {
     }
     let retry_after = resp.headers().get(header::RETRY_AFTER).cloned();
     let allow = resp.headers().get(header::ALLOW).cloned();
-    let mut out = from_status(status).into_response();
+    let mut err = from_status(status);
+    if let Some(methods) = allow.as_ref().and_then(|v| v.to_str().ok())
+        && status == StatusCode::METHOD_NOT_ALLOWED
+    {
+        err.message = format!("method not allowed: this route accepts {methods}");
+    }
+    let mut out = err.into_response();
     if let Some(v) = retry_after {
         out.headers_mut().insert(header::RETRY_AFTER, v);
     }

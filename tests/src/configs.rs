@@ -73,7 +73,7 @@ ip_addresses = ["127.0.0.1"]
 
 [auth]
 issuer = "confidant-dev-issuer"
-audience = "confidant-verifier"
+audience = "confidant-enclave"
 verification_keys = {{ file = "verifier/secrets/jwt-verify.jwk" }}
 
 [boot]

@@ -215,7 +215,7 @@ async fn ca(State(AppState(v)): State<AppState>) -> Response {
     resp
 }
 
-async fn keys(State(AppState(v)): State<AppState>) -> axum::Json<serde_json::Value> {
+async fn keys(State(AppState(v)): State<AppState>) -> axum::Json<crate::public_keys::PublicKeys> {
     axum::Json(v.public_keys())
 }
 
@@ -280,7 +280,7 @@ struct ImportKey {
     /// The 32-byte model key, base64.
     key: SecretString,
     model_id: String,
-    /// SHA-256 of the plaintext model bundle, hex.
+    /// BLAKE3-256 of the plaintext model bundle (the sealed header's model digest), hex.
     model_digest: String,
 }
 

@@ -8,6 +8,7 @@ mod support;
 
 use confidant_attestation::audit::{verify_checkpoint, verify_inclusion, verify_log};
 use confidant_attestation::evidence::Evidence;
+use confidant_verifier::init::DEV_AUDIENCE;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,9 +39,25 @@ async fn tokens_and_roles() {
         .unwrap();
     assert_eq!(c.get("/v1/admin/keys", Some(&forged)).await.status, 401);
 
+    // The development client token is addressed to the enclave: the verifier refuses it and
+    // says why.
+    let r = c.get("/v1/admin/keys", Some(s.token("client"))).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.code(), "wrong_audience");
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("audience") && message.contains(DEV_AUDIENCE),
+        "{message}"
+    );
+    let client = s.mint(DEV_AUDIENCE, "client");
+    let token = |role: &str| match role {
+        "client" => client.clone(),
+        other => s.token(other).to_owned(),
+    };
+
     for path in admin_routes {
         for role in ["auditor", "enclave", "client"] {
-            let r = c.get(path, Some(s.token(role))).await;
+            let r = c.get(path, Some(&token(role))).await;
             assert_eq!(r.status, 403, "{path} as {role}");
             assert_eq!(r.code(), "forbidden");
         }
@@ -49,7 +66,7 @@ async fn tokens_and_roles() {
     for path in auditor_routes {
         for role in ["admin", "enclave", "client"] {
             assert_eq!(
-                c.get(path, Some(s.token(role))).await.status,
+                c.get(path, Some(&token(role))).await.status,
                 403,
                 "{path} as {role}"
             );
@@ -59,11 +76,11 @@ async fn tokens_and_roles() {
     // Challenge and attest: enclaves only.
     for role in ["admin", "auditor", "client"] {
         let r = c
-            .post_json("/v1/challenge", Some(s.token(role)), &serde_json::json!({}))
+            .post_json("/v1/challenge", Some(&token(role)), &serde_json::json!({}))
             .await;
         assert_eq!(r.status, 403);
         let r = c
-            .post_cbor("/v1/attest", Some(s.token(role)), vec![0xa0])
+            .post_cbor("/v1/attest", Some(&token(role)), vec![0xa0])
             .await;
         assert_eq!(r.status, 403);
     }
@@ -78,6 +95,18 @@ async fn tokens_and_roles() {
     assert_eq!(c.get("/v1/keys", None).await.status, 200);
     // Unknown route and malformed attest body: JSON errors with codes.
     assert_eq!(c.get("/v1/nope", None).await.code(), "not_found");
+    // A wrong method says which one the route takes (the checkpoint is a GET).
+    let r = c
+        .post_json(
+            "/v1/audit/checkpoint",
+            Some(s.token("auditor")),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.code(), "method_not_allowed");
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("GET"), "{message}");
     let r = c
         .post_cbor("/v1/attest", Some(s.token("enclave")), b"\xff\xff".to_vec())
         .await;
