@@ -163,13 +163,7 @@ pub async fn json_errors(resp: Response) -> Response {
     }
     let retry_after = resp.headers().get(header::RETRY_AFTER).cloned();
     let allow = resp.headers().get(header::ALLOW).cloned();
-    let mut err = from_status(status);
-    if let Some(methods) = allow.as_ref().and_then(|v| v.to_str().ok())
-        && status == StatusCode::METHOD_NOT_ALLOWED
-    {
-        err.message = format!("method not allowed: this route accepts {methods}");
-    }
-    let mut out = err.into_response();
+    let mut out = from_status(status).into_response();
     if let Some(v) = retry_after {
         out.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -185,7 +179,11 @@ fn from_status(status: StatusCode) -> ApiError {
         StatusCode::UNAUTHORIZED => ("unauthorized", "authentication required"),
         StatusCode::FORBIDDEN => ("forbidden", "forbidden"),
         StatusCode::NOT_FOUND => ("not_found", "not found"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed"),
+        // axum adds the `Allow` header after this mapper ran (outside the route's layers).
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "method not allowed: the Allow header lists the methods this route takes",
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body too large"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             ("unsupported_media_type", "unsupported content type")
