@@ -1,43 +1,10 @@
-//! The configuration files a [`crate::Stack`] writes: the verifier's policy and the enclave's
-//! configuration, as an operator would write them.
+//! The enclave configuration a [`crate::Stack`] writes, as an operator would (the verifier's
+//! policy comes from `confidant-verifier init --model`).
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::{MODEL_ID, RESULT_AUDIENCE, StackOptions};
-
-pub(crate) fn policy_toml(
-    dev_pki: &Path,
-    digest: &[u8; 32],
-    measurement: &[u8; 48],
-    opts: &StackOptions,
-) -> String {
-    let ark = std::fs::read(dev_pki.join("ark.der")).unwrap();
-    let ark_sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, &ark));
-    let measurements = std::iter::once(measurement)
-        .chain(&opts.extra_measurements)
-        .map(|m| format!("\"{}\"", hex::encode(m)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        r#"id = "e2e"
-version = 1
-revoked_measurements = []
-
-[trust]
-amd_products = ["milan", "genoa", "turin"]
-tpm_aks_spki_sha256 = []
-dev_root_ark_sha256 = "{ark_sha}"
-
-[models."{MODEL_ID}"]
-digest = "{digest}"
-snp_measurements = [{measurements}]
-min_tcb = {{ bootloader = 0, tee = 0, snp = 0, microcode = 0 }}
-allow_dev = true
-"#,
-        digest = hex::encode(digest),
-    )
-}
 
 pub(crate) fn enclave_toml(
     sealed: &Path,
