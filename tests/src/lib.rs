@@ -6,9 +6,8 @@
 //! - [`sealed_model`] seals the real SmolLM2 bundle once per process with `confidant model seal`.
 //! - [`Stack`] inits a verifier in a temporary directory with a policy (`init --model`) that
 //!   allows exactly this enclave build (its simulated measurement) and the sealed model, starts
-//!   the verifier,
-//!   registers the model key with `confidant model register`, starts the enclave (sim TEE) and
-//!   waits until it serves. Every child is killed when its [`Service`] is dropped.
+//!   the verifier, registers the model key with `confidant model register`, starts the enclave
+//!   (sim TEE) and waits until it serves. Every child is killed when its [`Service`] is dropped.
 //! - [`https`] is a plain rustls + hyper client (only the verifier CA as root, no Confidant code).
 //! - [`impostor`] plays attackers: TLS servers with foreign or stolen certificates, and a second
 //!   enclave certified by the real verifier.
