@@ -105,6 +105,59 @@ async fn attest_prints_verified_claims_or_fails() {
     .unwrap();
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "no claims printed on refusal");
+    // The refusal names the check once (not once per error layer) and says what to change.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches("is not allowed by the client policy")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+/// `--result-key` takes the verifier's `GET /v1/keys` document (what `init` writes as
+/// `public-keys.json`) as well as a bare JWK, but not a set it would have to choose from.
+#[tokio::test]
+async fn result_key_from_the_keys_document() {
+    let world = World::new();
+    let server = world.server(Knobs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = client_flags(&world, &world.policy(), dir.path());
+    let jwk = world.signer.verifier().jwk();
+    let document = serde_json::json!({
+        "keys": [jwk],
+        "cose_keys": [],
+        "audit_checkpoint_key": "04",
+    });
+    let keys = dir.path().join("public-keys.json");
+    std::fs::write(&keys, document.to_string()).unwrap();
+    let at = flags.iter().position(|f| f == "--result-key").unwrap();
+    flags[at + 1] = keys.display().to_string();
+    let run = |flags: Vec<String>, url: String| {
+        tokio::task::spawn_blocking(move || {
+            confidant()
+                .arg("attest")
+                .arg(url)
+                .args(flags)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(flags.clone(), server.url()).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let two = serde_json::json!({ "keys": [jwk.clone(), jwk] });
+    std::fs::write(&keys, two.to_string()).unwrap();
+    let out = run(flags, server.url()).await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("holds 2 keys"), "{stderr}");
 }
 
 #[tokio::test]
