@@ -1,6 +1,10 @@
 //! `confidant-verifier init`: it writes everything or nothing, what it writes works together
 //! (the policy allows the model, `public-keys.json` is what `GET /v1/keys` serves), and its
 //! tokens are addressed to the service that accepts them.
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests (and their support module) panic on failure"
+)]
 
 mod support;
 
