@@ -59,14 +59,9 @@ fn confidant() -> Command {
     cmd
 }
 
-#[tokio::test]
-async fn attest_prints_verified_claims_or_fails() {
-    let world = World::new();
-    let server = world.server(Knobs::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let flags = client_flags(&world, &world.policy(), dir.path());
-    let url = server.url();
-    let out = tokio::task::spawn_blocking(move || {
+/// `confidant attest URL FLAGS…`, off the runtime's threads.
+async fn attest(url: String, flags: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
         confidant()
             .arg("attest")
             .arg(url)
@@ -75,7 +70,16 @@ async fn attest_prints_verified_claims_or_fails() {
             .unwrap()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn attest_prints_verified_claims_or_fails() {
+    let world = World::new();
+    let server = world.server(Knobs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = client_flags(&world, &world.policy(), dir.path());
+    let out = attest(server.url(), flags).await;
     assert!(
         out.status.success(),
         "{}",
@@ -92,17 +96,7 @@ async fn attest_prints_verified_claims_or_fails() {
         .allow_measurement(vec![0u8; 48])
         .allow_dev(true);
     let flags = client_flags(&world, &strict, dir.path());
-    let url = server.url();
-    let out = tokio::task::spawn_blocking(move || {
-        confidant()
-            .arg("attest")
-            .arg(url)
-            .args(flags)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = attest(server.url(), flags).await;
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "no claims printed on refusal");
     // The refusal names the check once (not once per error layer) and says what to change.
@@ -135,17 +129,7 @@ async fn result_key_from_the_keys_document() {
     std::fs::write(&keys, document.to_string()).unwrap();
     let at = flags.iter().position(|f| f == "--result-key").unwrap();
     flags[at + 1] = keys.display().to_string();
-    let run = |flags: Vec<String>, url: String| {
-        tokio::task::spawn_blocking(move || {
-            confidant()
-                .arg("attest")
-                .arg(url)
-                .args(flags)
-                .output()
-                .unwrap()
-        })
-    };
-    let out = run(flags.clone(), server.url()).await.unwrap();
+    let out = attest(server.url(), flags.clone()).await;
     assert!(
         out.status.success(),
         "{}",
@@ -154,7 +138,7 @@ async fn result_key_from_the_keys_document() {
 
     let two = serde_json::json!({ "keys": [jwk.clone(), jwk] });
     std::fs::write(&keys, two.to_string()).unwrap();
-    let out = run(flags, server.url()).await.unwrap();
+    let out = attest(server.url(), flags).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("holds 2 keys"), "{stderr}");
