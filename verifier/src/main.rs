@@ -130,6 +130,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config, log_format } => {
             confidant_service::telemetry::init_tracing(matches!(log_format, LogFormat::Json))
                 .context("logging")?;
+            if !config.exists() {
+                anyhow::bail!(
+                    "configuration {} does not exist (`confidant-verifier init DIR` writes \
+                     DIR/{})",
+                    config.display(),
+                    confidant_verifier::init::CONFIG_FILE
+                );
+            }
             let config = Config::load(&config).context("configuration")?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
