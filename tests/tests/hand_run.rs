@@ -28,6 +28,23 @@ use confidant_e2e::{Service, bins, https};
 const MARKER: &str = "<!-- hand-run -->";
 /// The README's address variables, in its first block.
 const ADDRESS_VARIABLES: [&str; 3] = ["VERIFIER", "ENCLAVE", "PROXY"];
+/// Variables the three programs read their settings from (`confidant … --help`).
+const CLIENT_SETTINGS: [&str; 14] = [
+    "CONFIDANT_CONFIG",
+    "CONFIDANT_CA",
+    "CONFIDANT_RESULT_KEY",
+    "CONFIDANT_POLICY",
+    "CONFIDANT_MODE",
+    "CONFIDANT_DEV_ARK",
+    "CONFIDANT_DEV_ASK",
+    "CONFIDANT_TOKEN",
+    "CONFIDANT_TOKEN_FILE",
+    "CONFIDANT_CONNECT_TIMEOUT",
+    "CONFIDANT_PROXY_LISTEN",
+    "CONFIDANT_UPSTREAM",
+    "CONFIDANT_VERIFIER_CONFIG",
+    "CONFIDANT_ENCLAVE_CONFIG",
+];
 /// Longest the walk-through may take up to the hand-over, and after it.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -85,6 +102,10 @@ impl Script {
             .stdout(std::fs::File::create(dir.join("hand-run.out")).unwrap())
             .stderr(std::fs::File::create(dir.join("hand-run.err")).unwrap())
             .process_group(0);
+        // The programs' settings come from the README's flags and files, not from this process.
+        for k in CLIENT_SETTINGS {
+            cmd.env_remove(k);
+        }
         for (k, v) in envs {
             cmd.env(k, v);
         }
