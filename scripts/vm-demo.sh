@@ -97,7 +97,7 @@ ip_addresses = ["127.0.0.1"]
 
 [auth]
 issuer = "confidant-dev-issuer"
-audience = "confidant-verifier"
+audience = "confidant-enclave"
 verification_keys = { file = "/etc/confidant/jwt-verify.jwk" }
 
 [boot]

@@ -149,8 +149,13 @@ pub enum ClientError {
     ConnectionClosed,
     #[error("HTTP transport: {0}")]
     Http(#[source] hyper::Error),
-    /// The server answered with an error status (and, where present, the JSON error body).
-    #[error("server answered HTTP {status}{}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    /// The server answered with an error status (and, where present, the JSON error body, whose
+    /// message is shown: it says what to fix, e.g. a token for the wrong audience).
+    #[error(
+        "server answered HTTP {status}{}{}",
+        code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default(),
+        message.as_deref().map(printable).map(|m| format!(": {m}")).unwrap_or_default()
+    )]
     Api {
         status: u16,
         code: Option<String>,
@@ -166,6 +171,16 @@ pub enum ClientError {
     Truncated,
     #[error("event stream: {0}")]
     Stream(#[from] crate::sse::SseError),
+}
+
+/// A server's message as one line of printable text (it is shown on terminals), at most 300
+/// characters.
+fn printable(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect()
 }
 
 impl ClientError {

@@ -27,7 +27,7 @@ use crate::error::AttestError;
 #[serde(deny_unknown_fields)]
 pub struct AllowedModel {
     pub id: String,
-    /// BLAKE3-256 of the plaintext model bundle (the model digest).
+    /// BLAKE3-256 of the plaintext model bundle (the sealed header's model digest).
     #[serde(with = "hex_32")]
     pub digest: [u8; 32],
 }

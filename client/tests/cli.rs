@@ -56,14 +56,9 @@ fn client_flags(world: &World, policy: &ClientPolicy, dir: &Path) -> Vec<String>
     flags
 }
 
-#[tokio::test]
-async fn attest_prints_verified_claims_or_fails() {
-    let world = World::new();
-    let server = world.server(Knobs::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let flags = client_flags(&world, &world.policy(), dir.path());
-    let url = server.url();
-    let out = tokio::task::spawn_blocking(move || {
+/// `confidant attest URL FLAGS…`, off the runtime's threads.
+async fn attest(url: String, flags: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
         CLI.command()
             .arg("attest")
             .arg(url)
@@ -72,7 +67,16 @@ async fn attest_prints_verified_claims_or_fails() {
             .unwrap()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn attest_prints_verified_claims_or_fails() {
+    let world = World::new();
+    let server = world.server(Knobs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = client_flags(&world, &world.policy(), dir.path());
+    let out = attest(server.url(), flags).await;
     assert!(
         out.status.success(),
         "{}",
@@ -89,19 +93,52 @@ async fn attest_prints_verified_claims_or_fails() {
         .allow_measurement(vec![0u8; 48])
         .allow_dev(true);
     let flags = client_flags(&world, &strict, dir.path());
-    let url = server.url();
-    let out = tokio::task::spawn_blocking(move || {
-        CLI.command()
-            .arg("attest")
-            .arg(url)
-            .args(flags)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = attest(server.url(), flags).await;
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "no claims printed on refusal");
+    // The refusal names the check once (not once per error layer) and says what to change.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches("is not allowed by the client policy")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+/// `--result-key` takes the verifier's `GET /v1/keys` document (what `init` writes as
+/// `public-keys.json`) as well as a bare JWK, but not a set it would have to choose from.
+#[tokio::test]
+async fn result_key_from_the_keys_document() {
+    let world = World::new();
+    let server = world.server(Knobs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = client_flags(&world, &world.policy(), dir.path());
+    let jwk = world.signer.verifier().jwk();
+    let document = serde_json::json!({
+        "keys": [jwk],
+        "cose_keys": [],
+        "audit_checkpoint_key": "04",
+    });
+    let keys = dir.path().join("public-keys.json");
+    std::fs::write(&keys, document.to_string()).unwrap();
+    let at = flags.iter().position(|f| f == "--result-key").unwrap();
+    flags[at + 1] = keys.display().to_string();
+    let out = attest(server.url(), flags.clone()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let two = serde_json::json!({ "keys": [jwk.clone(), jwk] });
+    std::fs::write(&keys, two.to_string()).unwrap();
+    let out = attest(server.url(), flags).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("holds 2 keys"), "{stderr}");
 }
 
 #[tokio::test]

@@ -169,6 +169,13 @@ fn seal_inspect_unseal_roundtrip() {
         inspected["file_len"],
         std::fs::metadata(&out).unwrap().len()
     );
+    // --digest: only the digest, for scripts (the README's walk-through).
+    let only = CLI.run(&["model", "inspect", arg(&out), "--digest"]);
+    assert!(only.status.success(), "{}", stderr(&only));
+    assert_eq!(
+        String::from_utf8_lossy(&only.stdout).trim(),
+        digest.as_str()
+    );
 
     // The library unseals it with the written key into the very files.
     let sealed_bytes = std::fs::read(&out).unwrap();

@@ -6,7 +6,8 @@
 //! unwraps the key and unseals the model in memory → [`boot::load_engine`] loads it into the
 //! inference engine (`confidant_engine`) → [`api`] serves the OpenAI-compatible routes over the attested certificate, with
 //! admission control in [`limits`] and counters in [`metrics`] → the supervisor re-attests before
-//! the certificate expires. The binary splits the start at the point where the model is unsealed
+//! the certificate expires. A refusal by the verifier is logged with what to do about it
+//! ([`hints`]). The binary splits the start at the point where the model is unsealed
 //! in memory ([`supervisor::Enclave::boot`]) and confines the process there ([`lockdown`]) before
 //! it serves ([`supervisor::Enclave::serve`]).
 #![forbid(unsafe_code)]
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod boot;
 pub mod config;
+pub mod hints;
 pub mod keys;
 pub mod limits;
 pub mod lockdown;

@@ -631,11 +631,26 @@ async fn attest_until(
                     .last_failure
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = Some(e.label());
-                tracing::warn!(
-                    error = %e,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "attestation failed; retrying (nothing is served on a failed attestation)"
-                );
+                let subject = crate::hints::Subject {
+                    model_id: &attestor.config.model_id,
+                    model_digest: &attestor.header.model_digest,
+                    key_id: &attestor.header.key_id,
+                    tee: attestor.tee.name(),
+                    sim_measurement: attestor.tee.sim_measurement(),
+                };
+                match crate::hints::for_error(&e, &subject) {
+                    Some(hint) => tracing::warn!(
+                        error = %e,
+                        hint = %hint,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "attestation failed; retrying (nothing is served on a failed attestation)"
+                    ),
+                    None => tracing::warn!(
+                        error = %e,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "attestation failed; retrying (nothing is served on a failed attestation)"
+                    ),
+                }
             }
         }
         let mut sleep = delay.mul_f64(rand::thread_rng().gen_range(0.8..1.2));

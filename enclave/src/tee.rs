@@ -86,6 +86,14 @@ impl Tee {
         }
     }
 
+    /// The simulated TEE's launch measurement; `None` on hardware (the hardware computes it).
+    pub fn sim_measurement(&self) -> Option<&[u8; 48]> {
+        match self {
+            Tee::Sim { measurement, .. } => Some(measurement),
+            _ => None,
+        }
+    }
+
     /// Short name for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {

@@ -58,9 +58,17 @@ async fn auth_caps_rate_limits_overload_and_disconnect() {
     let r = c.post_json(path, Some("not.a.token"), &chat("hi", 4)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.code(), "invalid_token");
+    // A genuine token for another service: refused, and the refusal says why (audience).
     let other_aud = v.token_for("confidant-verifier", "bob", &["client"]);
     let r = c.post_json(path, Some(&other_aud), &chat("hi", 4)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.code(), "wrong_audience");
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("audience"), "{message}");
+    assert!(
+        message.contains(AUDIENCE),
+        "names the expected audience: {message}"
+    );
     let admin = v.client_token("carol", &["admin"]);
     let r = c.post_json(path, Some(&admin), &chat("hi", 4)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);

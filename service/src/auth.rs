@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{FromRef, FromRequestParts};
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
@@ -48,16 +49,52 @@ impl From<Forbidden> for ApiError {
     }
 }
 
-/// Every refusal is 401. Only two codes are distinguished for the client (`missing_token`,
-/// `token_expired`, so it knows to log in or refresh); the exact reason is logged at debug.
+/// Every refusal is 401. The codes a caller can act on are told apart: `missing_token`,
+/// `token_expired` (log in or refresh), and `wrong_audience` / `wrong_issuer` (a token minted
+/// for another service or by another issuer). Those two are decided only after the signature
+/// verified, so they tell nothing to someone without a genuine token. Every other reason is
+/// `invalid_token`; the exact reason is logged at debug.
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        ApiError::unauthorized(match e {
-            AuthError::Missing => "missing_token",
-            AuthError::Expired => "token_expired",
-            _ => "invalid_token",
-        })
+        match e {
+            AuthError::Missing => ApiError::unauthorized("missing_token"),
+            AuthError::Expired => ApiError::unauthorized("token_expired"),
+            AuthError::WrongAudience => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "wrong_audience",
+                "the token's audience (aud) does not name this service",
+            ),
+            AuthError::WrongIssuer => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "wrong_issuer",
+                "the token's issuer (iss) is not the one this service trusts",
+            ),
+            _ => ApiError::unauthorized("invalid_token"),
+        }
     }
+}
+
+/// The 401 for `e`, naming the expected audience or issuer where the token was genuine but meant
+/// for another service (both are configuration, not secrets).
+pub fn refusal(e: AuthError, verifier: &JwtVerifier) -> ApiError {
+    let mut err = ApiError::from(e);
+    match e {
+        AuthError::WrongAudience => {
+            err.message = format!(
+                "the token's audience (aud) does not name this service: it accepts tokens for \
+                 audience {:?}",
+                verifier.audience()
+            );
+        }
+        AuthError::WrongIssuer => {
+            err.message = format!(
+                "the token's issuer (iss) is not the one this service trusts: {:?}",
+                verifier.issuer()
+            );
+        }
+        _ => {}
+    }
+    err
 }
 
 /// Extractor: verifies the `Authorization: Bearer` token against the state's
@@ -86,7 +123,7 @@ where
             }
             Err(reason) => {
                 tracing::debug!(?reason, "bearer token refused");
-                Err(reason.into())
+                Err(refusal(reason, &verifier))
             }
         }
     }

@@ -179,7 +179,11 @@ fn from_status(status: StatusCode) -> ApiError {
         StatusCode::UNAUTHORIZED => ("unauthorized", "authentication required"),
         StatusCode::FORBIDDEN => ("forbidden", "forbidden"),
         StatusCode::NOT_FOUND => ("not_found", "not found"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed"),
+        // axum adds the `Allow` header after this mapper ran (outside the route's layers).
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "method not allowed: the Allow header lists the methods this route takes",
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body too large"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             ("unsupported_media_type", "unsupported content type")

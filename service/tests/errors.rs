@@ -93,9 +93,13 @@ async fn unknown_route_is_json_404_and_wrong_method_405() {
     let (status, body, _) = call(Request::get("/nope").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(code(&body), "not_found");
-    let (status, body, _) = call(Request::get("/echo").body(Body::empty()).unwrap()).await;
+    let (status, body, headers) = call(Request::get("/echo").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(code(&body), "method_not_allowed");
+    // The reply says which method the route takes.
+    assert_eq!(headers[header::ALLOW], "POST");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("Allow"), "{message}");
 }
 
 #[tokio::test]

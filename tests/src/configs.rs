@@ -1,5 +1,5 @@
-//! The configuration files a [`crate::Stack`] writes: the verifier's policy and the enclave's
-//! configuration, as an operator would write them.
+//! The enclave configuration a [`crate::Stack`] writes, as an operator would (the verifier's
+//! policy comes from `confidant-verifier init --model`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -53,7 +53,7 @@ ip_addresses = ["127.0.0.1"]
 
 [auth]
 issuer = "confidant-dev-issuer"
-audience = "confidant-verifier"
+audience = "confidant-enclave"
 verification_keys = {{ file = "verifier/secrets/jwt-verify.jwk" }}
 
 [boot]

@@ -4,10 +4,10 @@
 //! - [`bins`] locates the binaries next to the test executable and builds them once per test
 //!   process (`cargo build --bins`; a no-op when `cargo test --workspace` already built them).
 //! - [`sealed_model`] seals the real SmolLM2 bundle once per process with `confidant model seal`.
-//! - [`Stack`] inits a verifier in a temporary directory, installs a policy that allows exactly
-//!   this enclave build (its simulated measurement) and the sealed model, starts the verifier,
-//!   registers the model key with `confidant model register`, starts the enclave (sim TEE) and
-//!   waits until it serves. Every child is killed when its [`Service`] is dropped.
+//! - [`Stack`] inits a verifier in a temporary directory with a policy (`init --model`) that
+//!   allows exactly this enclave build (its simulated measurement) and the sealed model, starts
+//!   the verifier, registers the model key with `confidant model register`, starts the enclave
+//!   (sim TEE) and waits until it serves. Every child is killed when its [`Service`] is dropped.
 //! - [`https`] is a plain rustls + hyper client (only the verifier CA as root, no Confidant code).
 //! - [`impostor`] plays attackers: TLS servers with foreign or stolen certificates, and a second
 //!   enclave certified by the real verifier.
@@ -358,20 +358,23 @@ impl Stack {
         let dir = tempfile::tempdir().unwrap();
         let vdir = dir.path().join("verifier");
 
-        let out = Command::new(&bins.verifier)
-            .arg("init")
+        // The policy allows exactly this build (and any extra measurements) and the sealed model.
+        let mut init = Command::new(&bins.verifier);
+        init.arg("init")
             .arg(&vdir)
             .arg("--dev-pki")
             .arg(&dev_pki)
-            .args(["--listen", "127.0.0.1:0"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "confidant-verifier init failed");
-        std::fs::write(
-            vdir.join("policy.toml"),
-            policy_toml(&model.digest, &measurement, &opts),
-        )
-        .unwrap();
+            .args(["--listen", "127.0.0.1:0", "--model", MODEL_ID, "--digest"])
+            .arg(hex::encode(model.digest));
+        for m in std::iter::once(&measurement).chain(&opts.extra_measurements) {
+            init.arg("--measurement").arg(hex::encode(m));
+        }
+        let out = init.output().unwrap();
+        assert!(
+            out.status.success(),
+            "confidant-verifier init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let config_path = vdir.join("verifier.toml");
         let mut config = std::fs::read_to_string(&config_path).unwrap();
         config = config.replacen(

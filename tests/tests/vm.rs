@@ -64,7 +64,7 @@ ip_addresses = ["127.0.0.1"]
 
 [auth]
 issuer = "confidant-dev-issuer"
-audience = "confidant-verifier"
+audience = "confidant-enclave"
 verification_keys = {{ file = "/etc/confidant/jwt-verify.jwk" }}
 
 [boot]
@@ -232,17 +232,25 @@ fn measured_vm_boots_attests_serves_and_only_that_image_gets_the_key() {
             == std::fs::read(again.join("initrd.cpio")).unwrap(),
         "vm build is not reproducible"
     );
-    // An image whose initrd differs in one byte (one more space in the enclave's config).
+    // An image whose initrd differs in one byte and not in length (one digit of the enclave's
+    // config): QEMU writes the initrd's size and address into the kernel's setup header, so PCR 4
+    // follows the initrd's length, but not its bytes.
     let changed = dir.path().join("image-changed");
     let changed_config = dir.path().join("enclave-changed.toml");
-    std::fs::write(&changed_config, guest_config().replacen("\n", " \n", 1)).unwrap();
+    let config_text = guest_config();
+    assert!(config_text.contains("retry_initial_ms = 1000\n"));
+    std::fs::write(
+        &changed_config,
+        config_text.replacen("retry_initial_ms = 1000\n", "retry_initial_ms = 1001\n", 1),
+    )
+    .unwrap();
     build_image(&changed, &vdir, &changed_config, &model.path);
     let changed_measured = measure(&changed);
     assert_ne!(hex_field(&changed_measured, "pcr9"), pcr9);
     assert_eq!(
         hex_field(&changed_measured, "pcr4"),
         pcr4.clone(),
-        "PCR 4 is the kernel alone"
+        "PCR 4 covers the kernel (and the initrd's length), not the initrd's bytes"
     );
     let _ = std::fs::remove_dir_all(&again);
 

@@ -229,7 +229,7 @@ async fn ca(State(AppState(v)): State<AppState>) -> Response {
     resp
 }
 
-async fn keys(State(AppState(v)): State<AppState>) -> axum::Json<serde_json::Value> {
+async fn keys(State(AppState(v)): State<AppState>) -> axum::Json<crate::public_keys::PublicKeys> {
     axum::Json(v.public_keys())
 }
 
@@ -294,7 +294,7 @@ struct ImportKey {
     /// The 32-byte model key, base64.
     key: SecretString,
     model_id: String,
-    /// BLAKE3-256 of the plaintext model bundle (the model digest), hex.
+    /// BLAKE3-256 of the plaintext model bundle (the sealed header's model digest), hex.
     model_digest: String,
 }
 

@@ -119,6 +119,10 @@ impl Refusal {
             Refusal::AkNotActivated => {
                 "the TPM attestation key is neither enrolled nor proven by credential activation"
             }
+            Refusal::Policy(PolicyError::UnknownModel) => {
+                "the verifier's policy has no entry for this model id: add the model (its digest \
+                 and the enclave's launch measurement) to the verifier's policy"
+            }
             Refusal::Policy(_) => "the policy refused the evidence",
             Refusal::Key(_) => "no model key can be released",
             Refusal::Internal(_) => "internal error",

@@ -78,7 +78,7 @@ pub enum KeyStatus {
 pub struct KeyInfo {
     pub key_id: String,
     pub model_id: String,
-    /// BLAKE3-256 of the plaintext model bundle (the model digest), hex.
+    /// BLAKE3-256 of the plaintext model bundle (the sealed header's model digest), hex.
     pub model_digest: String,
     pub status: KeyStatus,
     /// Unix seconds.

@@ -4,7 +4,8 @@
 //! and binding (`confidant_attestation::verify`) → policy appraisal ([`policy_store`]) → signed
 //! result, leaf certificate, HPKE-wrapped model key ([`keys`]) → durable audit entry
 //! ([`audit_log`] over [`audit_store`]) → reply. Routes in [`api`], state in [`state`], start-up
-//! in [`server`], configuration in [`config`], `init` in [`init`].
+//! in [`server`], configuration in [`config`], `init` in [`init`], the public key document
+//! (`GET /v1/keys`) in [`public_keys`].
 #![forbid(unsafe_code)]
 
 pub mod activation;
@@ -18,6 +19,7 @@ pub mod init;
 pub mod keys;
 pub mod nonce;
 pub mod policy_store;
+pub mod public_keys;
 pub mod server;
 pub mod state;
 

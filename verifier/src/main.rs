@@ -1,18 +1,20 @@
 //! `confidant-verifier`: the attestation service (appraisal, key broker, CA, audit log).
 //!
 //! ```text
-//! confidant-verifier init DIR [--dev-pki DIR] [--listen ADDR] [--admin-listen ADDR] [--tls-name NAME]... [--force]
+//! confidant-verifier init DIR [--dev-pki DIR] [--model ID --digest HEX --measurement HEX...]
+//!                         [--listen ADDR] [--admin-listen ADDR] [--tls-name NAME]... [--force]
 //! confidant-verifier serve --config DIR/verifier.toml [--log-format json|text]
 //! ```
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use confidant_service::config::shutdown_signal;
 use confidant_verifier::config::Config;
-use confidant_verifier::init::{InitOptions, init};
+use confidant_verifier::init::{InitModel, InitOptions, init};
 
 #[derive(Debug, Parser)]
 #[command(name = "confidant-verifier", version, about)]
@@ -26,9 +28,22 @@ enum Command {
     /// Write a fresh development configuration and secrets (0600) into DIR.
     Init {
         dir: PathBuf,
-        /// Output directory of `scripts/dev-pki.sh`: the development policy trusts its SNP root.
-        #[arg(long)]
+        /// Output directory of `scripts/dev-pki.sh` (run it first): the development policy
+        /// trusts its SNP root.
+        #[arg(long, value_name = "DIR")]
         dev_pki: Option<PathBuf>,
+        /// A model id to allow in the policy (with --digest and --measurement). Also writes
+        /// DIR/client.toml, the settings `confidant attest|chat|proxy --config` needs.
+        #[arg(long, value_name = "ID", requires_all = ["digest", "measurement"])]
+        model: Option<String>,
+        /// The model's digest: BLAKE3-256 of the plaintext bundle, 64 hex digits (`confidant
+        /// model inspect FILE.sealed --digest`).
+        #[arg(long, value_name = "HEX", requires = "model", value_parser = hex_array::<32>)]
+        digest: Option<[u8; 32]>,
+        /// A SEV-SNP launch measurement allowed to run the model, 96 hex digits (simulated TEE:
+        /// `confidant measure sim --binary $(command -v confidant-enclave)`). Repeatable.
+        #[arg(long, value_name = "HEX", requires = "model", value_parser = hex_array::<48>)]
+        measurement: Vec<[u8; 48]>,
         /// Listen address written into the configuration.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: String,
@@ -61,12 +76,33 @@ enum LogFormat {
     Text,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// `N` bytes from hex, for clap.
+fn hex_array<const N: usize>(s: &str) -> Result<[u8; N], String> {
+    let bytes = hex::decode(s.trim()).map_err(|_| format!("not hex: {s:?}"))?;
+    let len = bytes.len();
+    bytes
+        .try_into()
+        .map_err(|_| format!("{len} bytes, expected {N} ({} hex digits)", 2 * N))
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("confidant-verifier: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init {
             dir,
             dev_pki,
+            model,
+            digest,
+            measurement,
             listen,
             admin_listen,
             tls_names,
@@ -74,6 +110,11 @@ fn main() -> anyhow::Result<()> {
         } => {
             let mut opts = InitOptions::new(dir);
             opts.dev_pki = dev_pki;
+            opts.model = model.zip(digest).map(|(id, digest)| InitModel {
+                id,
+                digest,
+                snp_measurements: measurement,
+            });
             opts.listen = listen;
             opts.admin_listen = admin_listen;
             opts.force = force;
@@ -83,11 +124,26 @@ fn main() -> anyhow::Result<()> {
             for (role, path) in out.tokens {
                 println!("token for role {role}: {}", path.display());
             }
+            match out.client {
+                Some(client) => println!("client settings: {}", client.display()),
+                None => println!(
+                    "no model allowed yet: add a [models.\"ID\"] table to {} (its comments say how)",
+                    opts.dir.join("policy.toml").display()
+                ),
+            }
             Ok(())
         }
         Command::Serve { config, log_format } => {
             confidant_service::telemetry::init_tracing(matches!(log_format, LogFormat::Json))
                 .context("logging")?;
+            if !config.exists() {
+                anyhow::bail!(
+                    "configuration {} does not exist (`confidant-verifier init DIR` writes \
+                     DIR/{})",
+                    config.display(),
+                    confidant_verifier::init::CONFIG_FILE
+                );
+            }
             let config = Config::load(&config).context("configuration")?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -95,6 +95,11 @@ pub(crate) fn read_der(path: &Path) -> Result<Vec<u8>, PolicyStoreError> {
 }
 
 impl PolicyStore {
+    /// The policy file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Loads the policy file and, if configured, the development ARK/ASK.
     pub fn open(
         path: &Path,
@@ -201,35 +206,4 @@ impl PolicyStore {
         };
         self.replace(text)
     }
-}
-
-/// The development policy `init` writes: trusts AMD production roots for every product, and the
-/// development root pinned by `dev_ark_sha256` if given. It allows no model yet: an admin adds
-/// models with `PUT /v1/admin/policy` (see `docs/policy.example.toml`).
-pub fn dev_policy_toml(dev_ark_sha256: Option<&[u8; 32]>) -> String {
-    let dev = match dev_ark_sha256 {
-        Some(h) => format!(
-            "# Development root from scripts/dev-pki.sh: evidence from the simulated attester\n\
-             # verifies only against it, and a model accepts it only with allow_dev = true.\n\
-             dev_root_ark_sha256 = \"{}\"\n",
-            hex::encode(h)
-        ),
-        None => String::new(),
-    };
-    format!(
-        "# Development policy written by `confidant-verifier init`.\n\
-         id = \"dev\"\n\
-         version = 1\n\
-         revoked_measurements = []\n\
-         \n\
-         [trust]\n\
-         amd_products = [\"milan\", \"genoa\", \"turin\"]\n\
-         tpm_aks_spki_sha256 = []\n\
-         {dev}\n\
-         # [models.\"my-model\"]\n\
-         # digest = \"<BLAKE3-256 of the plaintext model bundle>\"\n\
-         # snp_measurements = [\"<96 hex digits>\"]\n\
-         # min_tcb = {{ bootloader = 0, tee = 0, snp = 0, microcode = 0 }}\n\
-         # allow_dev = true\n"
-    )
 }

@@ -1,11 +1,13 @@
 //! The verifier's state: everything loaded at start-up, and the operations the routes call.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use confidant_attestation::leafcert::CertificateAuthority;
 use confidant_attestation::modelkey::ModelKey;
+use confidant_attestation::policy::PolicyError;
 use confidant_attestation::result::ResultSigner;
 use confidant_service::logsafe::Untrusted;
 use confidant_service::ratelimit::{BucketConfig, Limiter, SystemClock};
@@ -170,12 +172,15 @@ impl Verifier {
         };
         let outcome = appraise::decide(&ctx, &req, nonce, now_unix());
         let reason = outcome.event.reason.clone();
-        let detail = outcome
-            .reply
-            .as_ref()
-            .err()
-            .and_then(Refusal::detail)
-            .unwrap_or_default();
+        let detail = match outcome.reply.as_ref().err() {
+            Some(Refusal::Policy(PolicyError::UnknownModel)) => unknown_model_detail(
+                &req.model_id,
+                self.policy.path(),
+                outcome.event.measurement.as_deref(),
+            ),
+            Some(refusal) => refusal.detail().unwrap_or_default(),
+            None => String::new(),
+        };
         match self.audit.append(outcome.event) {
             Ok(seq) => {
                 match &reason {
@@ -301,14 +306,11 @@ impl Verifier {
 
     /// `GET /v1/keys`: the result-signing key as a JWK Set and as a COSE_Key, and the audit
     /// checkpoint key.
-    pub fn public_keys(&self) -> serde_json::Value {
-        let v = self.signer.verifier();
-        let cose = v.cose_key().map(|c| STANDARD.encode(c)).unwrap_or_default();
-        serde_json::json!({
-            "keys": [v.jwk()],
-            "cose_keys": [cose],
-            "audit_checkpoint_key": hex::encode(self.audit.checkpoint_public_key()),
-        })
+    pub fn public_keys(&self) -> crate::public_keys::PublicKeys {
+        crate::public_keys::PublicKeys::new(
+            self.signer.verifier(),
+            &self.audit.checkpoint_public_key(),
+        )
     }
 
     // --- admin ---------------------------------------------------------------------------------
@@ -492,4 +494,27 @@ fn proof_error(e: AuditLogError) -> ApiError {
     } else {
         ApiError::internal(e)
     }
+}
+
+/// The log detail of an `unknown_model` refusal: which policy file lacks which model, and the
+/// (verified) measurement the enclave presented, to add with it.
+fn unknown_model_detail(model_id: &str, policy: &Path, measurement: Option<&[u8]>) -> String {
+    let shown = if crate::keys::valid_model_id(model_id) {
+        format!("{model_id:?}")
+    } else {
+        "(an invalid id)".to_owned()
+    };
+    let measured = match measurement {
+        Some(m) => format!(
+            "; the enclave's verified measurement is {} (simulated TEE: `confidant measure sim \
+             --binary confidant-enclave` prints it)",
+            hex::encode(m)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "the policy {} has no [models.{shown}] table: add one with the model's digest and its \
+         allowed measurements{measured}",
+        policy.display()
+    )
 }

@@ -8,6 +8,7 @@ mod support;
 
 use confidant_attestation::audit::{verify_checkpoint, verify_inclusion, verify_log};
 use confidant_attestation::evidence::Evidence;
+use confidant_verifier::init::DEV_AUDIENCE;
 use confidant_wire::routes;
 use support::*;
 
@@ -47,9 +48,25 @@ async fn tokens_and_roles() {
         401
     );
 
+    // The development client token is addressed to the enclave: the verifier refuses it and
+    // says why.
+    let r = c.get("/v1/admin/keys", Some(s.token("client"))).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.code(), "wrong_audience");
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("audience") && message.contains(DEV_AUDIENCE),
+        "{message}"
+    );
+    let client = s.mint(DEV_AUDIENCE, "client");
+    let token = |role: &str| match role {
+        "client" => client.clone(),
+        other => s.token(other).to_owned(),
+    };
+
     for path in admin_routes {
         for role in ["auditor", "enclave", "client"] {
-            let r = c.get(path, Some(s.token(role))).await;
+            let r = c.get(path, Some(&token(role))).await;
             assert_eq!(r.status, 403, "{path} as {role}");
             assert_eq!(r.code(), "forbidden");
         }
@@ -58,7 +75,7 @@ async fn tokens_and_roles() {
     for path in auditor_routes {
         for role in ["admin", "enclave", "client"] {
             assert_eq!(
-                c.get(path, Some(s.token(role))).await.status,
+                c.get(path, Some(&token(role))).await.status,
                 403,
                 "{path} as {role}"
             );
@@ -70,13 +87,13 @@ async fn tokens_and_roles() {
         let r = c
             .post_json(
                 routes::verifier::CHALLENGE,
-                Some(s.token(role)),
+                Some(&token(role)),
                 &serde_json::json!({}),
             )
             .await;
         assert_eq!(r.status, 403);
         let r = c
-            .post_cbor(routes::verifier::ATTEST, Some(s.token(role)), vec![0xa0])
+            .post_cbor(routes::verifier::ATTEST, Some(&token(role)), vec![0xa0])
             .await;
         assert_eq!(r.status, 403);
     }
@@ -91,6 +108,18 @@ async fn tokens_and_roles() {
     assert_eq!(c.get(routes::verifier::KEYS, None).await.status, 200);
     // Unknown route and malformed attest body: JSON errors with codes.
     assert_eq!(c.get("/v1/nope", None).await.code(), "not_found");
+    // A wrong method says which one the route takes (the checkpoint is a GET).
+    let r = c
+        .post_json(
+            "/v1/audit/checkpoint",
+            Some(s.token("auditor")),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.code(), "method_not_allowed");
+    let allow = r.headers["allow"].to_str().unwrap();
+    assert!(allow.contains("GET"), "{allow}");
     let r = c
         .post_cbor(
             routes::verifier::ATTEST,

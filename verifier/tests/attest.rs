@@ -148,6 +148,11 @@ async fn every_refusal_has_its_own_code() {
     // Unknown model id.
     let (nonce, ev) = snp_evidence(&s, &enclave).await;
     let r = s.attest(&enclave.request(nonce, ev, "no-such-model")).await;
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("policy"),
+        "says where the model is missing: {message}"
+    );
     check(&s, r, "unknown_model", &mut expected).await;
 
     // Measurement not allowed.

@@ -110,6 +110,16 @@ impl JwtVerifier {
         })
     }
 
+    /// The audience tokens must name.
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// The issuer tokens must come from.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     /// Sets the clock-skew allowance in seconds.
     pub fn with_leeway(mut self, secs: u64) -> Self {
         self.leeway = secs;

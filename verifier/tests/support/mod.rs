@@ -97,6 +97,23 @@ impl TestServer {
         &self.tokens[role]
     }
 
+    /// A token from the development issuer `init` made, for `audience`, with one role.
+    pub fn mint(&self, audience: &str, role: &str) -> String {
+        let pkcs8 = std::fs::read(self.path("secrets/jwt-issuer.p8")).unwrap();
+        let issuer =
+            confidant_service::JwtIssuer::from_pkcs8(&pkcs8, Some("dev-1".to_owned())).unwrap();
+        issuer
+            .mint(&confidant_service::jwt::TokenClaims::new(
+                confidant_verifier::init::DEV_ISSUER,
+                audience,
+                format!("minted-{role}"),
+                &[role],
+                confidant_verifier::now_unix(),
+                600,
+            ))
+            .unwrap()
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }

@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! ca = "verifier-ca.pem"            # pinned verifier CA
-//! result_key = "result-key.jwk"     # verifier result-signing key: JWK, COSE_Key or SPKI (PEM/DER)
+//! result_key = "public-keys.json"   # verifier result-signing key: GET /v1/keys body, JWK, COSE_Key or SPKI
 //! mode = "passport"                 # or "direct"
 //! fresh = true                      # session evidence per connection (default)
 //! dev_ark = "dev-ark.der"           # development roots (simulated SNP); needs policy.allow_dev
@@ -44,7 +44,8 @@ pub struct ClientArgs {
     /// Verifier CA certificate (PEM or DER) to pin.
     #[arg(long, env = "CONFIDANT_CA")]
     ca: Option<PathBuf>,
-    /// Verifier result-signing public key (JWK, COSE_Key, or SPKI PEM/DER).
+    /// Verifier result-signing public key: the `GET /v1/keys` document (`public-keys.json` of
+    /// `confidant-verifier init`), a JWK, COSE_Key, or SPKI PEM/DER.
     #[arg(long, env = "CONFIDANT_RESULT_KEY")]
     result_key: Option<PathBuf>,
     /// Client policy (TOML: models, measurements, tcb_floor, allow_dev).
@@ -206,12 +207,31 @@ impl ClientArgs {
     }
 }
 
-/// Loads the verifier's result-signing key in whichever format the file holds: JWK, COSE_Key
-/// (CBOR), SubjectPublicKeyInfo (PEM or DER), or a raw SEC1 point.
+/// The verifier's public key document (`GET /v1/keys`, `public-keys.json` of
+/// `confidant-verifier init`), or any JWK Set: only its `keys` matter here.
+#[derive(Debug, Deserialize)]
+struct KeySet {
+    keys: Vec<confidant_attestation::result::Jwk>,
+}
+
+/// Loads the verifier's result-signing key in whichever format the file holds: the `GET /v1/keys`
+/// document (or another JWK Set with one key), a JWK, COSE_Key (CBOR), SubjectPublicKeyInfo (PEM
+/// or DER), or a raw SEC1 point.
 fn load_result_key(path: &Path) -> Result<ResultVerifier> {
     let bytes = read(path)?;
     if let Ok(text) = std::str::from_utf8(&bytes) {
         let trimmed = text.trim_start();
+        if let Ok(set) = serde_json::from_str::<KeySet>(trimmed) {
+            let [jwk] = set.keys.as_slice() else {
+                bail!(
+                    "{}: the key set holds {} keys; pass the one JWK to trust",
+                    path.display(),
+                    set.keys.len()
+                );
+            };
+            let jwk = serde_json::to_string(jwk).context("result key (JWK Set)")?;
+            return ResultVerifier::from_jwk(&jwk).context("result key (JWK Set)");
+        }
         if trimmed.starts_with('{') {
             return ResultVerifier::from_jwk(trimmed).context("result key (JWK)");
         }

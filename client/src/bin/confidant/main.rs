@@ -79,8 +79,57 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("confidant: {e:#}");
+            eprintln!("confidant: {}", describe(&e));
+            if let Some(hint) = hint(&e) {
+                eprintln!("confidant: hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once (error types that print their source
+/// in their own message would otherwise repeat it).
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// What to do about the refusals a first run meets.
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    use confidant_attestation::snp::SnpError;
+    use confidant_client::AttestError;
+    e.chain().find_map(|cause| {
+        if let Some(SnpError::UntrustedRoot) = cause.downcast_ref::<SnpError>() {
+            return Some(
+                "the evidence chains to a root this client does not trust. An enclave on the \
+                 simulated TEE is signed by the development root: pass --dev-ark DEV_PKI/ark.der \
+                 --dev-ask DEV_PKI/ask.der (or dev_ark/dev_ask in --config; the client.toml of \
+                 `confidant-verifier init --model` names them)",
+            );
+        }
+        match cause.downcast_ref::<AttestError>() {
+            Some(AttestError::DevNotAllowed) => Some(
+                "the enclave runs on development (simulated) evidence: only for development, \
+                 set allow_dev = true in the client policy",
+            ),
+            Some(AttestError::ModelNotAllowed { .. } | AttestError::MeasurementNotAllowed(_)) => {
+                Some(
+                    "the client policy (--policy, or [policy] in --config) must list the \
+                     enclave's model id and digest and its launch measurement",
+                )
+            }
+            _ => None,
+        }
+    })
 }

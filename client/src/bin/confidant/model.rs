@@ -74,6 +74,10 @@ pub struct InspectArgs {
     /// Sealed model file.
     #[arg(value_name = "FILE.sealed")]
     file: PathBuf,
+    /// Print only the model digest (64 hex digits: BLAKE3-256 of the plaintext bundle), the
+    /// value the verifier's policy and `model register --digest` take.
+    #[arg(long)]
+    digest: bool,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +109,11 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
     let out = match cmd {
         ModelCommand::Prepare(args) => return crate::prepare::run(args),
         ModelCommand::Seal(args) => seal(args)?,
+        ModelCommand::Inspect(args) if args.digest => {
+            let (header, _) = read_header(&args.file)?;
+            println!("{}", hex::encode(header.model_digest));
+            return Ok(());
+        }
         ModelCommand::Inspect(args) => inspect(&args.file)?,
         ModelCommand::Register(args) => register(args)?,
     };
@@ -141,6 +150,11 @@ fn seal(args: SealArgs) -> Result<serde_json::Value> {
         );
     }
     let names = bundle_files(&args.input)?;
+    eprintln!(
+        "confidant: reading {} ({})",
+        args.input.display(),
+        names.join(", ")
+    );
     let mut files = Vec::with_capacity(names.len());
     for name in &names {
         let path = args.input.join(name);
@@ -156,6 +170,11 @@ fn seal(args: SealArgs) -> Result<serde_json::Value> {
         encode_bundle(&refs).context("building the bundle")?
     };
     drop(files);
+    eprintln!(
+        "confidant: sealing {} MiB (AES-256-GCM, {} KiB chunks, fresh key) …",
+        plaintext.len().div_ceil(1 << 20),
+        args.chunk_size / 1024
+    );
     let mut rng = rand::rngs::OsRng;
     let key = ModelKey::generate(&mut rng);
     let sealed_bytes =
@@ -170,6 +189,11 @@ fn seal(args: SealArgs) -> Result<serde_json::Value> {
         let _ = std::fs::remove_file(&key_path);
         return Err(e);
     }
+    eprintln!(
+        "confidant: wrote {} and its key {} (0600)",
+        args.out.display(),
+        key_path.display()
+    );
     Ok(serde_json::json!({
         "key_id": header.key_id,
         "model_digest": hex::encode(header.model_digest),
@@ -283,7 +307,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 
 // --- inspect ---------------------------------------------------------------------------------
 
-fn inspect(path: &Path) -> Result<serde_json::Value> {
+/// A sealed model's header and the file's length.
+fn read_header(path: &Path) -> Result<(SealedHeader, u64)> {
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let file_len = f
         .metadata()
@@ -295,6 +320,11 @@ fn inspect(path: &Path) -> Result<serde_json::Value> {
         .with_context(|| format!("reading {}", path.display()))?;
     let header = SealedHeader::parse(&head)
         .with_context(|| format!("{} is not a valid sealed model", path.display()))?;
+    Ok((header, file_len))
+}
+
+fn inspect(path: &Path) -> Result<serde_json::Value> {
+    let (header, file_len) = read_header(path)?;
     let expected = header.sealed_len();
     Ok(serde_json::json!({
         "version": header.version,

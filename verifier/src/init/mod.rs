@@ -1,43 +1,74 @@
 //! `confidant-verifier init DIR`: a fresh development configuration and its secrets.
 //!
-//! Writes, under `DIR` (secrets mode 0600, atomically):
+//! Everything is checked first (the development PKI exists, the model values are well formed),
+//! then written into a staging directory next to `DIR` and moved into place only when all of it
+//! was written ([`stage`]): a failed `init` leaves nothing behind. Under `DIR` (secrets mode 0600):
 //!
 //! | file | what |
 //! |---|---|
 //! | `verifier.toml` | the configuration, every secret named by file |
-//! | `tls-cert.pem` | the verifier's own TLS certificate (self-signed, `localhost`, `127.0.0.1`); enclaves pin it |
+//! | `tls-cert.pem` | the verifier's own TLS certificate (self-signed, `localhost`, `127.0.0.1`); enclaves and admins pin it |
 //! | `ca.pem` | the verifier CA certificate that issues enclave leaves; clients pin it |
-//! | `policy.toml` | a development policy (no model allowed until an admin adds one; trusts the dev SNP root if `--dev-pki` was given) |
+//! | `policy.toml` | a development policy: trusts the dev SNP root if `--dev-pki` was given, and allows `--model` if given |
+//! | `public-keys.json` | the verifier's public keys, as `GET /v1/keys` serves them (result-signing key, audit checkpoint key) |
+//! | `client.toml` | (with `--model`) client settings for `confidant … --config`: CA, result key, dev roots, client policy |
 //! | `secrets/tls-key.pem` | TLS private key |
 //! | `secrets/ca-key.p8` | CA private key (PKCS#8 DER, P-256) |
-//! | `secrets/result-key.p8` | result/checkpoint signing key (PKCS#8 DER, P-256) |
+//! | `secrets/result-key.p8` | result signing key (PKCS#8 DER, P-256) |
 //! | `secrets/checkpoint-key.p8` | audit checkpoint signing key (PKCS#8 DER, P-256) |
 //! | `secrets/kek` | key-encryption key (32 random bytes) |
 //! | `secrets/jwt-verify.jwk` | the JWT verification key (public, but loaded as a secret source) |
 //! | `secrets/jwt-issuer.p8` | the development JWT issuer's private key |
-//! | `tokens/{admin,auditor,enclave,client}.jwt` | development bearer tokens, one role each |
+//! | `tokens/{admin,auditor,enclave}.jwt` | development bearer tokens for the verifier, one role each (audience [`DEV_AUDIENCE`]) |
+//! | `tokens/client.jwt` | a development bearer token for the enclave's API (role `client`, audience [`DEV_ENCLAVE_AUDIENCE`]) |
+
+mod files;
+mod stage;
 
 use std::path::{Path, PathBuf};
 
 use confidant_attestation::leafcert::CertificateAuthority;
+use confidant_attestation::result::ResultSigner;
 use confidant_service::jwt::{JwtIssuer, TokenClaims};
 use confidant_service::secrets::write_secret_file;
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+
+use crate::public_keys::PublicKeys;
 
 /// Default issuer of development tokens.
 pub const DEV_ISSUER: &str = "confidant-dev-issuer";
-/// Default audience of the verifier.
+/// Audience of the development tokens for the verifier (roles admin, auditor, enclave).
 pub const DEV_AUDIENCE: &str = "confidant-verifier";
-/// The roles development tokens are minted for.
-/// (`metrics` is for an enclave's `GET /metrics`: the operator's scraper.)
-pub const DEV_ROLES: [&str; 5] = ["admin", "auditor", "enclave", "client", "metrics"];
+/// Audience of the development client and metrics tokens: the enclave's API (`[auth] audience`
+/// of `docs/enclave.example.toml`). A token is addressed to the service that accepts it.
+pub const DEV_ENCLAVE_AUDIENCE: &str = "confidant-enclave";
+/// The roles development tokens are minted for, with the audience of each. (`metrics` is for an
+/// enclave's `GET /metrics`: the operator's scraper.)
+pub const DEV_ROLES: [(&str, &str); 5] = [
+    ("admin", DEV_AUDIENCE),
+    ("auditor", DEV_AUDIENCE),
+    ("enclave", DEV_AUDIENCE),
+    ("client", DEV_ENCLAVE_AUDIENCE),
+    ("metrics", DEV_ENCLAVE_AUDIENCE),
+];
 
-/// Why `init` failed.
+/// The configuration file `init` writes (what `serve --config` takes).
+pub const CONFIG_FILE: &str = "verifier.toml";
+/// The CA certificate clients pin.
+pub const CA_FILE: &str = "ca.pem";
+/// The public key document (`GET /v1/keys`).
+pub const PUBLIC_KEYS_FILE: &str = "public-keys.json";
+/// The client settings (with `--model`).
+pub const CLIENT_FILE: &str = "client.toml";
+
+/// Why `init` failed. Nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     #[error("{0} already holds a verifier configuration (use --force to overwrite)")]
     Exists(PathBuf),
+    #[error("{0} does not name a directory")]
+    BadDir(PathBuf),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -45,12 +76,37 @@ pub enum InitError {
     },
     #[error("writing secret: {0}")]
     Secret(#[from] confidant_service::secrets::SecretError),
-    #[error("development PKI directory {0} lacks {1}")]
+    #[error(
+        "development PKI directory {0} does not exist: create it first with \
+         `bash scripts/dev-pki.sh {0}`"
+    )]
+    DevPkiMissing(PathBuf),
+    #[error(
+        "development PKI directory {0} lacks {1}: is it the output of `scripts/dev-pki.sh`? \
+         (rerun `bash scripts/dev-pki.sh {0}`)"
+    )]
     DevPki(PathBuf, &'static str),
+    #[error("invalid model id {0:?}: use 1-128 characters of [A-Za-z0-9._:/-]")]
+    ModelId(String),
+    #[error("--model needs at least one --measurement (the enclave's launch measurement)")]
+    NoMeasurement,
+    #[error("generated document is invalid: {0}")]
+    Document(String),
     #[error("key generation failed: {0}")]
     Crypto(String),
     #[error("listen address {0:?} is not IP:PORT")]
     Listen(String),
+}
+
+/// The model the development policy (and the client policy) allow.
+#[derive(Debug, Clone)]
+pub struct InitModel {
+    /// The model id (what the enclave asks a key for).
+    pub id: String,
+    /// BLAKE3-256 of the plaintext bundle (the sealed header's model digest).
+    pub digest: [u8; 32],
+    /// SEV-SNP launch measurements allowed to run it (simulated TEE: `confidant measure sim`).
+    pub snp_measurements: Vec<[u8; 48]>,
 }
 
 /// Options of `init`.
@@ -59,6 +115,8 @@ pub struct InitOptions {
     pub dir: PathBuf,
     /// Output directory of `scripts/dev-pki.sh`: trust its ARK/ASK as a development root.
     pub dev_pki: Option<PathBuf>,
+    /// A model to allow in the policy; also makes `init` write `client.toml`.
+    pub model: Option<InitModel>,
     /// Listen address written into the configuration.
     pub listen: String,
     /// Address of the admin and auditor APIs; `None`: loopback, the next port after `listen`'s
@@ -77,6 +135,7 @@ impl InitOptions {
         Self {
             dir: dir.into(),
             dev_pki: None,
+            model: None,
             listen: "127.0.0.1:8443".to_owned(),
             admin_listen: None,
             token_ttl_secs: 30 * 86_400,
@@ -91,6 +150,8 @@ impl InitOptions {
 pub struct InitOutput {
     pub config: PathBuf,
     pub tokens: Vec<(String, PathBuf)>,
+    /// `client.toml`, when a model was given.
+    pub client: Option<PathBuf>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InitError + '_ {
@@ -106,6 +167,9 @@ fn write_public(path: &Path, bytes: &[u8]) -> Result<(), InitError> {
 
 /// The development ARK and ASK written by `scripts/dev-pki.sh OUTDIR`.
 pub fn dev_pki_files(dir: &Path) -> Result<(PathBuf, PathBuf), InitError> {
+    if !dir.is_dir() {
+        return Err(InitError::DevPkiMissing(dir.to_path_buf()));
+    }
     let find = |names: &[&str], what: &'static str| {
         names
             .iter()
@@ -119,14 +183,81 @@ pub fn dev_pki_files(dir: &Path) -> Result<(PathBuf, PathBuf), InitError> {
     ))
 }
 
-/// Runs `init`. `now` is Unix seconds.
-pub fn init(opts: &InitOptions, now: u64) -> Result<InitOutput, InitError> {
-    let dir = &opts.dir;
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let config_path = dir.join("verifier.toml");
-    if config_path.exists() && !opts.force {
-        return Err(InitError::Exists(dir.clone()));
+/// What the inputs say, checked before anything is written.
+struct Checked {
+    /// Absolute ARK and ASK paths, so the configuration does not depend on the directory init
+    /// ran from.
+    dev: Option<(PathBuf, PathBuf)>,
+    dev_ark_sha256: Option<[u8; 32]>,
+}
+
+fn check_inputs(opts: &InitOptions) -> Result<Checked, InitError> {
+    if opts.dir.join(CONFIG_FILE).exists() && !opts.force {
+        return Err(InitError::Exists(opts.dir.clone()));
     }
+    if let Some(m) = &opts.model {
+        if !crate::keys::valid_model_id(&m.id) {
+            return Err(InitError::ModelId(m.id.clone()));
+        }
+        if m.snp_measurements.is_empty() {
+            return Err(InitError::NoMeasurement);
+        }
+    }
+    let dev = match &opts.dev_pki {
+        Some(d) => {
+            let (ark, ask) = dev_pki_files(d)?;
+            let abs = |p: &Path| std::fs::canonicalize(p).map_err(io(p));
+            Some((abs(&ark)?, abs(&ask)?))
+        }
+        None => None,
+    };
+    let dev_ark_sha256 = match &dev {
+        Some((ark, _)) => {
+            let der = crate::policy_store::read_der(ark)
+                .map_err(|_| InitError::DevPki(ark.clone(), "a readable ark.der"))?;
+            let d = ring::digest::digest(&ring::digest::SHA256, &der);
+            let mut out = [0u8; 32];
+            out.copy_from_slice(d.as_ref());
+            Some(out)
+        }
+        None => None,
+    };
+    Ok(Checked {
+        dev,
+        dev_ark_sha256,
+    })
+}
+
+/// Runs `init`. `now` is Unix seconds. On error nothing under `opts.dir` changed.
+pub fn init(opts: &InitOptions, now: u64) -> Result<InitOutput, InitError> {
+    let checked = check_inputs(opts)?;
+    let staging = stage::Staging::new(&opts.dir)?;
+    let written = write_all(staging.path(), opts, &checked, now)?;
+    staging.commit()?;
+    let dir = &opts.dir;
+    Ok(InitOutput {
+        config: dir.join(CONFIG_FILE),
+        tokens: written
+            .roles
+            .into_iter()
+            .map(|r| (r.to_owned(), dir.join("tokens").join(format!("{r}.jwt"))))
+            .collect(),
+        client: written.client.then(|| dir.join(CLIENT_FILE)),
+    })
+}
+
+struct Written {
+    roles: Vec<&'static str>,
+    client: bool,
+}
+
+/// Writes every file into `dir` (the staging directory).
+fn write_all(
+    dir: &Path,
+    opts: &InitOptions,
+    checked: &Checked,
+    now: u64,
+) -> Result<Written, InitError> {
     let secrets = dir.join("secrets");
     let tokens = dir.join("tokens");
     for d in [&secrets, &tokens] {
@@ -157,7 +288,7 @@ pub fn init(opts: &InitOptions, now: u64) -> Result<InitOutput, InitError> {
         tls_key.serialize_pem().as_bytes(),
     )?;
 
-    // CA, result signer, KEK.
+    // CA, result signer, checkpoint signer, KEK.
     let ca_key = CertificateAuthority::generate_key(&rng).map_err(|e| crypto(&e))?;
     write_secret_file(&secrets.join("ca-key.p8"), &ca_key)?;
     let ca_not_before = now.saturating_sub(3600);
@@ -165,7 +296,7 @@ pub fn init(opts: &InitOptions, now: u64) -> Result<InitOutput, InitError> {
     let ca_name = "Confidant development verifier CA";
     let ca = CertificateAuthority::new(&ca_key, ca_name, ca_not_before, ca_not_after, &rng)
         .map_err(|e| crypto(&e))?;
-    write_public(&dir.join("ca.pem"), ca.cert_pem().as_bytes())?;
+    write_public(&dir.join(CA_FILE), ca.cert_pem().as_bytes())?;
     let result_key = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
         .map_err(|e| crypto(&e))?;
     write_secret_file(&secrets.join("result-key.p8"), result_key.as_ref())?;
@@ -176,50 +307,51 @@ pub fn init(opts: &InitOptions, now: u64) -> Result<InitOutput, InitError> {
     rng.fill(kek.as_mut_slice()).map_err(|e| crypto(&e))?;
     write_secret_file(&secrets.join("kek"), kek.as_slice())?;
 
+    // The public keys, as GET /v1/keys will serve them.
+    let result_signer =
+        ResultSigner::from_pkcs8(result_key.as_ref(), &rng).map_err(|e| crypto(&e))?;
+    let checkpoint_pair = EcdsaKeyPair::from_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        checkpoint_key.as_ref(),
+        &rng,
+    )
+    .map_err(|e| crypto(&e))?;
+    let public = PublicKeys::new(
+        result_signer.verifier(),
+        checkpoint_pair.public_key().as_ref(),
+    );
+    let public = serde_json::to_vec_pretty(&public).map_err(|e| crypto(&e))?;
+    write_public(&dir.join(PUBLIC_KEYS_FILE), &public)?;
+
     // JWT issuer and development tokens.
     let issuer = JwtIssuer::generate(Some("dev-1".to_owned())).map_err(|e| crypto(&e))?;
     write_secret_file(&secrets.join("jwt-issuer.p8"), issuer.pkcs8().expose())?;
     let jwk = serde_json::to_vec_pretty(&issuer.public_jwk()).map_err(|e| crypto(&e))?;
     write_secret_file(&secrets.join("jwt-verify.jwk"), &jwk)?;
-    let mut minted = Vec::new();
-    for role in DEV_ROLES {
+    let mut roles = Vec::new();
+    for (role, audience) in DEV_ROLES {
         let claims = TokenClaims::new(
             DEV_ISSUER,
-            DEV_AUDIENCE,
+            audience,
             format!("dev-{role}"),
             &[role],
             now,
             opts.token_ttl_secs,
         );
         let token = issuer.mint(&claims).map_err(|e| crypto(&e))?;
-        let path = tokens.join(format!("{role}.jwt"));
-        write_secret_file(&path, token.as_bytes())?;
-        minted.push((role.to_owned(), path));
+        write_secret_file(&tokens.join(format!("{role}.jwt")), token.as_bytes())?;
+        roles.push(role);
     }
 
-    // Policy (and dev trust anchors).
-    let dev = match &opts.dev_pki {
-        // Absolute, so the configuration does not depend on the directory init ran from.
-        Some(d) => Some(dev_pki_files(&std::fs::canonicalize(d).map_err(io(d))?)?),
-        None => None,
-    };
-    let dev_ark_sha256 = match &dev {
-        Some((ark, _)) => {
-            let der = crate::policy_store::read_der(ark)
-                .map_err(|_| InitError::DevPki(ark.clone(), "a readable ark.der"))?;
-            let d = ring::digest::digest(&ring::digest::SHA256, &der);
-            let mut out = [0u8; 32];
-            out.copy_from_slice(d.as_ref());
-            Some(out)
-        }
-        None => None,
-    };
-    write_public(
-        &dir.join("policy.toml"),
-        crate::policy_store::dev_policy_toml(dev_ark_sha256.as_ref()).as_bytes(),
-    )?;
+    // Policy, client settings.
+    let policy = files::policy_toml(checked.dev_ark_sha256.as_ref(), opts.model.as_ref())?;
+    write_public(&dir.join("policy.toml"), policy.as_bytes())?;
+    if let Some(model) = &opts.model {
+        let client = files::client_toml(model, checked.dev.as_ref())?;
+        write_public(&dir.join(CLIENT_FILE), client.as_bytes())?;
+    }
 
-    let dev_lines = match &dev {
+    let dev_lines = match &checked.dev {
         Some((ark, ask)) => format!(
             "dev_ark = {}\ndev_ask = {}\n",
             toml_str(&ark.display().to_string()),
@@ -278,10 +410,10 @@ torn_tail = "refuse"
         listen = toml_str(&opts.listen),
         admin_listen = toml_str(&admin_listen(opts)?),
     );
-    write_public(&config_path, config.as_bytes())?;
-    Ok(InitOutput {
-        config: config_path,
-        tokens: minted,
+    write_public(&dir.join(CONFIG_FILE), config.as_bytes())?;
+    Ok(Written {
+        roles,
+        client: opts.model.is_some(),
     })
 }
 
