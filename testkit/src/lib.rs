@@ -9,6 +9,7 @@ pub mod policy;
 pub mod probe;
 pub mod pytools;
 pub mod rng;
+pub mod scratch;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

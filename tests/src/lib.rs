@@ -121,7 +121,6 @@ impl Bins {
 /// The sealed model shared by every stack of this process.
 #[derive(Debug)]
 pub struct SealedModel {
-    _dir: TempDir,
     pub path: PathBuf,
     pub key_path: PathBuf,
     pub digest: [u8; 32],
@@ -133,9 +132,11 @@ pub fn sealed_model() -> &'static SealedModel {
     MODEL.get_or_init(|| {
         let bins = bins();
         let bundle = confidant_testkit::model::model_bundle_prepared_by(&bins.cli);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.sealed");
-        let key_path = dir.path().join("model.key");
+        // Kept for the whole process: in the process's scratch directory, not a TempDir that a
+        // static would never remove.
+        let dir = confidant_testkit::scratch::dir("sealed-model");
+        let path = dir.join("model.sealed");
+        let key_path = dir.join("model.key");
         let out = Command::new(&bins.cli)
             .args(["model", "seal", "--key-id", KEY_ID, "--in"])
             .arg(&bundle)
@@ -153,7 +154,6 @@ pub fn sealed_model() -> &'static SealedModel {
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let digest = hex_array(json["model_digest"].as_str().unwrap());
         SealedModel {
-            _dir: dir,
             path,
             key_path,
             digest,

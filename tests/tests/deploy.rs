@@ -103,20 +103,19 @@ fn systemd_units_are_hardened() {
 
 /// What `scripts/deploy-rootfs.sh` gathers from this build's binaries, once per process.
 fn gathered() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = confidant_testkit::scratch::dir("gathered");
         let bin_dir = bins().verifier.parent().unwrap().to_path_buf();
         run_ok(
             Command::new("bash")
                 .arg(repo().join("scripts/deploy-rootfs.sh"))
                 .arg("--bin-dir")
                 .arg(&bin_dir)
-                .arg(dir.path()),
+                .arg(&dir),
         );
         dir
     })
-    .path()
 }
 
 #[test]

@@ -26,7 +26,6 @@ pub const AUDIENCE: &str = "confidant-enclave";
 
 /// The sealed bundle shared by every test of this process.
 pub struct SealedModel {
-    _dir: TempDir,
     pub path: PathBuf,
     pub key: [u8; 32],
     pub digest: [u8; 32],
@@ -60,15 +59,10 @@ pub fn sealed_model() -> &'static SealedModel {
         .unwrap();
         drop(plaintext);
         let digest = SealedHeader::parse(&sealed).unwrap().model_digest;
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("model.sealed");
+        // Kept for the whole process (a static's TempDir would never be removed).
+        let path = confidant_testkit::scratch::dir("sealed-model").join("model.sealed");
         std::fs::write(&path, &sealed).unwrap();
-        SealedModel {
-            _dir: tmp,
-            path,
-            key,
-            digest,
-        }
+        SealedModel { path, key, digest }
     })
 }
 
