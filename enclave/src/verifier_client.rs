@@ -9,8 +9,8 @@ use bytes::Bytes;
 use confidant_attestation::result::ResultVerifier;
 use confidant_service::secrets::Secret;
 use confidant_wire::attest::{
-    AttestRequest, AttestResponse, CBOR_CONTENT_TYPE, ChallengeResponse, CredentialRequest,
-    CredentialResponse,
+    AttestRequest, AttestResponse, CBOR_CONTENT_TYPE, CborError, ChallengeResponse,
+    CredentialRequest, CredentialResponse,
 };
 use confidant_wire::error::ErrorBody;
 use confidant_wire::routes::verifier as routes;
@@ -165,9 +165,7 @@ impl VerifierClient {
 
     /// `POST /v1/attest` (CBOR both ways).
     pub async fn attest(&self, req: &AttestRequest) -> Result<AttestResponse, VerifierError> {
-        let mut body = Vec::new();
-        ciborium::into_writer(req, &mut body)
-            .map_err(|_| VerifierError::BadReply("request encoding"))?;
+        let body = req.to_cbor();
         let (status, reply) = self
             .call(
                 Method::POST,
@@ -178,15 +176,12 @@ impl VerifierClient {
         if status != StatusCode::OK {
             return Err(refusal(status, &reply));
         }
-        let mut reader = reply.as_ref();
-        let resp: AttestResponse = ciborium::de::from_reader_with_recursion_limit(&mut reader, 16)
-            .map_err(|_| VerifierError::BadReply("attest reply is not the expected CBOR"))?;
-        if !reader.is_empty() {
-            return Err(VerifierError::BadReply(
-                "trailing bytes after the attest reply",
-            ));
-        }
-        Ok(resp)
+        AttestResponse::from_cbor(&reply).map_err(|e| match e {
+            CborError::Trailing => VerifierError::BadReply("trailing bytes after the attest reply"),
+            CborError::TooLarge(_) | CborError::Malformed => {
+                VerifierError::BadReply("attest reply is not the expected CBOR")
+            }
+        })
     }
 
     /// `GET /v1/keys`: the key that signs attestation results.

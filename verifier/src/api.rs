@@ -29,7 +29,8 @@ use base64::engine::general_purpose::STANDARD;
 use confidant_service::content_type::require_json;
 use confidant_service::{ApiError, JwtVerifier, Principal, RequireAuth, require_role};
 use confidant_wire::attest::{
-    AttestRequest, CBOR_CONTENT_TYPE, ChallengeResponse, CredentialRequest, CredentialResponse,
+    AttestRequest, CBOR_CONTENT_TYPE, CborError, ChallengeResponse, CredentialRequest,
+    CredentialResponse,
 };
 use confidant_wire::routes::verifier as routes;
 use serde::Deserialize;
@@ -167,11 +168,7 @@ async fn attest(
     let subject = p.subject.clone();
     let reply = blocking(move || Ok(v.attest(&subject, req))).await?;
     match reply {
-        Ok(resp) => {
-            let mut out = Vec::new();
-            ciborium::into_writer(&resp, &mut out).map_err(ApiError::internal)?;
-            Ok(cbor_response(StatusCode::OK, out))
-        }
+        Ok(resp) => Ok(cbor_response(StatusCode::OK, resp.to_cbor())),
         Err(refusal) => Err(refusal.into()),
     }
 }
@@ -200,22 +197,13 @@ async fn attest_credential(
 }
 
 fn decode_attest_request(body: &[u8]) -> Result<AttestRequest, ApiError> {
-    let bad = || {
-        ApiError::bad_request(
+    AttestRequest::from_cbor(body).map_err(|e| match e {
+        CborError::TooLarge(_) => ApiError::payload_too_large(),
+        CborError::Malformed | CborError::Trailing => ApiError::bad_request(
             "malformed_request",
             "attestation request is not valid CBOR of the expected shape",
-        )
-    };
-    if body.len() > confidant_wire::attest::MAX_ATTEST_BODY {
-        return Err(ApiError::payload_too_large());
-    }
-    let mut reader = body;
-    let req: AttestRequest =
-        ciborium::de::from_reader_with_recursion_limit(&mut reader, 16).map_err(|_| bad())?;
-    if !reader.is_empty() {
-        return Err(bad());
-    }
-    Ok(req)
+        ),
+    })
 }
 
 // --- public ----------------------------------------------------------------------------------

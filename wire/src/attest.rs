@@ -19,6 +19,48 @@ pub const CBOR_CONTENT_TYPE: &str = "application/cbor";
 /// Largest `POST /v1/attest` body a verifier accepts.
 pub const MAX_ATTEST_BODY: usize = 512 * 1024;
 
+/// Largest `POST /v1/attest` reply an enclave accepts (result, leaf and CA certificates, wrapped
+/// key: a few kilobytes; the leaf embeds the evidence).
+pub const MAX_ATTEST_REPLY: usize = 1024 * 1024;
+
+/// Nesting depth the CBOR bodies are decoded with (the deepest real one is 4).
+const CBOR_RECURSION_LIMIT: usize = 16;
+
+/// Why a CBOR body was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CborError {
+    #[error("CBOR body of {0} bytes is over the limit")]
+    TooLarge(usize),
+    #[error("not CBOR of the expected shape")]
+    Malformed,
+    #[error("trailing bytes after the CBOR body")]
+    Trailing,
+}
+
+/// Decodes one CBOR item of type `T` filling all of `bytes` (at most `max` bytes, nesting
+/// bounded).
+fn from_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, CborError> {
+    if bytes.len() > max {
+        return Err(CborError::TooLarge(bytes.len()));
+    }
+    let mut reader = bytes;
+    let value = ciborium::de::from_reader_with_recursion_limit(&mut reader, CBOR_RECURSION_LIMIT)
+        .map_err(|_| CborError::Malformed)?;
+    if !reader.is_empty() {
+        return Err(CborError::Trailing);
+    }
+    Ok(value)
+}
+
+fn to_cbor<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail, and these types serialise without custom errors.
+    if ciborium::into_writer(value, &mut out).is_err() {
+        out.clear();
+    }
+    out
+}
+
 /// `POST /v1/challenge` reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChallengeResponse {
@@ -56,6 +98,20 @@ pub struct AttestRequest {
     /// the policy's EK CAs vouch for). `None`: the AK must be enrolled by fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
     pub activation_secret: Option<Vec<u8>>,
+}
+
+impl AttestRequest {
+    /// Decodes a `POST /v1/attest` body: one CBOR item, nothing after it, at most
+    /// [`MAX_ATTEST_BODY`] bytes. The evidence inside is decoded by serde here and checked for
+    /// canonical form where it is verified.
+    pub fn from_cbor(bytes: &[u8]) -> Result<Self, CborError> {
+        from_cbor(bytes, MAX_ATTEST_BODY)
+    }
+
+    /// The CBOR body.
+    pub fn to_cbor(&self) -> Vec<u8> {
+        to_cbor(self)
+    }
 }
 
 /// `POST /v1/attest/credential` body (JSON, binary fields base64): asks for a credential
@@ -100,6 +156,19 @@ pub struct AttestResponse {
     pub ca_certificate: Vec<u8>,
     /// The model key, HPKE-wrapped to `wrap_pk`.
     pub wrapped_key: WrappedKeyWire,
+}
+
+impl AttestResponse {
+    /// Decodes a `POST /v1/attest` reply: one CBOR item, nothing after it, at most
+    /// [`MAX_ATTEST_REPLY`] bytes.
+    pub fn from_cbor(bytes: &[u8]) -> Result<Self, CborError> {
+        from_cbor(bytes, MAX_ATTEST_REPLY)
+    }
+
+    /// The CBOR body.
+    pub fn to_cbor(&self) -> Vec<u8> {
+        to_cbor(self)
+    }
 }
 
 /// An HPKE-wrapped model key on the wire.
