@@ -12,8 +12,9 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 # our initramfs writer and Authenticode digest), socat (the guest's forward to the verifier); for
 # deployment (deploy/, docs/operations.md): systemd (systemd-analyze rates the units) and
 # docker-compose (validates deploy/compose.yaml without a Docker daemon; brings python3-yaml);
-# curl (the README's hand-run walk-through, run by tests/tests/hand_run.rs).
-packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl python3 python3-pip python3-venv ca-certificates
+# curl (the README's hand-run walk-through, run by tests/tests/hand_run.rs); g++ (libFuzzer, which
+# cargo fuzz links into the fuzz targets, is C++: scripts/fuzz.sh).
+packages=(pkg-config g++ libtss2-dev swtpm swtpm-tools tpm2-tools openssl python3 python3-pip python3-venv ca-certificates
           qemu-system-x86 ovmf busybox-static cpio pesign socat systemd docker-compose python3-yaml curl)
 
 missing=()
@@ -40,7 +41,7 @@ else
 fi
 
 for tool in swtpm swtpm_setup tpm2_quote tpm2_checkquote openssl python3 cargo qemu-system-x86_64 socat cpio pesign \
-            systemd-analyze docker-compose unshare chroot curl; do
+            systemd-analyze docker-compose unshare chroot curl g++; do
   command -v "$tool" >/dev/null 2>&1 || { say "missing after install: $tool"; exit 1; }
 done
 say "ok"

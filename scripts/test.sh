@@ -15,6 +15,8 @@ echo "[test] cargo deny (advisories, licences, bans, sources; offline snapshot)"
 bash scripts/deny.sh
 echo "[test] cargo test --workspace" >&2
 cargo test --workspace --locked
+echo "[test] fuzz targets build and run briefly (3 s each; scripts/fuzz.sh for real runs)" >&2
+bash scripts/fuzz.sh --smoke
 echo "[test] cargo clippy -D warnings" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "[test] ok" >&2
