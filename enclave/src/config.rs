@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use confidant_service::ServerTimeouts;
 use confidant_service::ratelimit::{BucketConfig, RateLimitConfig};
 use confidant_service::secrets::SecretSource;
 use serde::Deserialize;
@@ -123,6 +124,9 @@ pub struct ServerConfig {
     pub ip_addresses: Vec<IpAddr>,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// `[server.timeouts]`: how long a peer may take (handshake, request head and body, idle).
+    #[serde(default)]
+    pub timeouts: ServerTimeouts,
 }
 
 /// Client bearer tokens.

@@ -505,7 +505,7 @@ async fn serve_phase(
     }));
     let options = ServeOptions {
         max_connections: config.server.max_connections,
-        ..ServeOptions::default()
+        ..ServeOptions::with_timeouts(&config.server.timeouts)
     };
     shared.serving.store(true, Ordering::Release);
     let listen_started = Instant::now();

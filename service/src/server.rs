@@ -1,12 +1,18 @@
 //! The HTTPS accept loop: TCP → TLS 1.3 (bounded handshake time) → HTTP/1.1 or HTTP/2 served by
 //! an axum `Router`, with a per-connection [`ConnectionInfo`] (exporter value, peer, id) in every
 //! request's extensions, a cap on concurrent connections and graceful shutdown.
+//!
+//! No peer holds a connection slot for longer than the limits allow, however slowly it sends
+//! ([`ServeOptions`]): the TLS handshake, an HTTP/1 request head, a whole request body, and any
+//! stretch with no request in flight (HTTP/1 keep-alive and HTTP/2 alike) each have a deadline;
+//! a connection past one is closed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -19,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::Instrument;
 
+use crate::deadline::{Activity, DeadlineBody, TrackedBody};
 use crate::tls::{EXPORTER_LEN, exporter};
 
 /// What handlers learn about the connection a request arrived on. Extract it with
@@ -41,6 +48,10 @@ pub struct ServeOptions {
     pub handshake_timeout: Duration,
     /// Time allowed for an HTTP/1 request head.
     pub header_read_timeout: Duration,
+    /// Time allowed for a whole request body, from its request head.
+    pub body_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/1 and HTTP/2).
+    pub idle_timeout: Duration,
     /// Connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
     /// On shutdown, how long open connections may take to finish in-flight requests.
@@ -49,11 +60,47 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
+        Self::with_timeouts(&ServerTimeouts::default())
+    }
+}
+
+impl ServeOptions {
+    /// The defaults with `timeouts` applied.
+    pub fn with_timeouts(timeouts: &ServerTimeouts) -> Self {
+        let secs = |s: u64| Duration::from_secs(s.max(1));
         Self {
-            handshake_timeout: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(30),
+            handshake_timeout: secs(timeouts.handshake_secs),
+            header_read_timeout: secs(timeouts.header_secs),
+            body_read_timeout: secs(timeouts.body_secs),
+            idle_timeout: secs(timeouts.idle_secs),
             max_connections: 1024,
             drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[server.timeouts]` of both services' configuration: how long a peer may take, in seconds
+/// (each at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerTimeouts {
+    /// The TLS handshake.
+    pub handshake_secs: u64,
+    /// An HTTP/1 request head (request line and headers).
+    pub header_secs: u64,
+    /// A whole request body, from its head.
+    pub body_secs: u64,
+    /// A connection with no request in flight.
+    pub idle_secs: u64,
+}
+
+impl Default for ServerTimeouts {
+    fn default() -> Self {
+        Self {
+            handshake_secs: 10,
+            header_secs: 30,
+            body_secs: 30,
+            idle_secs: 60,
         }
     }
 }
@@ -154,7 +201,11 @@ fn http_builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(128);
+        .max_concurrent_streams(128)
+        // Pings find peers that vanished without closing (a live idle peer answers them: the
+        // idle timeout bounds that one).
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
     builder
 }
 
@@ -251,21 +302,53 @@ impl Server {
             conn_id,
         };
         let app = self.app.clone();
+        let activity = Arc::new(Activity::default());
+        let in_flight = Arc::clone(&activity);
+        let body_limit = self.options.body_read_timeout;
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(info);
-            app.clone().oneshot(req)
+            let guard = in_flight.begin();
+            let req = req.map(|b| Body::new(DeadlineBody::new(b, body_limit)));
+            let response = app.clone().oneshot(req);
+            async move {
+                let resp = response.await?;
+                Ok::<_, std::convert::Infallible>(
+                    resp.map(|b| Body::new(TrackedBody::new(b, guard))),
+                )
+            }
         });
         let conn = self.http.serve_connection(TokioIo::new(tls), service);
         tokio::pin!(conn);
+        let idle = self.options.idle_timeout;
         let result = tokio::select! {
             r = conn.as_mut() => r,
             () = self.token.cancelled() => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
+            () = idle_expired(&activity, idle) => {
+                tracing::debug!(idle_secs = idle.as_secs(), "closing idle connection");
+                conn.as_mut().graceful_shutdown();
+                // A peer that does not take part in the shutdown is dropped.
+                match tokio::time::timeout(self.options.drain_timeout, conn).await {
+                    Ok(r) => r,
+                    Err(_) => return,
+                }
+            }
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "connection ended with error");
         }
+    }
+}
+
+/// Completes once the connection has had no request in flight for `limit`.
+async fn idle_expired(activity: &Activity, limit: Duration) {
+    let tick = (limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        if activity.idle_for().is_some_and(|d| d >= limit) {
+            return;
+        }
+        tokio::time::sleep(tick).await;
     }
 }

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use confidant_service::ServerTimeouts;
 use confidant_service::secrets::SecretSource;
 use serde::Deserialize;
 
@@ -48,6 +49,9 @@ pub struct ServerConfig {
     /// Largest request body accepted on any route, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// `[server.timeouts]`: how long a peer may take (handshake, request head and body, idle).
+    #[serde(default)]
+    pub timeouts: ServerTimeouts,
 }
 
 /// `[auth]`: bearer JWTs (ES256) accepted by every authenticated route.

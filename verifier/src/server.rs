@@ -79,7 +79,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.server.listen,
         tls.clone(),
         app,
-        ServeOptions::default(),
+        ServeOptions::with_timeouts(&config.server.timeouts),
     )
     .await?;
     let admin_app = crate::api::admin_router(verifier.clone(), max_body);
@@ -87,7 +87,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.server.admin_listen,
         tls,
         admin_app,
-        ServeOptions::default(),
+        ServeOptions::with_timeouts(&config.server.timeouts),
     )
     .await
     {
