@@ -5,7 +5,6 @@
 #   scripts/fuzz.sh -t 600 ovmf     one target for ten minutes
 #   scripts/fuzz.sh --smoke         every target for 3 s: what the test command runs, so a target
 #                                   that no longer builds or crashes at once fails CI
-#   scripts/fuzz.sh --release       optimised build (slower to build, faster to fuzz: for long runs)
 #   scripts/fuzz.sh --list          the targets
 #
 # Stable toolchain: cargo fuzz's only nightly-only flag is the sanitizer's (`-Zsanitizer=address`,
@@ -28,16 +27,14 @@ say() { printf '[fuzz] %s\n' "$*" >&2; }
 
 CARGO_FUZZ_VERSION=0.13.2
 seconds="${CONFIDANT_FUZZ_SECONDS:-60}"
-profile=dev
 list_only=0
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) seconds=3 ;;
     -t|--time) seconds="$2"; shift ;;
-    --release) profile=release ;;
     --list) list_only=1 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     -*) say "unknown option $1"; exit 2 ;;
     *) targets+=("$1") ;;
   esac
@@ -74,9 +71,8 @@ if [ "${CONFIDANT_FUZZ_ASAN:-0}" = 1 ]; then
   export RUSTC_BOOTSTRAP=1
   build=(--sanitizer address)
 fi
-[ "$profile" = dev ] && build+=(--dev)
 triple="$(rustc -vV | sed -n 's/^host: //p')"
-bin_dir="target/$triple/$([ "$profile" = dev ] && echo debug || echo release)"
+bin_dir="target/$triple/release"
 say "cargo fuzz build ${build[*]} (${#all_targets[@]} targets)"
 start=$(date +%s)
 cargo fuzz build "${build[@]}"

@@ -102,6 +102,12 @@ impl ApiError {
         )
     }
 
+    /// The same error, answered with `Retry-After` (whole seconds, at least 1).
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = Some(retry_after);
+        self
+    }
+
     /// The `Retry-After` this error carries, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after

@@ -72,8 +72,31 @@ pub async fn request(
     bearer: Option<&str>,
     body: Option<(&str, Vec<u8>)>,
 ) -> Reply {
-    let tls = connect(addr, roots_pem).await.expect("TLS handshake");
-    request_on(tls, addr, method, path, bearer, body).await
+    try_request(addr, roots_pem, method, path, bearer, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path} to {addr}: {e}"))
+}
+
+/// [`request`], with a failure to connect or a broken connection as an error.
+pub async fn try_request(
+    addr: SocketAddr,
+    roots_pem: &[u8],
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> Result<Reply, HttpError> {
+    let tls = connect(addr, roots_pem).await?;
+    try_request_on(tls, addr, method, path, bearer, body).await
+}
+
+/// Why a request got no complete reply.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("HTTP: {0}")]
+    Http(#[from] hyper::Error),
 }
 
 /// One request on an established connection.
@@ -85,9 +108,20 @@ pub async fn request_on(
     bearer: Option<&str>,
     body: Option<(&str, Vec<u8>)>,
 ) -> Reply {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+    try_request_on(tls, addr, method, path, bearer, body)
         .await
-        .expect("HTTP/1.1 handshake");
+        .unwrap_or_else(|e| panic!("{method} {path} to {addr}: {e}"))
+}
+
+async fn try_request_on(
+    tls: TlsStream<TcpStream>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> Result<Reply, HttpError> {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     let driver = tokio::spawn(conn);
     let mut req = hyper::Request::builder()
         .method(method)
@@ -104,17 +138,11 @@ pub async fn request_on(
         None => Vec::new(),
     };
     let req = req.body(Full::new(Bytes::from(bytes))).expect("request");
-    let resp = sender.send_request(req).await.expect("response");
+    let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .expect("response body")
-        .to_bytes()
-        .to_vec();
+    let body = resp.into_body().collect().await?.to_bytes().to_vec();
     driver.abort();
-    Reply { status, body }
+    Ok(Reply { status, body })
 }
 
 /// [`request`] from synchronous code (its own runtime on its own thread).

@@ -16,8 +16,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod configs;
+pub mod driver;
 pub mod https;
 pub mod impostor;
+pub mod verifier;
 pub mod vm;
 
 use std::io::{BufRead, BufReader};
@@ -321,6 +323,16 @@ pub struct StackOptions {
     /// Lifts the enclave's per-principal request and token budgets (`[rate_limit]`) far above
     /// what a benchmark reaches, so that it measures the server rather than its limiter.
     pub unlimited_rate: bool,
+    /// Where the verifier keeps its audit log (default: `audit.log` in its state directory).
+    pub audit_log: Option<PathBuf>,
+    /// The verifier's per-principal rate (requests per second, and as many in a burst).
+    pub verifier_rate_limit: Option<f64>,
+    /// Prepended to the verifier's command line (e.g. `unshare …`).
+    pub verifier_launcher: Vec<std::ffi::OsString>,
+    /// Prepended to the enclave's command line (e.g. `faketime …`).
+    pub enclave_launcher: Vec<std::ffi::OsString>,
+    /// Appended to the enclave's configuration (tables it does not write otherwise).
+    pub enclave_toml: String,
 }
 
 /// A verifier and an enclave (simulated SEV-SNP) from the real binaries, on loopback.
@@ -328,7 +340,7 @@ pub struct StackOptions {
 pub struct Stack {
     // Dropped in declaration order: enclave first, then the verifier, then the files.
     pub enclave: Service,
-    pub verifier: Option<Service>,
+    pub verifier: verifier::VerifierNode,
     pub enclave_addr: SocketAddr,
     pub verifier_addr: SocketAddr,
     /// The enclave build's launch measurement.
@@ -359,83 +371,22 @@ impl Stack {
         let vdir = dir.path().join("verifier");
 
         // The policy allows exactly this build (and any extra measurements) and the sealed model.
-        let mut init = Command::new(&bins.verifier);
-        init.arg("init")
-            .arg(&vdir)
-            .arg("--dev-pki")
-            .arg(&dev_pki)
-            .args(["--listen", "127.0.0.1:0", "--model", MODEL_ID, "--digest"])
-            .arg(hex::encode(model.digest));
-        for m in std::iter::once(&measurement).chain(&opts.extra_measurements) {
-            init.arg("--measurement").arg(hex::encode(m));
-        }
-        let out = init.output().unwrap();
-        assert!(
-            out.status.success(),
-            "confidant-verifier init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let config_path = vdir.join("verifier.toml");
-        let mut config = std::fs::read_to_string(&config_path).unwrap();
-        config = config.replacen(
-            "[results]\n",
-            &format!("[results]\naudience = \"{RESULT_AUDIENCE}\"\n"),
-            1,
-        );
-        if let Some(secs) = opts.result_validity_secs {
-            assert!(config.contains("\nvalidity_secs = 3600\n"));
-            config = config
-                .replace(
-                    "\nvalidity_secs = 3600\n",
-                    &format!("\nvalidity_secs = {secs}\n"),
-                )
-                .replace(
-                    "leaf_validity_secs = 3600",
-                    &format!("leaf_validity_secs = {secs}"),
-                );
-        }
-        std::fs::write(&config_path, config).unwrap();
-
-        let mut cmd = Command::new(&bins.verifier);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .args(["--log-format", "json"]);
-        let mut verifier = Service::spawn("confidant-verifier", cmd);
-        let verifier_addr =
-            verifier.wait_for_logged_addr("confidant-verifier listening", Duration::from_secs(30));
-        let admin_addr = verifier.wait_for_logged_addr(
-            "confidant-verifier admin listening",
-            Duration::from_secs(30),
-        );
-
-        let out = Command::new(&bins.cli)
-            .args(["model", "register", "--verifier"])
-            .arg(format!("https://{admin_addr}"))
-            .arg("--ca")
-            .arg(vdir.join("tls-cert.pem"))
-            .arg("--token-file")
-            .arg(vdir.join("tokens/admin.jwt"))
-            .arg("--key-file")
-            .arg(&model.key_path)
-            .args(["--key-id", KEY_ID, "--model-id", MODEL_ID, "--digest"])
-            .arg(hex::encode(model.digest))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "confidant model register failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut measurements = vec![measurement];
+        measurements.extend(&opts.extra_measurements);
+        verifier::init(&vdir, &model.digest, &measurements, &opts);
+        let verifier = verifier::VerifierNode::start(&vdir, opts.verifier_launcher.clone());
+        let verifier_addr = verifier.addr;
+        verifier.register_model(&model.key_path, KEY_ID, &model.digest);
 
         let enclave_config = dir.path().join("enclave.toml");
-        std::fs::write(
-            &enclave_config,
-            enclave_toml(&model.path, &dev_pki, verifier_addr, &opts),
-        )
-        .unwrap();
-        let mut cmd = Command::new(&bins.enclave);
-        cmd.arg("serve")
+        let mut toml = enclave_toml(&model.path, &dev_pki, verifier_addr, &opts);
+        toml.push_str(&opts.enclave_toml);
+        std::fs::write(&enclave_config, toml).unwrap();
+        let mut args = opts.enclave_launcher.clone();
+        args.push(bins.enclave.clone().into_os_string());
+        let mut cmd = Command::new(&args[0]);
+        cmd.args(&args[1..])
+            .arg("serve")
             .arg("--config")
             .arg(&enclave_config)
             .args(["--log-format", "json"]);
@@ -446,7 +397,7 @@ impl Stack {
             t0.elapsed()
         );
 
-        let ca = std::fs::read(vdir.join("tls-cert.pem")).unwrap();
+        let ca = verifier.tls_pem();
         let keys = https::blocking_request(
             verifier_addr,
             &ca,
@@ -461,7 +412,7 @@ impl Stack {
 
         Stack {
             enclave,
-            verifier: Some(verifier),
+            verifier,
             enclave_addr,
             verifier_addr,
             measurement,
@@ -573,11 +524,14 @@ impl Stack {
         String::from_utf8(r.body).unwrap()
     }
 
-    /// Stops the verifier (the enclave keeps running).
+    /// Stops the verifier (SIGKILL; the enclave keeps running).
     pub fn stop_verifier(&mut self) {
-        if let Some(mut v) = self.verifier.take() {
-            v.kill();
-        }
+        self.verifier.kill();
+    }
+
+    /// Starts the verifier again, on the same addresses and state.
+    pub fn restart_verifier(&mut self) {
+        self.verifier.restart();
     }
 }
 

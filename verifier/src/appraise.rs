@@ -62,6 +62,9 @@ pub enum Refusal {
     Key(KeyStoreError),
     /// The verifier failed after deciding to accept (signing, issuing, wrapping).
     Internal(String),
+    /// The decision could not be written to the audit log (e.g. its disk is full), so nothing
+    /// was released: the reply is withheld until a decision can be recorded.
+    AuditUnavailable(String),
 }
 
 impl Refusal {
@@ -81,6 +84,7 @@ impl Refusal {
             Refusal::Key(KeyStoreError::NotFound) => "key_not_found",
             Refusal::Key(KeyStoreError::NoKeyForModel) => "no_key_for_model",
             Refusal::Key(_) | Refusal::Internal(_) => "internal_error",
+            Refusal::AuditUnavailable(_) => "audit_unavailable",
         }
     }
 
@@ -106,6 +110,7 @@ impl Refusal {
                 StatusCode::FORBIDDEN
             }
             Refusal::Key(_) | Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Refusal::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::FORBIDDEN,
         }
     }
@@ -126,18 +131,38 @@ impl Refusal {
             Refusal::Policy(_) => "the policy refused the evidence",
             Refusal::Key(_) => "no model key can be released",
             Refusal::Internal(_) => "internal error",
+            Refusal::AuditUnavailable(_) => {
+                "the decision could not be recorded in the audit log, so nothing was released; \
+                 retry later"
+            }
         }
     }
 }
 
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
-        if let Refusal::Internal(detail) = &r {
-            tracing::error!(detail = %detail, "attestation failed internally");
+        match &r {
+            Refusal::Internal(detail) => {
+                tracing::error!(detail = %detail, "attestation failed internally");
+            }
+            Refusal::AuditUnavailable(detail) => {
+                tracing::error!(
+                    detail = %detail,
+                    "audit log unavailable: decision not recorded, reply withheld (nothing released)"
+                );
+            }
+            _ => {}
         }
-        ApiError::new(r.status(), r.code(), r.message())
+        let error = ApiError::new(r.status(), r.code(), r.message());
+        match r {
+            Refusal::AuditUnavailable(_) => error.with_retry_after(AUDIT_RETRY_AFTER),
+            _ => error,
+        }
     }
 }
+
+/// `Retry-After` of a reply withheld because the audit log could not record its decision.
+pub const AUDIT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// An error and its sources, joined ("TPM quote rejected: the event log does not replay …").
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -195,7 +195,9 @@ impl Verifier {
             }
             Err(e) => {
                 // Not logged, so not answered: the reply (and the wrapped key in it) is dropped.
-                Err(Refusal::Internal(format!("audit append failed: {e}")))
+                Err(Refusal::AuditUnavailable(format!(
+                    "audit append failed: {e}"
+                )))
             }
         }
     }
@@ -247,7 +249,7 @@ impl Verifier {
                         tracing::info!(audit_seq = seq, subject, reason = %refusal.code(), detail = %refusal.detail(), "TPM credential refused");
                         Err(refusal.into())
                     }
-                    Err(e) => Err(ApiError::internal(format!("audit append failed: {e}"))),
+                    Err(e) => Err(audit_unavailable(&e)),
                 }
             }
             Err(refusal) => Err(refusal.into()),
@@ -458,7 +460,7 @@ impl Verifier {
     pub fn audit_checkpoint(&self) -> Result<serde_json::Value, ApiError> {
         self.audit
             .checkpoint_json(now_unix())
-            .map_err(ApiError::internal)
+            .map_err(|e| audit_unavailable(&e))
     }
 
     pub fn inclusion_proof(
@@ -486,6 +488,17 @@ impl Verifier {
     pub fn nonces(&self) -> &NonceStore {
         &self.nonces
     }
+}
+
+/// 503 for a decision or checkpoint the audit log could not record (a full disk, a failed fsync):
+/// nothing that depends on it is answered.
+fn audit_unavailable(e: &AuditLogError) -> ApiError {
+    tracing::error!(error = %e, "audit log unavailable: request refused");
+    ApiError::unavailable(
+        "audit_unavailable",
+        "the audit log cannot record this now; nothing was released; retry later",
+    )
+    .with_retry_after(crate::appraise::AUDIT_RETRY_AFTER)
 }
 
 fn proof_error(e: AuditLogError) -> ApiError {
