@@ -19,6 +19,8 @@ use tokio_rustls::client::TlsStream;
 pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
+    /// `Retry-After`, if the reply had one.
+    pub retry_after: Option<String>,
 }
 
 impl Reply {
@@ -140,9 +142,18 @@ async fn try_request_on(
     let req = req.body(Full::new(Bytes::from(bytes))).expect("request");
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = resp.into_body().collect().await?.to_bytes().to_vec();
     driver.abort();
-    Ok(Reply { status, body })
+    Ok(Reply {
+        status,
+        body,
+        retry_after,
+    })
 }
 
 /// [`request`] from synchronous code (its own runtime on its own thread).

@@ -234,3 +234,58 @@ fn spawn(dir: &Path, launcher: &[OsString]) -> (Service, SocketAddr, SocketAddr)
     );
     (service, addr, admin)
 }
+
+/// A verifier on its own (no enclave), for tests that attest to it directly with
+/// [`crate::driver::Driver`]: `init` into `dir` with a policy allowing [`MODEL_ID`] on one
+/// simulated launch measurement, started through `launcher`, a fresh random model key registered.
+#[derive(Debug)]
+pub struct Standalone {
+    pub node: VerifierNode,
+    pub model_digest: [u8; 32],
+    pub measurement: [u8; 48],
+}
+
+impl Standalone {
+    pub fn start(dir: &Path, opts: &StackOptions) -> Standalone {
+        use ring::rand::SecureRandom;
+        let rng = ring::rand::SystemRandom::new();
+        let mut model_digest = [0u8; 32];
+        let mut measurement = [0u8; 48];
+        let mut key = [0u8; 32];
+        for buf in [&mut model_digest[..], &mut measurement[..], &mut key[..]] {
+            rng.fill(buf).unwrap();
+        }
+        let vdir = dir.join("verifier");
+        init(&vdir, &model_digest, &[measurement], opts);
+        let node = VerifierNode::start(&vdir, opts.verifier_launcher.clone());
+        let key_path = dir.join("model.key");
+        std::fs::write(&key_path, key).unwrap();
+        std::fs::set_permissions(
+            &key_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        node.register_model(&key_path, crate::KEY_ID, &model_digest);
+        Standalone {
+            node,
+            model_digest,
+            measurement,
+        }
+    }
+
+    /// An attestation driver for this verifier's model and measurement.
+    pub fn driver(&self) -> crate::driver::Driver {
+        crate::driver::Driver::new(
+            self.node.addr,
+            self.node.tls_pem(),
+            self.node.token("enclave"),
+            self.model_digest,
+            self.measurement,
+        )
+    }
+
+    /// The audit log's bytes.
+    pub fn audit_log(&self) -> Vec<u8> {
+        std::fs::read(self.node.file("audit.log")).unwrap()
+    }
+}
