@@ -27,6 +27,7 @@ use rustls::sign::CertifiedKey;
 use crate::config::{Config, LimitsConfig};
 use crate::keys::{TlsIdentity, sha256};
 use crate::tee::{Tee, TeeError};
+use crate::tee_gate::TeeGate;
 use crate::verifier_client::{VerifierClient, VerifierError};
 use confidant_engine::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use confidant_engine::{Engine, EngineLimits, ModelError};
@@ -129,6 +130,7 @@ pub fn read_sealed_header(path: &std::path::Path) -> Result<SealedHeader, BootEr
 pub struct Attestor {
     pub(crate) config: Arc<Config>,
     pub(crate) tee: Arc<Tee>,
+    pub(crate) gate: Arc<TeeGate>,
     pub(crate) verifier: VerifierClient,
     pub(crate) tls: Arc<TlsIdentity>,
     pub(crate) header: SealedHeader,
@@ -200,10 +202,13 @@ pub async fn attest(a: &Attestor) -> Result<Attestation, BootError> {
         model_digest: &a.header.model_digest,
     });
     let activation_secret = activate_ak(a, &nonce).await?;
-    let tee = a.tee.clone();
-    let evidence = tokio::task::spawn_blocking(move || tee.evidence(&binding))
-        .await
-        .map_err(|e| BootError::Task(e.to_string()))??;
+    let (tee, gate) = (a.tee.clone(), a.gate.clone());
+    let evidence = tokio::task::spawn_blocking(move || {
+        let _turn = gate.enclave();
+        tee.evidence(&binding)
+    })
+    .await
+    .map_err(|e| BootError::Task(e.to_string()))??;
     let mut request = AttestRequest {
         nonce: nonce.to_vec(),
         evidence,

@@ -165,6 +165,11 @@ pub struct LimitsConfig {
     pub max_queue: usize,
     /// Longest wait for a slot before 503.
     pub queue_timeout_ms: u64,
+    /// Session attestations (`POST /v1/attestation`) that may wait for the TEE; beyond it 503
+    /// `tee_busy` at once. The enclave's own attestations go before all of them.
+    pub session_attestation_queue: usize,
+    /// Longest wait of a session attestation for the TEE before 503 `tee_busy`.
+    pub session_attestation_wait_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -177,6 +182,8 @@ impl Default for LimitsConfig {
             max_concurrent: 2,
             max_queue: 16,
             queue_timeout_ms: 30_000,
+            session_attestation_queue: 4,
+            session_attestation_wait_ms: 5_000,
         }
     }
 }

@@ -22,4 +22,5 @@ pub mod lockdown;
 pub mod metrics;
 pub mod supervisor;
 pub mod tee;
+pub mod tee_gate;
 pub mod verifier_client;

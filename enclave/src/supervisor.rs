@@ -27,6 +27,7 @@ use crate::keys::{KeyGenError, TlsIdentity};
 use crate::limits::{AnomalyDetector, GenerationQueue};
 use crate::metrics::{BootTimings, Metrics};
 use crate::tee::{Tee, TeeError};
+use crate::tee_gate::TeeGate;
 use crate::verifier_client::{VerifierClient, VerifierError};
 
 /// Why the enclave could not start at all (configuration, local files, devices).
@@ -251,6 +252,7 @@ struct Prepared {
     attestor: Attestor,
     tls: Arc<TlsIdentity>,
     tee: Arc<Tee>,
+    gate: Arc<TeeGate>,
     jwt: Arc<JwtVerifier>,
     rate: RateLimits,
 }
@@ -284,16 +286,22 @@ fn prepare(config: &Arc<Config>) -> Result<Prepared, StartError> {
     let rate = RateLimits::new(&config.rate_limit, Arc::new(SystemClock))?;
     let tee = Arc::new(Tee::open(&config.tee)?);
     let tls = Arc::new(TlsIdentity::generate()?);
+    let gate = Arc::new(TeeGate::new(
+        config.limits.session_attestation_queue,
+        Duration::from_millis(config.limits.session_attestation_wait_ms),
+    ));
     Ok(Prepared {
         attestor: Attestor {
             config: config.clone(),
             tee: tee.clone(),
+            gate: gate.clone(),
             verifier,
             tls: tls.clone(),
             header,
         },
         tls,
         tee,
+        gate,
         jwt: Arc::new(jwt),
         rate,
     })
@@ -452,6 +460,7 @@ async fn serve_phase(
         attestor,
         tls,
         tee,
+        gate,
         jwt,
         rate,
     } = prepared;
@@ -497,6 +506,7 @@ async fn serve_phase(
         metrics: metrics.clone(),
         model: Arc::new(model),
         tee,
+        tee_gate: gate,
         tls_spki: tls.spki_der().to_vec(),
         limits: config.limits,
         serving: shared.serving.clone(),

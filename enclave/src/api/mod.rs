@@ -46,6 +46,7 @@ use crate::config::LimitsConfig;
 use crate::limits::{AnomalyDetector, GenerationQueue};
 use crate::metrics::Metrics;
 use crate::tee::Tee;
+use crate::tee_gate::TeeGate;
 
 /// Shared state of every handler.
 #[derive(Debug, Clone)]
@@ -63,6 +64,8 @@ pub struct ApiContext {
     pub metrics: Arc<Metrics>,
     pub model: Arc<ServingModel>,
     pub tee: Arc<Tee>,
+    /// Session attestations wait here for the TEE, behind the enclave's own.
+    pub tee_gate: Arc<TeeGate>,
     /// DER SPKI of the TLS key (session evidence binds it).
     pub tls_spki: Vec<u8>,
     pub limits: LimitsConfig,

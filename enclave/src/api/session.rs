@@ -4,7 +4,9 @@
 //!
 //! This route takes no bearer token: a client proves the session *before* it sends any secret,
 //! its token included, so a relay never sees one. It is rate-limited per peer address instead,
-//! since each call asks the TEE for fresh evidence.
+//! since each call asks the TEE for fresh evidence; and since an attacker may have many
+//! addresses, the calls also queue for the TEE behind a small bound and behind the enclave's own
+//! attestations (`crate::tee_gate`): beyond it, 503 `tee_busy` at once.
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -17,6 +19,8 @@ use confidant_service::{ApiError, ConnectionInfo};
 use confidant_wire::attest::{SessionAttestationRequest, SessionAttestationResponse};
 
 use super::AppState;
+use crate::tee_gate::Busy;
+use std::time::Duration;
 
 pub(super) async fn attestation(
     State(AppState(s)): State<AppState>,
@@ -58,14 +62,25 @@ pub(super) async fn attestation(
         channel: &conn.exporter,
         model_digest: &digest,
     });
-    let tee = s.tee.clone();
-    let evidence = tokio::task::spawn_blocking(move || tee.evidence(&binding))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| {
-            tracing::error!(error = %e, "session evidence failed");
-            ApiError::unavailable("evidence_unavailable", "evidence could not be produced")
-        })?;
+    let (tee, gate) = (s.tee.clone(), s.tee_gate.clone());
+    let evidence = tokio::task::spawn_blocking(move || {
+        let _turn = gate.session()?;
+        Ok(tee.evidence(&binding))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|busy: Busy| {
+        tracing::warn!(reason = %busy, "session attestation refused: TEE busy");
+        s.refuse(
+            None,
+            ApiError::unavailable("tee_busy", "the TEE is busy; retry later")
+                .with_retry_after(Duration::from_secs(1)),
+        )
+    })?
+    .map_err(|e| {
+        tracing::error!(error = %e, "session evidence failed");
+        ApiError::unavailable("evidence_unavailable", "evidence could not be produced")
+    })?;
     tracing::info!(conn_id = conn.conn_id, "session evidence issued");
     Ok(axum::Json(SessionAttestationResponse {
         evidence: STANDARD.encode(evidence.to_cbor()),
