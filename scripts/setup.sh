@@ -13,8 +13,9 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 # deployment (deploy/, docs/operations.md): systemd (systemd-analyze rates the units) and
 # docker-compose (validates deploy/compose.yaml without a Docker daemon; brings python3-yaml);
 # curl (the README's hand-run walk-through, run by tests/tests/hand_run.rs); g++ (libFuzzer, which
-# cargo fuzz links into the fuzz targets, is C++: scripts/fuzz.sh).
-packages=(pkg-config g++ libtss2-dev swtpm swtpm-tools tpm2-tools openssl python3 python3-pip python3-venv ca-certificates
+# cargo fuzz links into the fuzz targets, is C++: scripts/fuzz.sh); faketime (libfaketime: an
+# enclave whose clock is far off, tests/tests/load.rs).
+packages=(pkg-config g++ faketime libtss2-dev swtpm swtpm-tools tpm2-tools openssl python3 python3-pip python3-venv ca-certificates
           qemu-system-x86 ovmf busybox-static cpio pesign socat systemd docker-compose python3-yaml curl)
 
 missing=()
@@ -41,7 +42,7 @@ else
 fi
 
 for tool in swtpm swtpm_setup tpm2_quote tpm2_checkquote openssl python3 cargo qemu-system-x86_64 socat cpio pesign \
-            systemd-analyze docker-compose unshare chroot curl g++; do
+            systemd-analyze docker-compose unshare chroot curl g++ faketime; do
   command -v "$tool" >/dev/null 2>&1 || { say "missing after install: $tool"; exit 1; }
 done
 say "ok"

@@ -47,7 +47,24 @@ pub fn tls_config(roots_pem: &[u8]) -> rustls::ClientConfig {
 
 /// A TLS connection to `addr` (name: its IP address) trusting only `roots_pem`.
 pub async fn connect(addr: SocketAddr, roots_pem: &[u8]) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
+    connect_from(None, addr, roots_pem).await
+}
+
+/// [`connect`] from the local address `from` (e.g. `127.0.0.7`: any of loopback's addresses),
+/// or the one the system picks.
+pub async fn connect_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    roots_pem: &[u8],
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = match from {
+        None => TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await?
+        }
+    };
     TlsConnector::from(Arc::new(tls_config(roots_pem)))
         .connect(ServerName::IpAddress(addr.ip().into()), tcp)
         .await
@@ -88,7 +105,20 @@ pub async fn try_request(
     bearer: Option<&str>,
     body: Option<(&str, Vec<u8>)>,
 ) -> Result<Reply, HttpError> {
-    let tls = connect(addr, roots_pem).await?;
+    try_request_from(None, addr, roots_pem, method, path, bearer, body).await
+}
+
+/// [`try_request`] from the local address `from` (see [`connect_from`]).
+pub async fn try_request_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    roots_pem: &[u8],
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> Result<Reply, HttpError> {
+    let tls = connect_from(from, addr, roots_pem).await?;
     try_request_on(tls, addr, method, path, bearer, body).await
 }
 

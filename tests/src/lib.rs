@@ -524,6 +524,21 @@ impl Stack {
         String::from_utf8(r.body).unwrap()
     }
 
+    /// Another enclave process with this stack's configuration (on a port of its own), run
+    /// through `launcher` (e.g. `faketime`) with `env`; started, not waited for.
+    pub fn spawn_enclave(&self, launcher: &[&str], env: &[(&str, &str)]) -> Service {
+        let mut args: Vec<std::ffi::OsString> = launcher.iter().map(Into::into).collect();
+        args.push(bins().enclave.clone().into_os_string());
+        let mut cmd = Command::new(&args[0]);
+        cmd.args(&args[1..])
+            .arg("serve")
+            .arg("--config")
+            .arg(self.dir.path().join("enclave.toml"))
+            .args(["--log-format", "json"])
+            .envs(env.iter().copied());
+        Service::spawn("confidant-enclave", cmd)
+    }
+
     /// Stops the verifier (SIGKILL; the enclave keeps running).
     pub fn stop_verifier(&mut self) {
         self.verifier.kill();

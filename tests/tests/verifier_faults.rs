@@ -156,13 +156,12 @@ async fn sigkill_during_an_attestation_burst_loses_no_decision() {
     )
     .unwrap();
     tokio::task::block_in_place(|| v.node.restart());
-    let warned = tokio::task::block_in_place(|| {
+    tokio::task::block_in_place(|| {
         v.node.service().wait_for(Duration::from_secs(10), |l| {
             l.contains("audit log had a torn final record")
                 .then_some(())
         })
     });
-    let _ = warned;
     let aside = PathBuf::from(format!("{}.torn-{}", log_path.display(), log.len()));
     assert_eq!(std::fs::read(&aside).unwrap(), &last[..last.len() / 2]);
     assert_eq!(std::fs::read(&log_path).unwrap(), log);
