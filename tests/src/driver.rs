@@ -95,33 +95,13 @@ impl Driver {
         let nonce: [u8; 32] = crate::hex_array(&challenge.nonce);
         let key = rcgen::KeyPair::generate().expect("TLS key");
         let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
-        let mut wrap_pk = [0u8; 32];
-        ring::rand::SystemRandom::new()
-            .fill(&mut wrap_pk)
-            .expect("randomness");
-        let binding = Binding::compute(&BindingInput {
-            purpose: Purpose::KeyRelease,
-            nonce: &nonce,
-            tls_spki_der: &spki,
-            channel: &wrap_pk,
-            model_digest: &self.model_digest,
-        });
-        let evidence = Evidence::SevSnp(
-            self.sim
-                .attest(binding.as_bytes(), &self.measurement)
-                .expect("simulated evidence"),
+        let request = key_release_request(
+            &self.sim,
+            nonce,
+            spki,
+            &self.model_digest,
+            &self.measurement,
         );
-        let request = AttestRequest {
-            nonce: nonce.to_vec(),
-            evidence,
-            tls_spki: spki,
-            wrap_pk: wrap_pk.to_vec(),
-            model_id: MODEL_ID.to_owned(),
-            dns_names: vec!["localhost".to_owned()],
-            ip_addresses: vec!["127.0.0.1".to_owned()],
-            key_id: Some(KEY_ID.to_owned()),
-            activation_secret: None,
-        };
         let r = try_request(
             self.addr,
             &self.tls_pem,
@@ -139,6 +119,44 @@ impl Driver {
         Ok(Outcome::Released {
             result_digest: digest.as_ref().try_into().expect("32 bytes"),
         })
+    }
+}
+
+/// The `POST /v1/attest` body of a simulated enclave for `nonce`: a fresh random wrap key, and
+/// evidence from `sim` claiming `measurement` over the key-release binding of `nonce`, `tls_spki`
+/// and `model_digest`, for [`MODEL_ID`] and [`KEY_ID`].
+pub fn key_release_request(
+    sim: &SimulatedSnp,
+    nonce: [u8; 32],
+    tls_spki: Vec<u8>,
+    model_digest: &[u8; 32],
+    measurement: &[u8; 48],
+) -> AttestRequest {
+    let mut wrap_pk = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut wrap_pk)
+        .expect("randomness");
+    let binding = Binding::compute(&BindingInput {
+        purpose: Purpose::KeyRelease,
+        nonce: &nonce,
+        tls_spki_der: &tls_spki,
+        channel: &wrap_pk,
+        model_digest,
+    });
+    let evidence = Evidence::SevSnp(
+        sim.attest(binding.as_bytes(), measurement)
+            .expect("simulated evidence"),
+    );
+    AttestRequest {
+        nonce: nonce.to_vec(),
+        evidence,
+        tls_spki,
+        wrap_pk: wrap_pk.to_vec(),
+        model_id: MODEL_ID.to_owned(),
+        dns_names: vec!["localhost".to_owned()],
+        ip_addresses: vec!["127.0.0.1".to_owned()],
+        key_id: Some(KEY_ID.to_owned()),
+        activation_secret: None,
     }
 }
 

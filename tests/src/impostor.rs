@@ -12,27 +12,23 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use confidant_attestation::binding::{Binding, BindingInput, Purpose};
-use confidant_attestation::evidence::Evidence;
 use confidant_attester::snp_sim::SimulatedSnp;
-use confidant_wire::attest::{AttestRequest, AttestResponse, CBOR_CONTENT_TYPE, ChallengeResponse};
+use confidant_wire::attest::{AttestResponse, CBOR_CONTENT_TYPE, ChallengeResponse};
 use confidant_wire::routes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256};
-use ring::rand::SecureRandom;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::{KEY_ID, MODEL_ID, Stack};
+use crate::Stack;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -92,29 +88,9 @@ pub async fn certified_second_enclave(stack: &Stack, measurement: &[u8; 48]) -> 
     assert_eq!(challenge.status, 200, "POST /v1/challenge");
     let challenge: ChallengeResponse = serde_json::from_slice(&challenge.body).expect("challenge");
     let nonce: [u8; 32] = crate::hex_array(&challenge.nonce);
-    let mut wrap_pk = [0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut wrap_pk)
-        .expect("randomness");
-    let binding = Binding::compute(&BindingInput {
-        purpose: Purpose::KeyRelease,
-        nonce: &nonce,
-        tls_spki_der: &spki,
-        channel: &wrap_pk,
-        model_digest: &stack.model_digest,
-    });
-    let evidence = sim_evidence(&confidant_testkit::dev_pki(), &binding, measurement);
-    let request = AttestRequest {
-        nonce: nonce.to_vec(),
-        evidence,
-        tls_spki: spki,
-        wrap_pk: wrap_pk.to_vec(),
-        model_id: MODEL_ID.to_owned(),
-        dns_names: vec!["localhost".to_owned()],
-        ip_addresses: vec!["127.0.0.1".to_owned()],
-        key_id: Some(KEY_ID.to_owned()),
-        activation_secret: None,
-    };
+    let sim = SimulatedSnp::from_dir(&confidant_testkit::dev_pki()).expect("simulated attester");
+    let request =
+        crate::driver::key_release_request(&sim, nonce, spki, &stack.model_digest, measurement);
     let mut body = Vec::new();
     ciborium::into_writer(&request, &mut body).expect("CBOR");
     let reply = crate::https::request(
@@ -139,14 +115,6 @@ pub async fn certified_second_enclave(stack: &Stack, measurement: &[u8; 48]) -> 
             CertificateDer::from(issued.ca_certificate),
         ],
         &tls_key,
-    )
-}
-
-fn sim_evidence(dev_pki: &Path, binding: &Binding, measurement: &[u8; 48]) -> Evidence {
-    let sim = SimulatedSnp::from_dir(dev_pki).expect("simulated attester");
-    Evidence::SevSnp(
-        sim.attest(binding.as_bytes(), measurement)
-            .expect("evidence"),
     )
 }
 
