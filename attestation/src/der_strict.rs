@@ -17,9 +17,13 @@
 //!   declares at most 7 unused bits and they are zero; `NULL` is empty; object identifiers have
 //!   minimal sub-identifiers; `UTCTime` is `YYMMDDHHMMSSZ` and `GeneralizedTime`
 //!   `YYYYMMDDHHMMSSZ` (RFC 5280 §4.1.2.5);
-//! - the certificate is `SEQUENCE { TBSCertificate, AlgorithmIdentifier, BIT STRING }` and its
-//!   outer `signatureAlgorithm` is byte-for-byte the `TBSCertificate.signature` it signed
-//!   (RFC 5280 §4.1.1.2).
+//! - the certificate has the shape of RFC 5280 §4.1, element by element and nothing else:
+//!   `SEQUENCE { TBSCertificate, AlgorithmIdentifier, BIT STRING }`, the `TBSCertificate` fields
+//!   in order (an explicit version only when not v1, the DER default; optional unique ids and
+//!   extensions), names as `SEQUENCE OF SET OF SEQUENCE { OID, value }`, a validity of two times,
+//!   extensions as `SEQUENCE { OID, [BOOLEAN TRUE], OCTET STRING }` (DER omits a default
+//!   `critical FALSE`); and its outer `signatureAlgorithm` is byte-for-byte the
+//!   `TBSCertificate.signature` it signed (RFC 5280 §4.1.1.2).
 //!
 //! The contents of `OCTET STRING`s (extension values) are not walked: the code that decodes an
 //! extension checks its encoding.
@@ -284,9 +288,155 @@ fn walk(tlv: &Tlv<'_>, depth: usize) -> Result<(), DerError> {
     Ok(())
 }
 
-/// Checks that `der` is exactly one X.509 certificate in DER form and that its outer
-/// `signatureAlgorithm` equals the `TBSCertificate.signature` it signed (see the module
-/// documentation for every rule).
+const CONTEXT: u8 = 2;
+const OCTET_STRING: u32 = 4;
+
+fn shape(ok: bool, what: &'static str) -> Result<(), DerError> {
+    if ok { Ok(()) } else { Err(DerError::Shape(what)) }
+}
+
+/// `AlgorithmIdentifier ::= SEQUENCE { algorithm OBJECT IDENTIFIER, parameters ANY OPTIONAL }`.
+fn check_algorithm(alg: &Tlv<'_>) -> Result<(), DerError> {
+    let parts = children(alg)?;
+    shape(
+        alg.is(UNIVERSAL, true, SEQUENCE)
+            && matches!(parts.len(), 1 | 2)
+            && parts[0].is(UNIVERSAL, false, OID),
+        "AlgorithmIdentifier is not SEQUENCE { OID, [parameters] }",
+    )
+}
+
+/// `Name ::= SEQUENCE OF SET OF SEQUENCE { type OBJECT IDENTIFIER, value ANY }`.
+fn check_name(name: &Tlv<'_>) -> Result<(), DerError> {
+    shape(name.is(UNIVERSAL, true, SEQUENCE), "Name is not a SEQUENCE")?;
+    for rdn in children(name)? {
+        shape(rdn.is(UNIVERSAL, true, SET), "RDN is not a SET")?;
+        let atvs = children(&rdn)?;
+        shape(!atvs.is_empty(), "RDN is empty")?;
+        for atv in atvs {
+            let parts = children(&atv)?;
+            shape(
+                atv.is(UNIVERSAL, true, SEQUENCE)
+                    && parts.len() == 2
+                    && parts[0].is(UNIVERSAL, false, OID),
+                "AttributeTypeAndValue is not SEQUENCE { OID, value }",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `Validity ::= SEQUENCE { notBefore Time, notAfter Time }`.
+fn check_validity(validity: &Tlv<'_>) -> Result<(), DerError> {
+    let times = children(validity)?;
+    let time = |t: &Tlv<'_>| {
+        t.is(UNIVERSAL, false, UTC_TIME) || t.is(UNIVERSAL, false, GENERALIZED_TIME)
+    };
+    shape(
+        validity.is(UNIVERSAL, true, SEQUENCE) && times.len() == 2 && times.iter().all(time),
+        "Validity is not SEQUENCE { Time, Time }",
+    )
+}
+
+/// `SubjectPublicKeyInfo ::= SEQUENCE { AlgorithmIdentifier, BIT STRING }`.
+fn check_spki(spki: &Tlv<'_>) -> Result<(), DerError> {
+    let parts = children(spki)?;
+    shape(
+        spki.is(UNIVERSAL, true, SEQUENCE)
+            && parts.len() == 2
+            && parts[1].is(UNIVERSAL, false, BIT_STRING),
+        "SubjectPublicKeyInfo is not SEQUENCE { AlgorithmIdentifier, BIT STRING }",
+    )?;
+    check_algorithm(&parts[0])
+}
+
+/// `[3] EXPLICIT SEQUENCE SIZE (1..MAX) OF SEQUENCE { extnID OID, critical BOOLEAN DEFAULT
+/// FALSE, extnValue OCTET STRING }`: DER omits the default, so a present `critical` is TRUE.
+fn check_extensions(wrapper: &Tlv<'_>) -> Result<(), DerError> {
+    let [list] = children(wrapper)?[..] else {
+        return Err(DerError::Shape("[3] does not hold exactly one SEQUENCE"));
+    };
+    let extensions = children(&list)?;
+    shape(
+        list.is(UNIVERSAL, true, SEQUENCE) && !extensions.is_empty(),
+        "Extensions is not a non-empty SEQUENCE",
+    )?;
+    for ext in extensions {
+        let parts = children(&ext)?;
+        let ok = ext.is(UNIVERSAL, true, SEQUENCE)
+            && match parts.as_slice() {
+                [oid, value] => {
+                    oid.is(UNIVERSAL, false, OID) && value.is(UNIVERSAL, false, OCTET_STRING)
+                }
+                [oid, critical, value] => {
+                    oid.is(UNIVERSAL, false, OID)
+                        && critical.is(UNIVERSAL, false, BOOLEAN)
+                        && critical.content == [0xff]
+                        && value.is(UNIVERSAL, false, OCTET_STRING)
+                }
+                _ => false,
+            };
+        shape(
+            ok,
+            "Extension is not SEQUENCE { OID, [critical TRUE], OCTET STRING }",
+        )?;
+    }
+    Ok(())
+}
+
+/// The `TBSCertificate` fields, in order, and nothing after them. Returns the `signature`
+/// AlgorithmIdentifier's encoding.
+fn check_tbs<'a>(tbs: &Tlv<'a>) -> Result<&'a [u8], DerError> {
+    let fields = children(tbs)?;
+    let mut rest = fields.as_slice();
+    let mut take = |ok: &dyn Fn(&Tlv<'a>) -> bool| -> Option<Tlv<'a>> {
+        let (first, tail) = rest.split_first()?;
+        if ok(first) {
+            rest = tail;
+            Some(*first)
+        } else {
+            None
+        }
+    };
+    if let Some(version) = take(&|f| f.is(CONTEXT, true, 0)) {
+        // [0] EXPLICIT Version DEFAULT v1: present only for v2 (1) or v3 (2).
+        let inner = children(&version)?;
+        shape(
+            matches!(inner.as_slice(), [v] if v.is(UNIVERSAL, false, INTEGER) && matches!(v.content, [1] | [2])),
+            "version is not v2 or v3 (DER omits the v1 default)",
+        )?;
+    }
+    let serial = take(&|f| f.is(UNIVERSAL, false, INTEGER));
+    let signature = take(&|f| f.is(UNIVERSAL, true, SEQUENCE));
+    let (Some(_), Some(signature)) = (serial, signature) else {
+        return Err(DerError::Shape(
+            "TBSCertificate does not start with serialNumber and signature",
+        ));
+    };
+    check_algorithm(&signature)?;
+    let issuer = take(&|_| true).ok_or(DerError::Shape("no issuer"))?;
+    check_name(&issuer)?;
+    let validity = take(&|_| true).ok_or(DerError::Shape("no validity"))?;
+    check_validity(&validity)?;
+    let subject = take(&|_| true).ok_or(DerError::Shape("no subject"))?;
+    check_name(&subject)?;
+    let spki = take(&|_| true).ok_or(DerError::Shape("no subjectPublicKeyInfo"))?;
+    check_spki(&spki)?;
+    let _issuer_unique_id = take(&|f| f.is(CONTEXT, false, 1));
+    let _subject_unique_id = take(&|f| f.is(CONTEXT, false, 2));
+    if let Some(extensions) = take(&|f| f.is(CONTEXT, true, 3)) {
+        check_extensions(&extensions)?;
+    }
+    shape(
+        rest.is_empty(),
+        "TBSCertificate has elements after its extensions",
+    )?;
+    Ok(signature.raw)
+}
+
+/// Checks that `der` is exactly one X.509 certificate in DER form, shaped as RFC 5280 says, and
+/// that its outer `signatureAlgorithm` equals the `TBSCertificate.signature` it signed (see the
+/// module documentation for every rule).
 pub fn check_certificate(der: &[u8]) -> Result<(), DerError> {
     let (cert, rest) = read_tlv(der, 0)?;
     if !rest.is_empty() {
@@ -307,18 +457,9 @@ pub fn check_certificate(der: &[u8]) -> Result<(), DerError> {
             "Certificate is not TBSCertificate, AlgorithmIdentifier, BIT STRING",
         ));
     }
-    let fields = children(&tbs)?;
-    // TBSCertificate: [0] EXPLICIT version (optional), serialNumber, signature, …
-    let skip = usize::from(fields.first().is_some_and(|f| f.is(2, true, 0)));
-    let (Some(serial), Some(inner_alg)) = (fields.get(skip), fields.get(skip + 1)) else {
-        return Err(DerError::Shape("TBSCertificate is too short"));
-    };
-    if !serial.is(UNIVERSAL, false, INTEGER) || !inner_alg.is(UNIVERSAL, true, SEQUENCE) {
-        return Err(DerError::Shape(
-            "TBSCertificate does not start with serialNumber and signature",
-        ));
-    }
-    if inner_alg.raw != outer_alg.raw {
+    check_algorithm(&outer_alg)?;
+    let inner_alg = check_tbs(&tbs)?;
+    if inner_alg != outer_alg.raw {
         return Err(DerError::AlgorithmMismatch);
     }
     Ok(())
@@ -329,14 +470,19 @@ mod tests {
     use super::*;
     use crate::der_writer as w;
 
-    /// A minimal certificate-shaped value: what the walker checks, not a valid certificate.
-    fn cert(tbs_extra: &[u8], outer_alg: &[u8]) -> Vec<u8> {
-        let alg = w::seq(&[&w::oid(&[1, 2, 840, 10045, 4, 3, 2])]);
+    /// A certificate-shaped value (unsigned): `value` sits in the subject's one attribute, where
+    /// any type may appear.
+    fn cert(value: &[u8], outer_alg: &[u8]) -> Vec<u8> {
+        let alg = alg();
+        let name = |v: &[u8]| w::seq(&[&w::set(&[&w::seq(&[&w::oid(&[2, 5, 4, 3]), v])])]);
         let tbs = w::seq(&[
             &w::explicit(0, &w::uint(&[2])),
             &w::uint(&[5]),
             &alg,
-            tbs_extra,
+            &name(&w::utf8("issuer")),
+            &w::seq(&[&w::time(1_700_000_000), &w::time(1_800_000_000)]),
+            &name(value),
+            &w::seq(&[&alg, &w::bit_string(&[4, 1, 2])]),
         ]);
         w::seq(&[&tbs, outer_alg, &w::bit_string(&[1, 2, 3])])
     }
@@ -354,14 +500,14 @@ mod tests {
     fn outer_algorithm_must_equal_the_signed_one() {
         let other = w::seq(&[&w::oid(&[1, 2, 840, 10045, 4, 3, 3])]);
         assert_eq!(
-            check_certificate(&cert(&[], &other)),
+            check_certificate(&cert(&w::utf8("x"), &other)),
             Err(DerError::AlgorithmMismatch)
         );
     }
 
     #[test]
     fn ber_forms_are_refused() {
-        let good = cert(&[], &alg());
+        let good = cert(&w::utf8("x"), &alg());
         // Non-minimal long-form length on the outer SEQUENCE.
         let mut long = vec![0x30, 0x81, good[1]];
         long.extend_from_slice(&good[2..]);
@@ -427,6 +573,60 @@ mod tests {
         ));
         let sorted = w::set(&[&w::uint(&[1]), &w::uint(&[2])]);
         check_certificate(&cert(&sorted, &alg())).unwrap();
+    }
+
+    #[test]
+    fn the_x509_shape_is_checked() {
+        let good = cert(&w::utf8("x"), &alg());
+        check_certificate(&good).unwrap();
+        // Rebuild with one field changed.
+        let tbs_with = |fields: &[&[u8]]| w::seq(&[&w::seq(fields), &alg(), &w::bit_string(&[1])]);
+        let name = w::seq(&[&w::set(&[&w::seq(&[&w::oid(&[2, 5, 4, 3]), &w::utf8("n")])])]);
+        let validity = w::seq(&[&w::time(1_700_000_000), &w::time(1_800_000_000)]);
+        let spki = w::seq(&[&alg(), &w::bit_string(&[4, 1, 2])]);
+        let v3 = w::explicit(0, &w::uint(&[2]));
+        let v1 = w::explicit(0, &w::uint(&[0]));
+        let serial = w::uint(&[5]);
+        let ext = |critical: Option<bool>| {
+            let oid = w::oid(&[2, 5, 29, 19]);
+            let value = w::octet_string(&w::seq(&[]));
+            let mut parts: Vec<Vec<u8>> = vec![oid];
+            if let Some(c) = critical {
+                parts.push(w::boolean(c));
+            }
+            parts.push(value);
+            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            w::explicit(3, &w::seq(&[&w::seq(&refs)]))
+        };
+        let alg_bytes = alg();
+        let base: Vec<&[u8]> = vec![&v3, &serial, &alg_bytes, &name, &validity, &name, &spki];
+        let with_ext_true = ext(Some(true));
+        let with_ext_false = ext(Some(false));
+        let with_ext = ext(None);
+        let extra = w::tlv(0x05, &[]);
+        let ok_cases: Vec<Vec<&[u8]>> = vec![
+            base.clone(),
+            // v1: the version omitted.
+            base[1..].to_vec(),
+            [&base[..], &[with_ext.as_slice()]].concat(),
+            [&base[..], &[with_ext_true.as_slice()]].concat(),
+        ];
+        for fields in ok_cases {
+            check_certificate(&tbs_with(&fields)).unwrap();
+        }
+        let bad_cases: Vec<(Vec<&[u8]>, &str)> = vec![
+            ([&base[..], &[extra.as_slice()]].concat(), "extra element"),
+            ([&base[..], &[with_ext_false.as_slice()]].concat(), "critical FALSE"),
+            ([&[v1.as_slice()], &base[1..]].concat(), "explicit v1"),
+            (base[2..].to_vec(), "no serial"),
+            (vec![&v3, &serial, &alg_bytes, &name, &name, &name, &spki], "validity"),
+        ];
+        for (fields, what) in bad_cases {
+            assert!(
+                matches!(check_certificate(&tbs_with(&fields)), Err(DerError::Shape(_))),
+                "{what}"
+            );
+        }
     }
 
     #[test]
