@@ -41,6 +41,9 @@ pub struct DevSnpPolicy {
     pub min_tcb: TcbFloor,
     /// AMD products whose pinned roots are trusted besides the development root.
     pub amd_products: Vec<String>,
+    /// The names an enclave may have in its certificate (`tls_names`): where test enclaves
+    /// listen, `localhost` and `127.0.0.1`, unless changed.
+    pub tls_names: Vec<String>,
 }
 
 impl DevSnpPolicy {
@@ -60,6 +63,7 @@ impl DevSnpPolicy {
             measurements: vec![measurement],
             min_tcb: TcbFloor::default(),
             amd_products: Vec::new(),
+            tls_names: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
         }
     }
 
@@ -86,6 +90,7 @@ digest = "{digest}"
 snp_measurements = [{measurements}]
 min_tcb = {{ bootloader = {}, tee = {}, snp = {}, microcode = {} }}
 allow_dev = true
+tls_names = [{names}]
 "#,
             t.bootloader,
             t.tee,
@@ -98,6 +103,7 @@ allow_dev = true
             model = self.model_id,
             digest = hex::encode(self.digest),
             measurements = list(self.measurements.iter().map(hex::encode).collect()),
+            names = list(self.tls_names.clone()),
         )
     }
 }

@@ -28,6 +28,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use confidant_service::content_type::require_json;
 use confidant_service::{ApiError, JwtVerifier, Principal, RequireAuth, require_role};
+use confidant_attestation::digest::Blake3Digest;
 use confidant_wire::attest::{
     AttestRequest, CBOR_CONTENT_TYPE, ChallengeResponse, CredentialRequest, CredentialResponse,
 };
@@ -328,12 +329,10 @@ fn decode_model_key(b64: &str) -> Result<confidant_attestation::modelkey::ModelK
     Ok(confidant_attestation::modelkey::ModelKey::from_bytes(*arr))
 }
 
-fn decode_digest(hex_digest: &str) -> Result<[u8; 32], ApiError> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(hex_digest.trim(), &mut out).map_err(|_| {
+fn decode_digest(hex_digest: &str) -> Result<Blake3Digest, ApiError> {
+    Blake3Digest::from_hex(hex_digest).map_err(|_| {
         ApiError::bad_request("invalid_model_digest", "model digest must be 64 hex digits")
-    })?;
-    Ok(out)
+    })
 }
 
 async fn import_key(

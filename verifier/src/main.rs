@@ -14,7 +14,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use confidant_service::config::shutdown_signal;
 use confidant_verifier::config::Config;
-use confidant_verifier::init::{InitModel, InitOptions, init};
+use confidant_attestation::digest::Blake3Digest;
+use confidant_verifier::init::{DEV_ENCLAVE_NAMES, InitModel, InitOptions, init};
 
 #[derive(Debug, Parser)]
 #[command(name = "confidant-verifier", version, about)]
@@ -44,6 +45,11 @@ enum Command {
         /// `confidant measure sim --binary $(command -v confidant-enclave)`). Repeatable.
         #[arg(long, value_name = "HEX", requires = "model", value_parser = hex_array::<48>)]
         measurement: Vec<[u8; 48]>,
+        /// A name (DNS or IP address) an enclave serving the model may have in its certificate:
+        /// the model's `tls_names` (repeatable; default `localhost` and `127.0.0.1`). An enclave
+        /// asking for any other name is refused.
+        #[arg(long = "enclave-name", value_name = "NAME", requires = "model")]
+        enclave_names: Vec<String>,
         /// Listen address written into the configuration.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: String,
@@ -103,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             model,
             digest,
             measurement,
+            enclave_names,
             listen,
             admin_listen,
             tls_names,
@@ -110,10 +117,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let mut opts = InitOptions::new(dir);
             opts.dev_pki = dev_pki;
+            let enclave_names = if enclave_names.is_empty() {
+                DEV_ENCLAVE_NAMES.map(String::from).to_vec()
+            } else {
+                enclave_names
+            };
             opts.model = model.zip(digest).map(|(id, digest)| InitModel {
                 id,
-                digest,
+                digest: Blake3Digest::from_bytes(digest),
                 snp_measurements: measurement,
+                tls_names: enclave_names,
             });
             opts.listen = listen;
             opts.admin_listen = admin_listen;

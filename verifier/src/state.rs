@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use confidant_attestation::digest::Blake3Digest;
 use confidant_attestation::leafcert::CertificateAuthority;
 use confidant_attestation::modelkey::ModelKey;
 use confidant_attestation::policy::PolicyError;
@@ -278,7 +279,7 @@ impl Verifier {
             &ek_public,
             &ak_public,
             policy.trust().tpm_ek_cas(),
-            i64::try_from(now_ms / 1000).unwrap_or(i64::MAX),
+            confidant_attestation::time::UnixTime::from_secs(now_ms / 1000),
             &mut rand::rngs::OsRng,
         )
         .map_err(CredentialRefusal::Challenge)?;
@@ -374,7 +375,7 @@ impl Verifier {
         subject: &str,
         key_id: &str,
         model_id: &str,
-        model_digest: [u8; 32],
+        model_digest: Blake3Digest,
         key: ModelKey,
     ) -> Result<KeyInfo, ApiError> {
         let info = self
@@ -399,7 +400,7 @@ impl Verifier {
         subject: &str,
         old_id: &str,
         new_id: &str,
-        model_digest: Option<[u8; 32]>,
+        model_digest: Option<Blake3Digest>,
         key: ModelKey,
     ) -> Result<KeyInfo, ApiError> {
         let old = self
@@ -410,11 +411,7 @@ impl Verifier {
             .ok_or_else(|| crate::error::key_store_error(KeyStoreError::NotFound))?;
         let digest = match model_digest {
             Some(d) => d,
-            None => {
-                let mut d = [0u8; 32];
-                hex::decode_to_slice(&old.model_digest, &mut d).map_err(ApiError::internal)?;
-                d
-            }
+            None => Blake3Digest::from_hex(&old.model_digest).map_err(ApiError::internal)?,
         };
         let info = self
             .keys
