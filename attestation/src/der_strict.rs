@@ -292,7 +292,11 @@ const CONTEXT: u8 = 2;
 const OCTET_STRING: u32 = 4;
 
 fn shape(ok: bool, what: &'static str) -> Result<(), DerError> {
-    if ok { Ok(()) } else { Err(DerError::Shape(what)) }
+    if ok {
+        Ok(())
+    } else {
+        Err(DerError::Shape(what))
+    }
 }
 
 /// `AlgorithmIdentifier ::= SEQUENCE { algorithm OBJECT IDENTIFIER, parameters ANY OPTIONAL }`.
@@ -329,9 +333,8 @@ fn check_name(name: &Tlv<'_>) -> Result<(), DerError> {
 /// `Validity ::= SEQUENCE { notBefore Time, notAfter Time }`.
 fn check_validity(validity: &Tlv<'_>) -> Result<(), DerError> {
     let times = children(validity)?;
-    let time = |t: &Tlv<'_>| {
-        t.is(UNIVERSAL, false, UTC_TIME) || t.is(UNIVERSAL, false, GENERALIZED_TIME)
-    };
+    let time =
+        |t: &Tlv<'_>| t.is(UNIVERSAL, false, UTC_TIME) || t.is(UNIVERSAL, false, GENERALIZED_TIME);
     shape(
         validity.is(UNIVERSAL, true, SEQUENCE) && times.len() == 2 && times.iter().all(time),
         "Validity is not SEQUENCE { Time, Time }",
@@ -581,7 +584,10 @@ mod tests {
         check_certificate(&good).unwrap();
         // Rebuild with one field changed.
         let tbs_with = |fields: &[&[u8]]| w::seq(&[&w::seq(fields), &alg(), &w::bit_string(&[1])]);
-        let name = w::seq(&[&w::set(&[&w::seq(&[&w::oid(&[2, 5, 4, 3]), &w::utf8("n")])])]);
+        let name = w::seq(&[&w::set(&[&w::seq(&[
+            &w::oid(&[2, 5, 4, 3]),
+            &w::utf8("n"),
+        ])])]);
         let validity = w::seq(&[&w::time(1_700_000_000), &w::time(1_800_000_000)]);
         let spki = w::seq(&[&alg(), &w::bit_string(&[4, 1, 2])]);
         let v3 = w::explicit(0, &w::uint(&[2]));
@@ -616,14 +622,23 @@ mod tests {
         }
         let bad_cases: Vec<(Vec<&[u8]>, &str)> = vec![
             ([&base[..], &[extra.as_slice()]].concat(), "extra element"),
-            ([&base[..], &[with_ext_false.as_slice()]].concat(), "critical FALSE"),
+            (
+                [&base[..], &[with_ext_false.as_slice()]].concat(),
+                "critical FALSE",
+            ),
             ([&[v1.as_slice()], &base[1..]].concat(), "explicit v1"),
             (base[2..].to_vec(), "no serial"),
-            (vec![&v3, &serial, &alg_bytes, &name, &name, &name, &spki], "validity"),
+            (
+                vec![&v3, &serial, &alg_bytes, &name, &name, &name, &spki],
+                "validity",
+            ),
         ];
         for (fields, what) in bad_cases {
             assert!(
-                matches!(check_certificate(&tbs_with(&fields)), Err(DerError::Shape(_))),
+                matches!(
+                    check_certificate(&tbs_with(&fields)),
+                    Err(DerError::Shape(_))
+                ),
                 "{what}"
             );
         }

@@ -314,17 +314,11 @@ mod tests {
     fn trailing_and_truncated_bytes_are_refused() {
         let mut bytes = tpm(None).to_cbor();
         bytes.push(0);
-        assert!(matches!(
-            decode(&bytes),
-            Err(DecodeError::Trailing)
-        ));
+        assert!(matches!(decode(&bytes), Err(DecodeError::Trailing)));
         bytes.pop();
         for n in 0..bytes.len() {
             assert!(
-                matches!(
-                    decode(&bytes[..n]),
-                    Err(DecodeError::Malformed(_))
-                ),
+                matches!(decode(&bytes[..n]), Err(DecodeError::Malformed(_))),
                 "{n}"
             );
         }
@@ -333,31 +327,20 @@ mod tests {
     #[test]
     fn size_is_bounded() {
         let big = vec![0u8; MAX_EVIDENCE_CBOR + 1];
-        assert!(
-            matches!(decode(&big), Err(DecodeError::TooLarge(n)) if n == big.len())
-        );
+        assert!(matches!(decode(&big), Err(DecodeError::TooLarge(n)) if n == big.len()));
     }
 
     #[test]
     fn unknown_tee_and_missing_fields_are_malformed() {
         let mut m = value(&snp(None));
         m[0].1 = Value::Text("sgx".into());
-        assert!(matches!(
-            decode(&encode(m)),
-            Err(DecodeError::Malformed(_))
-        ));
+        assert!(matches!(decode(&encode(m)), Err(DecodeError::Malformed(_))));
         let mut m = value(&snp(None));
         m.retain(|(k, _)| k.as_text() != Some("signer_cert"));
-        assert!(matches!(
-            decode(&encode(m)),
-            Err(DecodeError::Malformed(_))
-        ));
+        assert!(matches!(decode(&encode(m)), Err(DecodeError::Malformed(_))));
         let mut m = value(&tpm(None));
         m.retain(|(k, _)| k.as_text() != Some("tee"));
-        assert!(matches!(
-            decode(&encode(m)),
-            Err(DecodeError::Malformed(_))
-        ));
+        assert!(matches!(decode(&encode(m)), Err(DecodeError::Malformed(_))));
     }
 
     /// Regression: these decoded before and were silently normalised, so different received
@@ -367,17 +350,11 @@ mod tests {
         // An unknown field.
         let mut m = value(&snp(None));
         m.push((Value::Text("extra".into()), Value::Integer(1.into())));
-        assert!(matches!(
-            decode(&encode(m)),
-            Err(DecodeError::NonCanonical)
-        ));
+        assert!(matches!(decode(&encode(m)), Err(DecodeError::NonCanonical)));
         // A byte string written as an array of integers.
         let mut m = value(&snp(None));
         m[2].1 = Value::Array(vec![Value::Integer(0x30.into())]);
-        assert!(matches!(
-            decode(&encode(m)),
-            Err(DecodeError::NonCanonical)
-        ));
+        assert!(matches!(decode(&encode(m)), Err(DecodeError::NonCanonical)));
         // A duplicate PCR index (last would win).
         let mut m = value(&tpm(None));
         for (k, v) in m.iter_mut() {
@@ -387,24 +364,15 @@ mod tests {
                 p.push((Value::Integer(0.into()), Value::Bytes(vec![1u8; 32])));
             }
         }
-        assert!(matches!(
-            decode(&encode(m)),
-            Err(DecodeError::NonCanonical)
-        ));
+        assert!(matches!(decode(&encode(m)), Err(DecodeError::NonCanonical)));
         // An explicit null for an optional field.
         let mut m = value(&snp(None));
         m.push((Value::Text("chain".into()), Value::Null));
-        assert!(matches!(
-            decode(&encode(m)),
-            Err(DecodeError::NonCanonical)
-        ));
+        assert!(matches!(decode(&encode(m)), Err(DecodeError::NonCanonical)));
         // Fields in another order.
         let mut m = value(&tpm(None));
         m.swap(1, 2);
-        assert!(matches!(
-            decode(&encode(m)),
-            Err(DecodeError::NonCanonical)
-        ));
+        assert!(matches!(decode(&encode(m)), Err(DecodeError::NonCanonical)));
     }
 
     #[test]
@@ -425,9 +393,6 @@ mod tests {
                 )]);
             }
         }
-        assert!(matches!(
-            decode(&encode(m)),
-            Err(DecodeError::Malformed(_))
-        ));
+        assert!(matches!(decode(&encode(m)), Err(DecodeError::Malformed(_))));
     }
 }

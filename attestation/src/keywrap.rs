@@ -206,7 +206,7 @@ mod tests {
         let w = wrap(&mk, kp.public_key(), &info, &mut rng).unwrap();
         (kp, mk, info, w)
     }
-    
+
     #[test]
     fn opens_with_right_key() {
         let (kp, mk, info, w) = setup();
@@ -214,14 +214,14 @@ mod tests {
         assert_eq!(w.ciphertext.len(), 48);
         assert_eq!(kp.unwrap(&w, &info).unwrap(), mk);
     }
-    
+
     #[test]
     fn other_private_key_fails() {
         let (_, _, info, w) = setup();
         let other = WrapKeyPair::generate(&mut rand::thread_rng());
         assert_eq!(other.unwrap(&w, &info).unwrap_err(), WrapError::OpenFailed);
     }
-    
+
     #[test]
     fn info_mismatch_fails() {
         let (kp, _, _, w) = setup();
@@ -233,7 +233,7 @@ mod tests {
             assert_eq!(kp.unwrap(&w, &info).unwrap_err(), WrapError::OpenFailed);
         }
     }
-    
+
     #[test]
     fn tampering_fails() {
         let (kp, _, info, w) = setup();
@@ -255,14 +255,14 @@ mod tests {
             WrapError::BadEncappedKey
         );
     }
-    
+
     #[test]
     fn info_is_domain_separated_and_injective() {
         let a = wrap_info(&[0; 32], "ab");
         assert!(a.starts_with(b"confidant/v1 key-wrap\0"));
         assert_ne!(wrap_info(&[0; 32], "a"), wrap_info(&[0; 32], "ab"));
     }
-    
+
     #[test]
     fn debug_does_not_print_private_key() {
         let kp = WrapKeyPair::generate(&mut rand::thread_rng());

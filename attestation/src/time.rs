@@ -92,10 +92,7 @@ mod tests {
             not_after: UnixTime::from_secs(30),
         };
         let i = a.intersect(b);
-        assert_eq!(
-            (i.not_before.as_secs(), i.not_after.as_secs()),
-            (15, 20)
-        );
+        assert_eq!((i.not_before.as_secs(), i.not_after.as_secs()), (15, 20));
         let disjoint = a.intersect(Validity {
             not_before: UnixTime::from_secs(25),
             not_after: UnixTime::from_secs(30),

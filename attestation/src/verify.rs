@@ -188,6 +188,18 @@ impl VerifiedEvidence {
         self.kind.tee().facts()
     }
 
+    /// SEV-SNP `MEASUREMENT`, or the TPM PCR composite ([`crate::policy::pcr_composite`]): what
+    /// results carry as the measurement.
+    pub fn measurement(&self) -> Vec<u8> {
+        self.facts().measurement()
+    }
+
+    /// SEV-SNP: the guest policy allows debugging (the host can read guest memory). False for
+    /// TPM evidence.
+    pub fn debug_allowed(&self) -> bool {
+        matches!(self.facts(), Facts::Snp(f) if f.debug)
+    }
+
     /// Checks the evidence carries exactly `expected`. The binding is a mandatory parameter and
     /// is computed from its inputs: there is no way to reach [`BoundEvidence`] without them, and
     /// the bound evidence keeps them.

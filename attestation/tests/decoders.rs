@@ -16,12 +16,12 @@ use confidant_attestation::digest::Blake3Digest;
 use confidant_attestation::evidence::{
     DecodeError, Evidence, MAX_EVIDENCE_CBOR, ReceivedEvidence, SnpEvidence, TpmEvidence,
 };
-use confidant_attestation::time::UnixTime;
 use confidant_attestation::policy::{MAX_POLICY_TOML, Policy, PolicyError};
 use confidant_attestation::result::{
     MAX_RESULT_BYTES, ResultClaims, ResultError, ResultSigner, ResultVerifier, Status, TeeKind,
 };
 use confidant_attestation::snp::{SnpReport, SnpTrustRoots};
+use confidant_attestation::time::UnixTime;
 use confidant_attestation::tpm::{TpmTrustAnchors, TpmsAttest, TpmtPublic, TpmtSignature};
 use confidant_attestation::verify::{TrustAnchors, verify_evidence};
 

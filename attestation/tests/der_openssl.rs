@@ -144,18 +144,21 @@ fn mutations() -> Vec<Mutation> {
             }
             encode(&c)
         }),
-        ("outer signatureAlgorithm differs from the signed one", |d| {
-            let mut c = tree(d);
-            children(&mut c)[1] = Node::Constructed(
-                0x30,
-                vec![
-                    // sha256WithRSAEncryption, NULL
-                    Node::Primitive(0x06, hex::decode("2a864886f70d01010b").unwrap()),
-                    Node::Primitive(0x05, vec![]),
-                ],
-            );
-            encode(&c)
-        }),
+        (
+            "outer signatureAlgorithm differs from the signed one",
+            |d| {
+                let mut c = tree(d);
+                children(&mut c)[1] = Node::Constructed(
+                    0x30,
+                    vec![
+                        // sha256WithRSAEncryption, NULL
+                        Node::Primitive(0x06, hex::decode("2a864886f70d01010b").unwrap()),
+                        Node::Primitive(0x05, vec![]),
+                    ],
+                );
+                encode(&c)
+            },
+        ),
         ("UTCTime without seconds", |d| {
             let mut c = tree(d);
             let validity = tbs(&mut c)

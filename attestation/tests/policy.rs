@@ -239,7 +239,12 @@ fn dev_verified(
         Evidence::SevSnp(s) => s,
         Evidence::Tpm(_) => unreachable!(),
     });
-    verify_evidence(ReceivedEvidence::decode(&ev.to_cbor()).unwrap(), anchors, at).unwrap()
+    verify_evidence(
+        ReceivedEvidence::decode(&ev.to_cbor()).unwrap(),
+        anchors,
+        at,
+    )
+    .unwrap()
 }
 
 fn key_release(model_digest: Blake3Digest, wrap_pk: [u8; 32]) -> KeyRelease {
@@ -324,12 +329,15 @@ fn issuance_and_key_release_take_everything_from_the_appraisal() {
     let spki = binding.inputs().tls_spki_der.clone();
     let verified = dev_verified(&pki, &anchors, binding.as_bytes());
     let evidence_bytes = verified.bytes().to_vec();
-    let appraisal = policy.appraise(verified.bind(binding).unwrap(), "m").unwrap();
+    let appraisal = policy
+        .appraise(verified.bind(binding).unwrap(), "m")
+        .unwrap();
     assert!(appraisal.is_dev());
     assert_eq!(appraisal.tls_spki_der(), spki.as_slice());
 
     let rng = SystemRandom::new();
-    let signer = ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8(&rng).unwrap(), &rng).unwrap();
+    let signer =
+        ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8(&rng).unwrap(), &rng).unwrap();
     let now = 1_800_000_000;
     let result = signer
         .sign_appraisal(&appraisal, "verifier", "client", now, 600, &rng)
@@ -350,7 +358,9 @@ fn issuance_and_key_release_take_everything_from_the_appraisal() {
         SubjectName::parse("127.0.0.1").unwrap(),
     ];
     // Asked to outlive the result: the certificate ends with it.
-    let leaf = ca.issue(&result, &names, now - 60, now + 86_400, &rng).unwrap();
+    let leaf = ca
+        .issue(&result, &names, now - 60, now + 86_400, &rng)
+        .unwrap();
     let ext = confidant_attestation::certext::parse(&leaf).unwrap();
     assert_eq!(ext.result, result.bytes());
     assert_eq!(ext.evidence, evidence_bytes);
@@ -445,12 +455,19 @@ fn masked_chip_ids_need_the_policys_consent_and_results_say_so() {
     report[l::CHIP_ID].fill(0);
     dev_sign(&pki, &mut report);
     let ev = Evidence::SevSnp(dev_evidence(&pki, report));
-    let verified =
-        verify_evidence(ReceivedEvidence::decode(&ev.to_cbor()).unwrap(), &anchors, at).unwrap();
-    let appraisal = allowing.appraise(verified.bind(binding).unwrap(), "m").unwrap();
+    let verified = verify_evidence(
+        ReceivedEvidence::decode(&ev.to_cbor()).unwrap(),
+        &anchors,
+        at,
+    )
+    .unwrap();
+    let appraisal = allowing
+        .appraise(verified.bind(binding).unwrap(), "m")
+        .unwrap();
     assert!(appraisal.chip_id_masked());
     let rng = SystemRandom::new();
-    let signer = ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8(&rng).unwrap(), &rng).unwrap();
+    let signer =
+        ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8(&rng).unwrap(), &rng).unwrap();
     let result = signer
         .sign_appraisal(&appraisal, "v", "c", 1_800_000_000, 60, &rng)
         .unwrap();

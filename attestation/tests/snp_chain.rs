@@ -158,17 +158,26 @@ fn supplied_chain_certificates_must_be_byte_identical_to_the_pinned_ones() {
     verify(&ev, &roots).unwrap(); // positive control
     let good = ev.chain.clone().unwrap();
     let mut bad = ev.clone();
-    bad.chain = Some(vec![ByteBuf::from(ber_outer_length(&good[0])), good[1].clone()]);
+    bad.chain = Some(vec![
+        ByteBuf::from(ber_outer_length(&good[0])),
+        good[1].clone(),
+    ]);
     assert_eq!(err(&bad, &roots), SnpError::UntrustedIntermediate);
     let mut bad = ev.clone();
-    bad.chain = Some(vec![good[0].clone(), ByteBuf::from(ber_outer_length(&good[1]))]);
+    bad.chain = Some(vec![
+        good[0].clone(),
+        ByteBuf::from(ber_outer_length(&good[1])),
+    ]);
     assert_eq!(err(&bad, &roots), SnpError::UntrustedRoot);
     // The VLEK path: the pinned ASVK, re-encoded.
     let ev = real("trustee-vlek");
     verify(&ev, &roots).unwrap();
     let good = ev.chain.clone().unwrap();
     let mut bad = ev.clone();
-    bad.chain = Some(vec![ByteBuf::from(ber_outer_length(&good[0])), good[1].clone()]);
+    bad.chain = Some(vec![
+        ByteBuf::from(ber_outer_length(&good[0])),
+        good[1].clone(),
+    ]);
     assert_eq!(err(&bad, &roots), SnpError::UntrustedIntermediate);
 }
 
@@ -312,7 +321,13 @@ fn the_turin_chain_verifies_to_the_pinned_turin_ark() {
     );
     // Not before it was issued.
     assert!(matches!(
-        snp::verify_signer_chain(&vcek, None, SigningKey::Vcek, &roots, UnixTime::from_secs(0)),
+        snp::verify_signer_chain(
+            &vcek,
+            None,
+            SigningKey::Vcek,
+            &roots,
+            UnixTime::from_secs(0)
+        ),
         Err(SnpError::CertNotValidAt {
             which: CertRole::Signer,
             ..

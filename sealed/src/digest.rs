@@ -150,7 +150,10 @@ mod tests {
     #[test]
     fn default_block_equals_blake3() {
         let data = bytes(3 * HASH_BLOCK + 12345);
-        assert_eq!(model_digest(&data).as_bytes(), blake3::hash(&data).as_bytes());
+        assert_eq!(
+            model_digest(&data).as_bytes(),
+            blake3::hash(&data).as_bytes()
+        );
         assert_eq!(
             model_digest_with(&data, HASH_BLOCK, 2),
             model_digest_with(&data, HASH_BLOCK, 1)

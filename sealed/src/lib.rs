@@ -579,8 +579,16 @@ mod tests {
 
     #[test]
     fn digest_mismatch() {
-        let sealed =
-            seal_raw(b"hello", &key(), "k1", 64, &[1; 7], &[0; 32], Some(Blake3Digest::from_bytes([9; 32]))).unwrap();
+        let sealed = seal_raw(
+            b"hello",
+            &key(),
+            "k1",
+            64,
+            &[1; 7],
+            &[0; 32],
+            Some(Blake3Digest::from_bytes([9; 32])),
+        )
+        .unwrap();
         assert_eq!(
             unseal_raw(&sealed, &key(), 2).unwrap_err(),
             SealError::DigestMismatch

@@ -55,7 +55,8 @@ pub fn free_port() -> u16 {
 /// the `openssl` CLI is missing or the script fails.
 pub fn dev_pki() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| generated_dev_pki("test-dev-pki")).clone()
+    DIR.get_or_init(|| generated_dev_pki("test-dev-pki"))
+        .clone()
 }
 
 /// A second, unrelated development PKI (`<workspace>/target/test-dev-pki-other`, made like

@@ -288,10 +288,13 @@ fn requested_names(req: &AttestRequest) -> Result<Vec<SubjectName>, Refusal> {
         Ok(name @ SubjectName::Dns(_)) => Ok(name),
         _ => Err(Refusal::Malformed("invalid certificate names")),
     });
-    let ips = req.ip_addresses.iter().map(|n| match SubjectName::parse(n) {
-        Ok(name @ SubjectName::Ip(_)) => Ok(name),
-        _ => Err(Refusal::Malformed("invalid IP address")),
-    });
+    let ips = req
+        .ip_addresses
+        .iter()
+        .map(|n| match SubjectName::parse(n) {
+            Ok(name @ SubjectName::Ip(_)) => Ok(name),
+            _ => Err(Refusal::Malformed("invalid IP address")),
+        });
     dns.chain(ips).collect()
 }
 
@@ -498,7 +501,9 @@ fn release(
         )
         .map_err(|e| match e {
             CaError::BadSpki => Refusal::Malformed("tls_spki is not a SubjectPublicKeyInfo"),
-            CaError::NameNotAllowed { name } => Refusal::Policy(PolicyError::NameNotAllowed { name }),
+            CaError::NameNotAllowed { name } => {
+                Refusal::Policy(PolicyError::NameNotAllowed { name })
+            }
             other => internal("issuing certificate", &other),
         })?;
 
@@ -529,4 +534,3 @@ fn release(
         key_info.key_id,
     ))
 }
-

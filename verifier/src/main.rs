@@ -12,9 +12,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use confidant_attestation::digest::Blake3Digest;
 use confidant_service::config::shutdown_signal;
 use confidant_verifier::config::Config;
-use confidant_attestation::digest::Blake3Digest;
 use confidant_verifier::init::{DEV_ENCLAVE_NAMES, InitModel, InitOptions, init};
 
 #[derive(Debug, Parser)]

@@ -85,7 +85,10 @@ async fn snp_accepted_flow_releases_key_only_to_enclave() {
     assert_eq!(ext.result, resp.result);
     let sent = enclave.request(nonce, snp_evidence_for(&enclave, nonce), MODEL_ID);
     assert_eq!(claims.evidence_digest, sha256(&ext.evidence));
-    assert_ne!(sent.evidence, ext.evidence, "a fresh report differs (sanity)");
+    assert_ne!(
+        sent.evidence, ext.evidence,
+        "a fresh report differs (sanity)"
+    );
     assert_eq!(ext.spki_sha256, sha256(&enclave.tls_spki));
     let ca_pem = s.client.get(routes::verifier::CA, None).await;
     assert_eq!(ca_pem.status, 200);
@@ -192,8 +195,7 @@ async fn every_refusal_has_its_own_code() {
     // Evidence bytes that decode but are not canonical (an extra field): refused at the gate,
     // and the log records the digest of exactly the bytes received.
     let (nonce, ev) = snp_evidence(&s, &enclave).await;
-    let mut value: ciborium::value::Value =
-        ciborium::from_reader(ev.to_cbor().as_slice()).unwrap();
+    let mut value: ciborium::value::Value = ciborium::from_reader(ev.to_cbor().as_slice()).unwrap();
     if let ciborium::value::Value::Map(m) = &mut value {
         m.push(("extra".into(), 1.into()));
     }

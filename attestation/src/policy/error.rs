@@ -43,7 +43,9 @@ pub enum PolicyError {
     DebugEnabled,
     #[error("the report's chip id is masked (all zero), which this model does not allow")]
     ChipIdMasked,
-    #[error("the report says the chip key is masked (MASK_CHIP_KEY), which this model does not allow")]
+    #[error(
+        "the report says the chip key is masked (MASK_CHIP_KEY), which this model does not allow"
+    )]
     ChipKeyMasked,
     #[error("the measurement is revoked")]
     MeasurementRevoked,

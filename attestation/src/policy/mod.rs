@@ -331,7 +331,13 @@ impl Policy {
                 f.chip_key_masked,
                 None,
             ),
-            Facts::Tpm(f) => (None, None, false, false, Some((f.ak_spki_sha256, f.ak_anchor))),
+            Facts::Tpm(f) => (
+                None,
+                None,
+                false,
+                false,
+                Some((f.ak_spki_sha256, f.ak_anchor)),
+            ),
         };
         Ok(Appraised {
             model_id: model_id.to_string(),

@@ -356,7 +356,10 @@ fn an_allowed_pcr_set_matches_only_the_exact_selection() {
     run_tpm("m", tpm()).unwrap(); // positive control
     let mut extra = tpm();
     extra.pcrs.insert(9, [9u8; 32]);
-    assert_eq!(run_tpm("m", extra.clone()), Err(PolicyError::PcrsNotAllowed));
+    assert_eq!(
+        run_tpm("m", extra.clone()),
+        Err(PolicyError::PcrsNotAllowed)
+    );
 
     // Revoke the allowed state: quoting it with an extra PCR does not get around the revocation.
     let text = policy_text().replace(
@@ -941,7 +944,10 @@ fn result_claims_are_checked_by_the_same_rules() {
     dev.dev = true;
     p.check_result(&dev).unwrap();
     dev.model_id = "strict".into();
-    assert_eq!(p.check_result(&dev), Err(PolicyError::DevEvidenceNotAllowed));
+    assert_eq!(
+        p.check_result(&dev),
+        Err(PolicyError::DevEvidenceNotAllowed)
+    );
 }
 
 #[test]

@@ -325,7 +325,9 @@ struct Decoded {
 fn only_true(v: Value) -> Result<(), ResultError> {
     match v {
         Value::Bool(true) => Ok(()),
-        _ => Err(ResultError::Malformed("a mask claim is present only as true")),
+        _ => Err(ResultError::Malformed(
+            "a mask claim is present only as true",
+        )),
     }
 }
 

@@ -368,8 +368,7 @@ fn write_all(
     if let Some(model) = &opts.model {
         let client = files::client_toml(checked.dev.as_ref())?;
         write_public(&dir.join(CLIENT_FILE), client.as_bytes())?;
-        let client_policy =
-            files::client_policy_toml(checked.dev_ark_sha256.as_ref(), model)?;
+        let client_policy = files::client_policy_toml(checked.dev_ark_sha256.as_ref(), model)?;
         write_public(&dir.join(CLIENT_POLICY_FILE), client_policy.as_bytes())?;
     }
 

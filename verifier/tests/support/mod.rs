@@ -243,7 +243,12 @@ impl Enclave {
     }
 
     /// A request whose evidence is exactly `evidence` (bytes as sent, canonical or not).
-    pub fn request_bytes(&self, nonce: [u8; 32], evidence: Vec<u8>, model_id: &str) -> AttestRequest {
+    pub fn request_bytes(
+        &self,
+        nonce: [u8; 32],
+        evidence: Vec<u8>,
+        model_id: &str,
+    ) -> AttestRequest {
         AttestRequest {
             nonce: nonce.to_vec(),
             evidence,

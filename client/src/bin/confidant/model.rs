@@ -111,7 +111,7 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
         ModelCommand::Seal(args) => seal(args)?,
         ModelCommand::Inspect(args) if args.digest => {
             let (header, _) = read_header(&args.file)?;
-            println!("{}", hex::encode(header.model_digest));
+            println!("{}", header.model_digest.to_hex());
             return Ok(());
         }
         ModelCommand::Inspect(args) => inspect(&args.file)?,
@@ -196,7 +196,7 @@ fn seal(args: SealArgs) -> Result<serde_json::Value> {
     );
     Ok(serde_json::json!({
         "key_id": header.key_id,
-        "model_digest": hex::encode(header.model_digest),
+        "model_digest": header.model_digest.to_hex(),
         "model_digest_alg": sealed::MODEL_DIGEST_ALG,
         "manifest_digest": hex::encode(header.manifest_digest),
         "plaintext_len": header.plaintext_len,
@@ -329,7 +329,7 @@ fn inspect(path: &Path) -> Result<serde_json::Value> {
     Ok(serde_json::json!({
         "version": header.version,
         "key_id": header.key_id,
-        "model_digest": hex::encode(header.model_digest),
+        "model_digest": header.model_digest.to_hex(),
         "model_digest_alg": sealed::MODEL_DIGEST_ALG,
         "manifest_digest": hex::encode(header.manifest_digest),
         "chunk_size": header.chunk_size,
