@@ -91,7 +91,9 @@ EOF
 # libtss2 loads its TPM transport (TCTI) by name at run time: device, swtpm, mssim.
 tctis=()
 for t in device swtpm mssim; do
-  p="$(ldconfig -p | awk -v n="libtss2-tcti-$t.so.0" '$1 == n {print $NF; exit}')"
+  # awk reads all of ldconfig's output (an early `exit` would end ldconfig with SIGPIPE, which
+  # pipefail turns into a silent failure of this script).
+  p="$(ldconfig -p | awk -v n="libtss2-tcti-$t.so.0" '$1 == n && !found {print $NF; found = 1}')"
   [ -n "$p" ] || { say "libtss2-tcti-$t.so.0 not found (scripts/setup.sh installs libtss2)"; exit 1; }
   tctis+=("$p")
 done

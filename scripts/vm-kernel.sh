@@ -9,7 +9,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${CONFIDANT_VM_CACHE:-$here/target/vm-cache}"
 mkdir -p "$cache"
-pkg="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
+pkg="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ && !found {print $2; found = 1}')"
 if [ -z "$pkg" ]; then
   echo "vm-kernel: cannot resolve linux-image-cloud-amd64 (apt-get update?)" >&2
   exit 1
