@@ -39,7 +39,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use confidant_attestation::certext;
-use confidant_attestation::evidence::Evidence;
+use confidant_attestation::evidence::ReceivedEvidence;
+use confidant_attestation::time::UnixTime;
 use confidant_attestation::verify::verify_evidence;
 use confidant_client::{Client, Mode, ResultVerifier};
 use confidant_e2e::{Stack, StackOptions};
@@ -275,8 +276,8 @@ async fn measure(
         results.verify(&ext.result, confidant_client::DEFAULT_RESULT_AUDIENCE, now)?;
         result_times.push(start.elapsed());
         let start = Instant::now();
-        let ev = Evidence::from_cbor(&ext.evidence)?;
-        verify_evidence(&ev, &anchors)?;
+        let ev = ReceivedEvidence::decode(&ext.evidence)?;
+        verify_evidence(ev, &anchors, UnixTime::from_secs(now))?;
         evidence_times.push(start.elapsed());
     }
     report.add(

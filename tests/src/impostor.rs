@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use confidant_attestation::binding::{Binding, BindingInput, Purpose};
+use confidant_attestation::binding::{Binding, KeyRelease};
 use confidant_attestation::evidence::Evidence;
 use confidant_attester::snp_sim::SimulatedSnp;
 use confidant_wire::attest::{AttestRequest, AttestResponse, CBOR_CONTENT_TYPE, ChallengeResponse};
@@ -96,14 +96,13 @@ pub async fn certified_second_enclave(stack: &Stack, measurement: &[u8; 48]) -> 
     ring::rand::SystemRandom::new()
         .fill(&mut wrap_pk)
         .expect("randomness");
-    let binding = Binding::compute(&BindingInput {
-        purpose: Purpose::KeyRelease,
-        nonce: &nonce,
-        tls_spki_der: &spki,
-        channel: &wrap_pk,
-        model_digest: &stack.model_digest,
+    let binding = Binding::compute(KeyRelease {
+        nonce,
+        tls_spki_der: spki.clone(),
+        wrap_pk,
+        model_digest: confidant_attestation::digest::Blake3Digest::from_bytes(stack.model_digest),
     });
-    let evidence = sim_evidence(&confidant_testkit::dev_pki(), &binding, measurement);
+    let evidence = sim_evidence(&confidant_testkit::dev_pki(), &binding, measurement).to_cbor();
     let request = AttestRequest {
         nonce: nonce.to_vec(),
         evidence,
@@ -142,7 +141,7 @@ pub async fn certified_second_enclave(stack: &Stack, measurement: &[u8; 48]) -> 
     )
 }
 
-fn sim_evidence(dev_pki: &Path, binding: &Binding, measurement: &[u8; 48]) -> Evidence {
+fn sim_evidence(dev_pki: &Path, binding: &Binding<KeyRelease>, measurement: &[u8; 48]) -> Evidence {
     let sim = SimulatedSnp::from_dir(dev_pki).expect("simulated attester");
     Evidence::SevSnp(
         sim.attest(binding.as_bytes(), measurement)

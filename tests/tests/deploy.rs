@@ -19,7 +19,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use confidant_client::{BearerToken, Client, ClientPolicy, Mode, ResultVerifier};
+use confidant_client::{BearerToken, Client, Mode, Policy, ResultVerifier};
 use confidant_e2e::{
     CAPITAL_PROMPT, KEY_ID, MODEL_ID, Service, bins, dev_policy_toml, dev_trust_anchors, https,
     run_ok, sealed_model, sim_measurement,
@@ -413,10 +413,11 @@ async fn gathered_images_serve_as_an_unprivileged_user_on_read_only_roots() {
         .verifier_ca(&ca)
         .result_key(ResultVerifier::from_jwk(&jwk).unwrap())
         .policy(
-            ClientPolicy::new()
-                .allow_model(MODEL_ID, model.digest)
-                .allow_measurement(sim_measurement(&bins.enclave).to_vec())
-                .allow_dev(true),
+            Policy::from_toml(&confidant_e2e::dev_policy_toml(
+                &model.digest,
+                &sim_measurement(&bins.enclave),
+            ))
+            .unwrap(),
         )
         .mode(Mode::Passport)
         .trust_anchors(dev_trust_anchors())

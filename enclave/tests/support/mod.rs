@@ -28,7 +28,7 @@ pub const AUDIENCE: &str = "confidant-enclave";
 pub struct SealedModel {
     pub path: PathBuf,
     pub key: [u8; 32],
-    pub digest: [u8; 32],
+    pub digest: confidant_attestation::digest::Blake3Digest,
 }
 
 pub fn sealed_model() -> &'static SealedModel {
@@ -135,7 +135,7 @@ impl TestVerifier {
             "enclave-test",
             v,
             MODEL_ID,
-            sealed_model().digest,
+            *sealed_model().digest.as_bytes(),
             *measurement,
         );
         policy.min_tcb = TcbFloor::new(t.bootloader, t.tee, t.snp, t.microcode);
@@ -169,7 +169,7 @@ digest = "{digest}"
 tpm_pcrs = [[{set}]]
 "#,
             ak = hex::encode(ak_spki_sha256),
-            digest = hex::encode(sealed_model().digest),
+            digest = sealed_model().digest.to_hex(),
             set = set.join(", "),
         );
         self.verifier()
@@ -310,4 +310,13 @@ pub fn sse_events(body: &str) -> Vec<String> {
                 .to_owned()
         })
         .collect()
+}
+
+/// Now, for verification (certificate validity periods are checked at the time passed in).
+pub fn now() -> confidant_attestation::time::UnixTime {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    confidant_attestation::time::UnixTime::from_secs(secs)
 }
