@@ -28,11 +28,11 @@ fn binding(nonce: u8) -> Binding<KeyRelease> {
 /// Verifies a quote as the verifier would: encoded, decoded through the one gate, verified now.
 fn verify(ev: &TpmEvidence, anchors: &TrustAnchors) -> Result<VerifiedEvidence, VerifyError> {
     let received = ReceivedEvidence::decode(&Evidence::Tpm(ev.clone()).to_cbor()).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    verify_evidence(received, anchors, UnixTime::from_secs(now))
+    verify_evidence(
+        received,
+        anchors,
+        UnixTime::from_secs(confidant_testkit::now_secs()),
+    )
 }
 
 fn anchors_for(att: &TpmAttester) -> TrustAnchors {

@@ -13,11 +13,7 @@ use rand::RngCore;
 
 /// The test's clock (swtpm_localca's certificates run from their creation to 9999).
 fn now() -> UnixTime {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    UnixTime::from_secs(secs)
+    UnixTime::from_secs(confidant_testkit::now_secs())
 }
 
 #[test]

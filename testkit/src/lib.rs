@@ -39,6 +39,15 @@ pub fn read_testdata(rel: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("test data {} unreadable: {e}", path.display()))
 }
 
+/// The machine's clock in Unix seconds: what tests pass as "now" to verification, which reads no
+/// clock itself (`confidant_attestation::time::UnixTime::from_secs(now_secs())`).
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
+}
+
 /// A loopback TCP port that was free a moment ago. Prefer binding port 0 directly where the
 /// program under test allows it; this is for programs (like swtpm) that need a number up front.
 pub fn free_port() -> u16 {

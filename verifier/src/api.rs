@@ -29,6 +29,9 @@ use base64::engine::general_purpose::STANDARD;
 use confidant_attestation::digest::Blake3Digest;
 use confidant_service::content_type::require_json;
 use confidant_service::{ApiError, JwtVerifier, Principal, RequireAuth, require_role};
+use confidant_wire::admin::{
+    AuditCheckpoint, AuditEntries, ConsistencyProof, InclusionProof, PolicyVersion,
+};
 use confidant_wire::attest::{
     AttestRequest, CBOR_CONTENT_TYPE, ChallengeResponse, CredentialRequest, CredentialResponse,
 };
@@ -241,7 +244,7 @@ async fn put_policy(
     RequireAuth(p): RequireAuth,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<PolicyVersion>, ApiError> {
     role(&p, ROLE_ADMIN)?;
     require_content_type(&headers, &["application/toml"])?;
     let text = String::from_utf8(body.to_vec())
@@ -277,7 +280,7 @@ async fn revoke_measurement(
     RequireAuth(p): RequireAuth,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<PolicyVersion>, ApiError> {
     role(&p, ROLE_ADMIN)?;
     let req: RevokeMeasurement = json_body(&headers, &body)?;
     let m = hex::decode(req.measurement.trim())
@@ -401,7 +404,7 @@ async fn audit_entries(
     State(AppState(v)): State<AppState>,
     RequireAuth(p): RequireAuth,
     Query(q): Query<AuditQuery>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<AuditEntries>, ApiError> {
     role(&p, ROLE_AUDITOR)?;
     let limit = q.limit.unwrap_or(MAX_AUDIT_PAGE).clamp(1, MAX_AUDIT_PAGE);
     blocking(move || v.audit_entries(q.from, limit))
@@ -412,7 +415,7 @@ async fn audit_entries(
 async fn audit_checkpoint(
     State(AppState(v)): State<AppState>,
     RequireAuth(p): RequireAuth,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<AuditCheckpoint>, ApiError> {
     role(&p, ROLE_AUDITOR)?;
     blocking(move || v.audit_checkpoint()).await.map(axum::Json)
 }
@@ -427,7 +430,7 @@ async fn inclusion_proof(
     State(AppState(v)): State<AppState>,
     RequireAuth(p): RequireAuth,
     Query(q): Query<InclusionQuery>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<InclusionProof>, ApiError> {
     role(&p, ROLE_AUDITOR)?;
     blocking(move || v.inclusion_proof(q.index, q.size))
         .await
@@ -444,7 +447,7 @@ async fn consistency_proof(
     State(AppState(v)): State<AppState>,
     RequireAuth(p): RequireAuth,
     Query(q): Query<ConsistencyQuery>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<ConsistencyProof>, ApiError> {
     role(&p, ROLE_AUDITOR)?;
     blocking(move || v.consistency_proof(q.from, q.to))
         .await

@@ -63,33 +63,7 @@ pub enum KeyStoreError {
     Rng,
 }
 
-/// Where a key is in its life cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyStatus {
-    /// Released by default for its model.
-    Active,
-    /// Superseded by rotation; released only when asked for by id.
-    Retired,
-    /// Never released again; its ciphertext is erased.
-    Revoked,
-}
-
-/// What is known about a key, without its material.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyInfo {
-    pub key_id: String,
-    pub model_id: String,
-    /// BLAKE3-256 of the plaintext model bundle (the sealed header's model digest), hex.
-    pub model_digest: String,
-    pub status: KeyStatus,
-    /// Unix seconds.
-    pub created_at: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retired_at: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<u64>,
-}
+pub use confidant_wire::admin::{KeyInfo, KeyStatus};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredKey {

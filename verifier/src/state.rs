@@ -14,6 +14,9 @@ use confidant_service::logsafe::Untrusted;
 use confidant_service::ratelimit::{BucketConfig, Limiter, SystemClock};
 use confidant_service::secrets::{SecretError, load_secret};
 use confidant_service::{ApiError, JwtVerifier, Principal};
+use confidant_wire::admin::{
+    AuditCheckpoint, AuditEntries, ConsistencyProof, InclusionProof, PolicyVersion,
+};
 use confidant_wire::attest::{
     AttestRequest, AttestResponse, CredentialRequest, CredentialResponse,
 };
@@ -308,10 +311,7 @@ impl Verifier {
     /// `GET /v1/keys`: the result-signing key as a JWK Set and as a COSE_Key, and the audit
     /// checkpoint key.
     pub fn public_keys(&self) -> crate::public_keys::PublicKeys {
-        crate::public_keys::PublicKeys::new(
-            self.signer.verifier(),
-            &self.audit.checkpoint_public_key(),
-        )
+        crate::public_keys::document(self.signer.verifier(), &self.audit.checkpoint_public_key())
     }
 
     // --- admin ---------------------------------------------------------------------------------
@@ -333,7 +333,7 @@ impl Verifier {
         }
     }
 
-    pub fn replace_policy(&self, subject: &str, text: &str) -> Result<serde_json::Value, ApiError> {
+    pub fn replace_policy(&self, subject: &str, text: &str) -> Result<PolicyVersion, ApiError> {
         let active = self
             .policy
             .replace(text.to_owned())
@@ -344,30 +344,26 @@ impl Verifier {
             version = active.policy.version(),
             "policy replaced"
         );
-        Ok(serde_json::json!({
-            "id": active.policy.id(),
-            "version": active.policy.version(),
-        }))
+        Ok(PolicyVersion {
+            id: active.policy.id().to_owned(),
+            version: active.policy.version(),
+        })
     }
 
     pub fn policy_text(&self) -> String {
         self.policy.current().text.clone()
     }
 
-    pub fn revoke_measurement(
-        &self,
-        subject: &str,
-        m: &[u8],
-    ) -> Result<serde_json::Value, ApiError> {
+    pub fn revoke_measurement(&self, subject: &str, m: &[u8]) -> Result<PolicyVersion, ApiError> {
         let active = self
             .policy
             .revoke_measurement(m)
             .map_err(Self::policy_error)?;
         tracing::warn!(subject, measurement = %hex::encode(m), version = active.policy.version(), "measurement revoked");
-        Ok(serde_json::json!({
-            "id": active.policy.id(),
-            "version": active.policy.version(),
-        }))
+        Ok(PolicyVersion {
+            id: active.policy.id().to_owned(),
+            version: active.policy.version(),
+        })
     }
 
     pub fn import_key(
@@ -446,15 +442,15 @@ impl Verifier {
 
     // --- auditor -------------------------------------------------------------------------------
 
-    pub fn audit_entries(&self, from: u64, limit: u64) -> Result<serde_json::Value, ApiError> {
+    pub fn audit_entries(&self, from: u64, limit: u64) -> Result<AuditEntries, ApiError> {
         self.audit
-            .entries_json(from, limit)
+            .entries_reply(from, limit)
             .map_err(ApiError::internal)
     }
 
-    pub fn audit_checkpoint(&self) -> Result<serde_json::Value, ApiError> {
+    pub fn audit_checkpoint(&self) -> Result<AuditCheckpoint, ApiError> {
         self.audit
-            .checkpoint_json(now_unix())
+            .checkpoint_reply(now_unix())
             .map_err(ApiError::internal)
     }
 
@@ -462,16 +458,16 @@ impl Verifier {
         &self,
         index: u64,
         size: Option<u64>,
-    ) -> Result<serde_json::Value, ApiError> {
-        self.audit.inclusion_json(index, size).map_err(proof_error)
+    ) -> Result<InclusionProof, ApiError> {
+        self.audit.inclusion_reply(index, size).map_err(proof_error)
     }
 
     pub fn consistency_proof(
         &self,
         from: u64,
         to: Option<u64>,
-    ) -> Result<serde_json::Value, ApiError> {
-        self.audit.consistency_json(from, to).map_err(proof_error)
+    ) -> Result<ConsistencyProof, ApiError> {
+        self.audit.consistency_reply(from, to).map_err(proof_error)
     }
 
     /// The audit log (tests and tools).

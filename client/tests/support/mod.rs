@@ -9,7 +9,6 @@ pub mod forge;
 pub mod server;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use rcgen::PublicKeyData;
@@ -39,10 +38,7 @@ pub const MODEL_DIGEST: Blake3Digest = Blake3Digest::from_bytes([0x4d; 32]);
 pub const MEASUREMENT: [u8; 48] = [0x6d; 48];
 
 pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    confidant_testkit::now_secs()
 }
 
 /// How `POST /v1/attestation` answers.

@@ -180,7 +180,10 @@ tpm_pcrs = [[{set}]]
     /// Audit entries (JSON objects), oldest first.
     pub fn audit_log(&self) -> Vec<serde_json::Value> {
         let v = self.verifier().audit_entries(0, 1000).unwrap();
-        v["entries"].as_array().unwrap().clone()
+        v.entries
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect()
     }
 
     /// Imports the test model key.
@@ -199,12 +202,7 @@ tpm_pcrs = [[{set}]]
     /// Reason codes of the audit log, oldest first (`None` for accepted).
     pub fn audit_reasons(&self) -> Vec<Option<String>> {
         let v = self.verifier().audit_entries(0, 1000).unwrap();
-        v["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["reason"].as_str().map(str::to_owned))
-            .collect()
+        v.entries.into_iter().map(|e| e.reason).collect()
     }
 
     pub async fn stop(&mut self) {
@@ -314,9 +312,5 @@ pub fn sse_events(body: &str) -> Vec<String> {
 
 /// Now, for verification (certificate validity periods are checked at the time passed in).
 pub fn now() -> confidant_attestation::time::UnixTime {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    confidant_attestation::time::UnixTime::from_secs(secs)
+    confidant_attestation::time::UnixTime::from_secs(confidant_testkit::now_secs())
 }

@@ -36,8 +36,6 @@ use confidant_service::secrets::write_secret_file;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 
-use crate::public_keys::PublicKeys;
-
 /// Default issuer of development tokens.
 pub const DEV_ISSUER: &str = "confidant-dev-issuer";
 /// Audience of the development tokens for the verifier (roles admin, auditor, enclave).
@@ -335,7 +333,7 @@ fn write_all(
         &rng,
     )
     .map_err(|e| crypto(&e))?;
-    let public = PublicKeys::new(
+    let public = crate::public_keys::document(
         result_signer.verifier(),
         checkpoint_pair.public_key().as_ref(),
     );

@@ -16,6 +16,8 @@ use base64::engine::general_purpose::STANDARD;
 use clap::{Args, Subcommand};
 use confidant_attestation::modelkey::{MODEL_KEY_LEN, ModelKey};
 use confidant_sealed::{self as sealed, DEFAULT_CHUNK_SIZE, SealedHeader, encode_bundle};
+use confidant_wire::admin::KeyInfo;
+use confidant_wire::error::ErrorBody;
 use confidant_wire::routes;
 use http_body_util::{BodyExt, Full, Limited};
 use zeroize::Zeroizing;
@@ -379,24 +381,19 @@ fn register(args: RegisterArgs) -> Result<serde_json::Value> {
         .await
         .map_err(|_| anyhow::anyhow!("verifier did not answer within {TIMEOUT:?}"))?
     })?;
-    let reply_json: Option<serde_json::Value> = serde_json::from_slice(&reply).ok();
     if status != hyper::StatusCode::CREATED {
-        let (code, message) = reply_json
-            .as_ref()
-            .and_then(|v| v.get("error"))
-            .map(|e| {
-                (
-                    e.get("code").and_then(|c| c.as_str()).unwrap_or("unknown"),
-                    e.get("message").and_then(|m| m.as_str()).unwrap_or(""),
-                )
-            })
-            .unwrap_or(("unknown", ""));
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&reply) {
+            Ok(body) => (body.error.code, body.error.message),
+            Err(_) => ("unknown".to_owned(), String::new()),
+        };
         bail!("verifier refused the key import: HTTP {status}: {code}: {message}");
     }
+    let info: KeyInfo =
+        serde_json::from_slice(&reply).context("the verifier's reply is not a key description")?;
     Ok(serde_json::json!({
         "registered": true,
         "verifier": args.verifier,
-        "key": reply_json.unwrap_or(serde_json::Value::Null),
+        "key": info,
     }))
 }
 
