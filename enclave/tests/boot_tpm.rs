@@ -329,6 +329,7 @@ tpm_ek_ca_certs = [{cas}]
 [models."{MODEL_ID}"]
 digest = "{digest}"
 tpm_pcrs = [[{set}]]
+tls_names = ["localhost", "127.0.0.1"]
 "#,
         cas = cas.join(", "),
         digest = sealed_model().digest.to_hex(),

@@ -167,6 +167,7 @@ tpm_aks_spki_sha256 = ["{ak}"]
 [models."{MODEL_ID}"]
 digest = "{digest}"
 tpm_pcrs = [[{set}]]
+tls_names = ["localhost", "127.0.0.1"]
 "#,
             ak = hex::encode(ak_spki_sha256),
             digest = sealed_model().digest.to_hex(),
@@ -286,15 +287,21 @@ pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bo
 }
 
 pub async fn wait_serving(e: &Enclave) -> SocketAddr {
-    eventually("enclave serving", Duration::from_secs(180), || {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while e.phase() != Phase::Serving {
         assert!(
             !matches!(e.phase(), Phase::Failed | Phase::Stopped),
             "enclave ended: {:?}",
             e.phase()
         );
-        e.phase() == Phase::Serving
-    })
-    .await;
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the enclave to serve (phase {:?}, last failure {:?})",
+            e.phase(),
+            e.last_failure()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     e.local_addr().unwrap()
 }
 
