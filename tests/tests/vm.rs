@@ -159,6 +159,7 @@ tpm_ek_ca_certs = [{cas}]
 [models."{MODEL_ID}"]
 digest = "{digest}"
 snp_measurements = []
+tls_names = ["localhost", "127.0.0.1"]
 
 {fragment}
 "#,
