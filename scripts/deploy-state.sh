@@ -14,7 +14,9 @@
 #   OUT/issuer/jwt-issuer.p8                      (mints tokens; not mounted)
 # Defaults: verifier 0.0.0.0:8443 (admin API 0.0.0.0:8444, published on the host's loopback
 # only by compose.yaml), enclave 0.0.0.0:8443, verifier URL https://verifier:8443 (the compose
-# service name). Put the sealed model at OUT/enclave/data/model.sealed. Run as root, the secrets
+# service name). The enclave asks for a certificate naming `enclave`, `localhost` and 127.0.0.1: a
+# --policy FILE must list them in the model's `tls_names`. Put the sealed model at
+# OUT/enclave/data/model.sealed. Run as root, the secrets
 # and state are handed to uid 10001 (the images' user); otherwise chown them yourself.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -4,6 +4,25 @@
 //! The verifier wraps a [`ModelKey`] to the enclave's X25519 public key (the `wrap_pk` that the
 //! evidence binds); `info` is [`wrap_info`], which binds the wrapped key to one attestation result
 //! and key id, so a wrapped key cannot be replayed under another result.
+//!
+//! [`release`] is the only public way to wrap a model key: it takes a result signed for a
+//! key-release appraisal and wraps to the key that appraisal's evidence is bound to. Evidence
+//! bound to a session or to a raw value cannot get a key:
+//! ```compile_fail
+//! use confidant_attestation::keywrap::release;
+//! use confidant_attestation::modelkey::ModelKey;
+//! use confidant_attestation::policy::RawAppraisal;
+//! fn leak(key: &ModelKey, a: &RawAppraisal) {
+//!     let _ = release(key, a, "k1", &mut rand::thread_rng());
+//! }
+//! ```
+//! ```compile_fail
+//! use confidant_attestation::keywrap::wrap;
+//! use confidant_attestation::modelkey::ModelKey;
+//! fn leak(key: &ModelKey, pk: &[u8; 32]) {
+//!     let _ = wrap(key, pk, b"info", &mut rand::thread_rng());
+//! }
+//! ```
 
 use hpke::aead::AesGcm256;
 use hpke::kdf::HkdfSha256;
@@ -12,6 +31,7 @@ use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 use zeroize::Zeroizing;
 
 use crate::modelkey::{MODEL_KEY_LEN, ModelKey};
+use crate::result::SignedResult;
 
 type Kem = X25519HkdfSha256;
 
@@ -134,8 +154,20 @@ impl WrapKeyPair {
     }
 }
 
+/// Releases `model_key` for a key-release appraisal: HPKE-wrapped to the `wrap_pk` its evidence is
+/// bound to, with `info` = [`wrap_info`] of the result signed for it and `key_id`.
+pub fn release<R: rand::RngCore + rand::CryptoRng + ?Sized>(
+    model_key: &ModelKey,
+    result: &SignedResult<'_>,
+    key_id: &str,
+    rng: &mut R,
+) -> Result<WrappedKey, WrapError> {
+    let info = wrap_info(result.digest(), key_id);
+    wrap(model_key, result.appraisal().wrap_pk(), &info, rng)
+}
+
 /// Encrypts `model_key` to `recipient_pk` with HPKE base mode.
-pub fn wrap<R: rand::RngCore + rand::CryptoRng + ?Sized>(
+pub(crate) fn wrap<R: rand::RngCore + rand::CryptoRng + ?Sized>(
     model_key: &ModelKey,
     recipient_pk: &[u8; WRAP_PK_LEN],
     info: &[u8],
@@ -160,4 +192,81 @@ pub fn wrap<R: rand::RngCore + rand::CryptoRng + ?Sized>(
         enc: enc.to_bytes().to_vec(),
         ciphertext,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (WrapKeyPair, ModelKey, Vec<u8>, WrappedKey) {
+        let mut rng = rand::thread_rng();
+        let kp = WrapKeyPair::generate(&mut rng);
+        let mk = ModelKey::generate(&mut rng);
+        let info = wrap_info(&[3; 32], "key-1");
+        let w = wrap(&mk, kp.public_key(), &info, &mut rng).unwrap();
+        (kp, mk, info, w)
+    }
+
+    #[test]
+    fn opens_with_right_key() {
+        let (kp, mk, info, w) = setup();
+        assert_eq!(w.enc.len(), 32);
+        assert_eq!(w.ciphertext.len(), 48);
+        assert_eq!(kp.unwrap(&w, &info).unwrap(), mk);
+    }
+
+    #[test]
+    fn other_private_key_fails() {
+        let (_, _, info, w) = setup();
+        let other = WrapKeyPair::generate(&mut rand::thread_rng());
+        assert_eq!(other.unwrap(&w, &info).unwrap_err(), WrapError::OpenFailed);
+    }
+
+    #[test]
+    fn info_mismatch_fails() {
+        let (kp, _, _, w) = setup();
+        for info in [
+            wrap_info(&[4; 32], "key-1"),
+            wrap_info(&[3; 32], "key-2"),
+            Vec::new(),
+        ] {
+            assert_eq!(kp.unwrap(&w, &info).unwrap_err(), WrapError::OpenFailed);
+        }
+    }
+
+    #[test]
+    fn tampering_fails() {
+        let (kp, _, info, w) = setup();
+        for i in 0..w.ciphertext.len() {
+            let mut bad = w.clone();
+            bad.ciphertext[i] ^= 0x80;
+            assert_eq!(kp.unwrap(&bad, &info).unwrap_err(), WrapError::OpenFailed);
+        }
+        let mut bad = w.clone();
+        bad.enc[5] ^= 1;
+        assert_eq!(kp.unwrap(&bad, &info).unwrap_err(), WrapError::OpenFailed);
+        let mut bad = w.clone();
+        bad.ciphertext.pop();
+        assert_eq!(kp.unwrap(&bad, &info).unwrap_err(), WrapError::BadLength);
+        let mut bad = w;
+        bad.enc.pop();
+        assert_eq!(
+            kp.unwrap(&bad, &info).unwrap_err(),
+            WrapError::BadEncappedKey
+        );
+    }
+
+    #[test]
+    fn info_is_domain_separated_and_injective() {
+        let a = wrap_info(&[0; 32], "ab");
+        assert!(a.starts_with(b"confidant/v1 key-wrap\0"));
+        assert_ne!(wrap_info(&[0; 32], "a"), wrap_info(&[0; 32], "ab"));
+    }
+
+    #[test]
+    fn debug_does_not_print_private_key() {
+        let kp = WrapKeyPair::generate(&mut rand::thread_rng());
+        let s = format!("{kp:?}");
+        assert!(s.contains(&hex::encode(kp.public_key())));
+    }
 }

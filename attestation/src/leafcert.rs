@@ -2,6 +2,44 @@
 //! leaf certificates for attested enclave TLS keys carrying the attestation extensions
 //! ([`crate::certext`]). Written with our own DER writer because the extension OIDs are UUID arcs
 //! (over 64 bits) that common certificate builders cannot encode.
+//!
+//! A leaf is issued only by [`CertificateAuthority::issue`], from a result signed for a
+//! key-release appraisal ([`SignedResult`]): the key, the evidence and the allowed names all come
+//! from that appraisal, none from loose arguments. Evidence bound to a session or to a raw value
+//! cannot get there:
+//! ```compile_fail
+//! use confidant_attestation::binding::Session;
+//! use confidant_attestation::policy::Appraisal;
+//! use confidant_attestation::result::ResultSigner;
+//! fn sign(s: &ResultSigner, a: &Appraisal<Session>, rng: &dyn ring::rand::SecureRandom) {
+//!     let _ = s.sign_appraisal(a, "iss", "aud", 0, 60, rng);
+//! }
+//! ```
+//! ```compile_fail
+//! use confidant_attestation::leafcert::CertificateAuthority;
+//! use confidant_attestation::policy::RawAppraisal;
+//! fn issue(ca: &CertificateAuthority, a: &RawAppraisal, rng: &dyn ring::rand::SecureRandom) {
+//!     let _ = ca.issue(a, &[], 0, 60, rng);
+//! }
+//! ```
+//! What compiles is the key-release path:
+//! ```no_run
+//! use confidant_attestation::binding::KeyRelease;
+//! use confidant_attestation::leafcert::{CaError, CertificateAuthority};
+//! use confidant_attestation::names::SubjectName;
+//! use confidant_attestation::policy::Appraisal;
+//! use confidant_attestation::result::ResultSigner;
+//! fn issue(
+//!     ca: &CertificateAuthority,
+//!     signer: &ResultSigner,
+//!     a: &Appraisal<KeyRelease>,
+//!     names: &[SubjectName],
+//!     rng: &dyn ring::rand::SecureRandom,
+//! ) -> Option<Vec<u8>> {
+//!     let result = signer.sign_appraisal(a, "iss", "aud", 0, 60, rng).ok()?;
+//!     ca.issue(&result, names, 0, 60, rng).ok()
+//! }
+//! ```
 
 use std::net::IpAddr;
 
@@ -11,6 +49,9 @@ use zeroize::Zeroizing;
 
 use crate::certext::{EVIDENCE_OID, RESULT_OID};
 use crate::der_writer as der;
+use crate::names::SubjectName;
+use crate::policy::MAX_TLS_NAMES;
+use crate::result::SignedResult;
 
 const ECDSA_WITH_SHA256: &[u128] = &[1, 2, 840, 10045, 4, 3, 2];
 const ID_EC_PUBLIC_KEY: &[u128] = &[1, 2, 840, 10045, 2, 1];
@@ -38,6 +79,10 @@ pub enum CaError {
     BadSpki,
     #[error("validity period is empty")]
     BadValidity,
+    #[error("the certificate name {name} is not among the appraised model's tls_names")]
+    NameNotAllowed { name: String },
+    #[error("more than {MAX_TLS_NAMES} certificate names")]
+    TooManyNames,
 }
 
 /// A certificate authority holding its signing key (PKCS#8 bytes are zeroized on drop).
@@ -54,21 +99,6 @@ impl std::fmt::Debug for CertificateAuthority {
             .field("key_id", &hex::encode(self.key_id))
             .finish_non_exhaustive()
     }
-}
-
-/// What a leaf certificate says.
-#[derive(Debug, Clone)]
-pub struct LeafRequest<'a> {
-    /// DER SubjectPublicKeyInfo of the enclave's TLS key.
-    pub spki_der: &'a [u8],
-    pub dns_names: &'a [String],
-    pub ip_addresses: &'a [IpAddr],
-    pub not_before: u64,
-    pub not_after: u64,
-    /// COSE_Sign1 attestation result.
-    pub result: &'a [u8],
-    /// CBOR evidence.
-    pub evidence: &'a [u8],
 }
 
 impl CertificateAuthority {
@@ -131,29 +161,48 @@ impl CertificateAuthority {
         pem::encode(&pem::Pem::new("CERTIFICATE", self.cert_der.clone()))
     }
 
-    /// Issues a leaf certificate for an attested enclave key.
-    pub fn issue_leaf(
+    /// Issues a leaf certificate for the TLS key a key-release appraisal is bound to, carrying
+    /// the result signed for it and the evidence bytes as received, for `names` (each must be one
+    /// of the model's `tls_names`), valid from `not_before` to `not_after` but never past the
+    /// result's expiry.
+    pub fn issue(
         &self,
-        req: &LeafRequest<'_>,
+        result: &SignedResult<'_>,
+        names: &[SubjectName],
+        not_before: u64,
+        not_after: u64,
         rng: &dyn SecureRandom,
     ) -> Result<Vec<u8>, CaError> {
-        if req.not_after <= req.not_before {
+        let appraisal = result.appraisal();
+        if names.len() > MAX_TLS_NAMES {
+            return Err(CaError::TooManyNames);
+        }
+        if let Some(name) = names.iter().find(|n| !appraisal.tls_names().contains(n)) {
+            return Err(CaError::NameNotAllowed {
+                name: name.to_string(),
+            });
+        }
+        let not_after = not_after.min(result.claims().exp);
+        if not_after <= not_before {
             return Err(CaError::BadValidity);
         }
-        if x509_parser::x509::SubjectPublicKeyInfo::from_der(req.spki_der).is_err() {
+        let spki_der = appraisal.tls_spki_der();
+        if x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).is_err() {
             return Err(CaError::BadSpki);
         }
         let mut serial = [0u8; 16];
         rng.fill(&mut serial).map_err(|_| CaError::Rng)?;
         serial[0] &= 0x7f;
         let mut san = Vec::new();
-        for d in req.dns_names {
-            san.extend(der::implicit_primitive(2, d.as_bytes()));
-        }
-        for ip in req.ip_addresses {
-            match ip {
-                IpAddr::V4(v4) => san.extend(der::implicit_primitive(7, &v4.octets())),
-                IpAddr::V6(v6) => san.extend(der::implicit_primitive(7, &v6.octets())),
+        for name in names {
+            match name {
+                SubjectName::Dns(d) => san.extend(der::implicit_primitive(2, d.as_bytes())),
+                SubjectName::Ip(IpAddr::V4(v4)) => {
+                    san.extend(der::implicit_primitive(7, &v4.octets()))
+                }
+                SubjectName::Ip(IpAddr::V6(v6)) => {
+                    san.extend(der::implicit_primitive(7, &v6.octets()))
+                }
             }
         }
         let mut extensions = vec![
@@ -166,8 +215,12 @@ impl CertificateAuthority {
                 false,
                 &der::seq(&[&der::implicit_primitive(0, &self.key_id)]),
             ),
-            extension(RESULT_OID, false, &der::octet_string(req.result)),
-            extension(EVIDENCE_OID, false, &der::octet_string(req.evidence)),
+            extension(RESULT_OID, false, &der::octet_string(result.bytes())),
+            extension(
+                EVIDENCE_OID,
+                false,
+                &der::octet_string(appraisal.evidence_bytes()),
+            ),
         ];
         if !san.is_empty() {
             extensions.push(extension(SUBJECT_ALT_NAME, false, &der::tlv(0x30, &san)));
@@ -176,9 +229,9 @@ impl CertificateAuthority {
             &serial,
             &self.subject_der,
             &name("confidant-enclave"),
-            req.not_before,
-            req.not_after,
-            req.spki_der,
+            not_before,
+            not_after,
+            spki_der,
             &extensions,
         );
         sign(&self.key, &tbs, rng)
@@ -267,79 +320,30 @@ mod tests {
 
     const NOW: u64 = 1_795_448_964;
 
-    fn ca() -> CertificateAuthority {
-        let rng = SystemRandom::new();
-        let key = CertificateAuthority::generate_key(&rng).unwrap();
-        CertificateAuthority::new(&key, "Confidant test CA", NOW - 60, NOW + 86_400, &rng).unwrap()
-    }
-
-    fn leaf_spki() -> Vec<u8> {
-        use rcgen::PublicKeyData;
-        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        kp.subject_public_key_info()
-    }
-
     #[test]
     fn ca_certificate_parses_and_self_verifies() {
-        let ca = ca();
+        let rng = SystemRandom::new();
+        let key = CertificateAuthority::generate_key(&rng).unwrap();
+        let ca = CertificateAuthority::new(&key, "Confidant test CA", NOW - 60, NOW + 86_400, &rng)
+            .unwrap();
         let (_, cert) = X509Certificate::from_der(ca.cert_der()).unwrap();
         assert!(cert.is_ca());
         cert.verify_signature(None).unwrap();
         assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
-    }
-
-    #[test]
-    fn leaf_carries_extensions_and_chains_to_ca() {
-        let ca = ca();
-        let spki = leaf_spki();
-        let rng = SystemRandom::new();
-        let der_leaf = ca
-            .issue_leaf(
-                &LeafRequest {
-                    spki_der: &spki,
-                    dns_names: &["localhost".to_string()],
-                    ip_addresses: &["127.0.0.1".parse().unwrap()],
-                    not_before: NOW,
-                    not_after: NOW + 3600,
-                    result: b"result-bytes",
-                    evidence: &[7u8; 3000],
-                },
-                &rng,
-            )
-            .unwrap();
-        let (_, leaf) = X509Certificate::from_der(&der_leaf).unwrap();
-        let (_, ca_cert) = X509Certificate::from_der(ca.cert_der()).unwrap();
-        leaf.verify_signature(Some(ca_cert.public_key())).unwrap();
-        assert_eq!(leaf.public_key().raw, spki.as_slice());
-        let exts = crate::certext::parse(&der_leaf).unwrap();
-        assert_eq!(exts.result, b"result-bytes");
-        assert_eq!(exts.evidence, vec![7u8; 3000]);
-        let san = leaf.subject_alternative_name().unwrap().unwrap();
-        assert_eq!(san.value.general_names.len(), 2);
-        assert!(!leaf.is_ca());
+        crate::der_strict::check_certificate(ca.cert_der()).unwrap();
     }
 
     #[test]
     fn bad_inputs_are_refused() {
-        let ca = ca();
         let rng = SystemRandom::new();
-        let mut req = LeafRequest {
-            spki_der: b"junk",
-            dns_names: &[],
-            ip_addresses: &[],
-            not_before: NOW,
-            not_after: NOW + 1,
-            result: b"",
-            evidence: b"",
-        };
-        assert_eq!(ca.issue_leaf(&req, &rng), Err(CaError::BadSpki));
-        let spki = leaf_spki();
-        req.spki_der = &spki;
-        req.not_after = NOW;
-        assert_eq!(ca.issue_leaf(&req, &rng), Err(CaError::BadValidity));
         assert_eq!(
             CertificateAuthority::new(b"not a key", "x", 0, 1, &rng).err(),
             Some(CaError::BadKey)
+        );
+        let key = CertificateAuthority::generate_key(&rng).unwrap();
+        assert_eq!(
+            CertificateAuthority::new(&key, "x", 5, 5, &rng).err(),
+            Some(CaError::BadValidity)
         );
     }
 }

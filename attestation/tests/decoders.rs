@@ -12,14 +12,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ring::rand::SystemRandom;
 
+use confidant_attestation::digest::Blake3Digest;
 use confidant_attestation::evidence::{
-    DecodeError, Evidence, MAX_EVIDENCE_CBOR, SnpEvidence, TpmEvidence,
+    DecodeError, Evidence, MAX_EVIDENCE_CBOR, ReceivedEvidence, SnpEvidence, TpmEvidence,
 };
 use confidant_attestation::policy::{MAX_POLICY_TOML, Policy, PolicyError};
 use confidant_attestation::result::{
     MAX_RESULT_BYTES, ResultClaims, ResultError, ResultSigner, ResultVerifier, Status, TeeKind,
 };
 use confidant_attestation::snp::{SnpReport, SnpTrustRoots};
+use confidant_attestation::time::UnixTime;
 use confidant_attestation::tpm::{TpmTrustAnchors, TpmsAttest, TpmtPublic, TpmtSignature};
 use confidant_attestation::verify::{TrustAnchors, verify_evidence};
 
@@ -93,6 +95,14 @@ fn tpm_evidence(rng: &mut Rng) -> Evidence {
     })
 }
 
+/// 2025-06-01: inside the validity of the real certificates used here.
+const NOW: UnixTime = UnixTime::from_secs(1_748_736_000);
+
+/// Evidence built here, through the same gate as evidence received from outside.
+fn received(ev: &Evidence) -> ReceivedEvidence {
+    ReceivedEvidence::decode(&ev.to_cbor()).unwrap()
+}
+
 fn anchors() -> TrustAnchors {
     TrustAnchors {
         snp: SnpTrustRoots::amd(),
@@ -108,11 +118,11 @@ fn evidence_decoder_and_verifiers_never_panic() {
     let mut decoded = 0usize;
     for seed in &seeds {
         for input in corpus(seed, &mut rng, 1500, 300) {
-            let r = no_panic("Evidence::from_cbor", &input, Evidence::from_cbor);
+            let r = no_panic("ReceivedEvidence::decode", &input, ReceivedEvidence::decode);
             if let Ok(ev) = r {
                 decoded += 1;
                 no_panic("verify_evidence", &input, |_| {
-                    let _ = verify_evidence(&ev, &anchors);
+                    let _ = verify_evidence(ev, &anchors, NOW);
                 });
             }
         }
@@ -140,7 +150,7 @@ fn tee_parsers_never_panic_on_random_bytes() {
             chain: Some(vec![serde_bytes::ByteBuf::from(rng.bytes(8)); 2]),
         });
         no_panic("verify_evidence(snp)", &input, |_| {
-            let _ = verify_evidence(&ev, &anchors);
+            let _ = verify_evidence(received(&ev), &anchors, NOW);
         });
     }
     for input in corpus(&quote, &mut rng, 1500, 300) {
@@ -162,9 +172,24 @@ fn tee_parsers_never_panic_on_random_bytes() {
             event_log: None,
         });
         no_panic("verify_evidence(tpm)", &input, |_| {
-            let _ = verify_evidence(&ev, &anchors);
+            let _ = verify_evidence(received(&ev), &anchors, NOW);
         });
     }
+}
+
+#[test]
+fn strict_der_checker_never_panics() {
+    let mut rng = Rng(0x5EED);
+    let vcek = confidant_testkit::read_testdata("snp/virtee-milan/vcek.der");
+    confidant_attestation::der_strict::check_certificate(&vcek).unwrap();
+    let mut refused = 0usize;
+    for input in corpus(&vcek, &mut rng, 2000, 300) {
+        let r = no_panic("der_strict::check_certificate", &input, |b| {
+            confidant_attestation::der_strict::check_certificate(b)
+        });
+        refused += usize::from(r.is_err());
+    }
+    assert!(refused > 1000, "truncations and most flips are refused");
 }
 
 fn signed_result() -> (ResultSigner, Vec<u8>) {
@@ -185,12 +210,14 @@ fn signed_result() -> (ResultSigner, Vec<u8>) {
         policy_id: "p".into(),
         policy_version: 1,
         model_id: "m".into(),
-        model_digest: [2; 32],
+        model_digest: Blake3Digest::from_bytes([2; 32]),
         tls_spki_sha256: [3; 32],
         evidence_digest: [4; 32],
         dev: false,
         nonce: None,
         tpm_ak_spki_sha256: Some([5; 32]),
+        mask_chip_id: false,
+        mask_chip_key: false,
     };
     let bytes = signer.sign(&claims, &SystemRandom::new()).unwrap();
     (signer, bytes)
@@ -249,7 +276,7 @@ fn policy_decoder_never_panics() {
 fn over_limit_inputs_are_too_large() {
     let big = vec![0xA1u8; MAX_EVIDENCE_CBOR + 1];
     assert!(matches!(
-        Evidence::from_cbor(&big),
+        ReceivedEvidence::decode(&big),
         Err(DecodeError::TooLarge(n)) if n == MAX_EVIDENCE_CBOR + 1
     ));
     let (signer, _) = signed_result();
@@ -273,7 +300,7 @@ fn over_limit_inputs_are_too_large() {
 fn deeply_nested_cbor_is_refused_not_overflowed() {
     // 100 000 nested arrays: a recursive decoder without a limit would overflow the stack.
     let deep = vec![0x81u8; 100_000];
-    assert!(Evidence::from_cbor(&deep).is_err());
+    assert!(ReceivedEvidence::decode(&deep).is_err());
     let (signer, _) = signed_result();
     let mut tagged = vec![0xD2u8];
     tagged.extend(vec![0x81u8; MAX_RESULT_BYTES - 1]);

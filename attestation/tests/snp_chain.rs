@@ -1,12 +1,16 @@
 //! Endorsement chain and certificate-binding checks: wrong products, wrong signer kinds, foreign
-//! and self-made chains, development roots, and the Turin chain.
+//! and self-made chains, supplied chain certificates that are not byte-identical to the pinned
+//! ones, validity periods at the caller's time, development roots by identity, masked chip ids
+//! and keys, and the Turin chain.
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
 
 mod snp_common;
 
+use confidant_attestation::der_strict::DerError;
 use confidant_attestation::snp::{
-    self, CertRole, Product, SigningKey, SnpError, SnpTrustRoots, TcbComponent,
+    self, CertRole, Product, SigningKey, SnpError, SnpRoot, SnpTrustRoots, TcbComponent,
 };
+use confidant_attestation::time::UnixTime;
 use confidant_testkit::read_testdata;
 use serde_bytes::ByteBuf;
 use snp_common::*;
@@ -120,12 +124,121 @@ fn a_self_made_chain_is_untrusted() {
     let mut ev = real("virtee-milan");
     let amd = amd_chain("milan", false);
     ev.chain = Some(vec![ByteBuf::from(pki.ask.clone()), amd[1].clone()]);
+    assert_eq!(err(&ev, &roots), SnpError::UntrustedIntermediate);
+}
+
+/// The length of a DER TLV's header and its content length.
+fn header(der: &[u8]) -> (usize, usize) {
+    match der[1] {
+        l if l < 0x80 => (2, usize::from(l)),
+        0x81 => (3, usize::from(der[2])),
+        0x82 => (4, usize::from(der[2]) << 8 | usize::from(der[3])),
+        _ => panic!("unexpected length form"),
+    }
+}
+
+/// `der` with its outer SEQUENCE length written with one more (zero) length byte than needed:
+/// BER, the same certificate to a lenient parser, and the signature over the TBS still verifies.
+pub fn ber_outer_length(der: &[u8]) -> Vec<u8> {
+    let (hl, len) = header(der);
+    let n = hl - 2 + 1;
+    let mut out = vec![der[0], 0x80 | (n as u8 + 1), 0];
+    out.extend_from_slice(&len.to_be_bytes()[8 - n..]);
+    out.extend_from_slice(&der[hl..]);
+    out
+}
+
+/// Regression: a supplied ASK was accepted when it carried the pinned key and the ARK's
+/// signature, so byte strings other than the pinned certificate (re-encoded, re-issued) passed
+/// and gave the same report another evidence digest.
+#[test]
+fn supplied_chain_certificates_must_be_byte_identical_to_the_pinned_ones() {
+    let roots = SnpTrustRoots::amd();
+    let ev = real("virtee-milan");
+    verify(&ev, &roots).unwrap(); // positive control
+    let good = ev.chain.clone().unwrap();
+    let mut bad = ev.clone();
+    bad.chain = Some(vec![
+        ByteBuf::from(ber_outer_length(&good[0])),
+        good[1].clone(),
+    ]);
+    assert_eq!(err(&bad, &roots), SnpError::UntrustedIntermediate);
+    let mut bad = ev.clone();
+    bad.chain = Some(vec![
+        good[0].clone(),
+        ByteBuf::from(ber_outer_length(&good[1])),
+    ]);
+    assert_eq!(err(&bad, &roots), SnpError::UntrustedRoot);
+    // The VLEK path: the pinned ASVK, re-encoded.
+    let ev = real("trustee-vlek");
+    verify(&ev, &roots).unwrap();
+    let good = ev.chain.clone().unwrap();
+    let mut bad = ev.clone();
+    bad.chain = Some(vec![
+        ByteBuf::from(ber_outer_length(&good[0])),
+        good[1].clone(),
+    ]);
+    assert_eq!(err(&bad, &roots), SnpError::UntrustedIntermediate);
+}
+
+/// The signing certificate in BER form is refused as not strict DER, though its signature and
+/// every field are the original's.
+#[test]
+fn a_ber_encoded_signing_certificate_is_refused() {
+    let roots = SnpTrustRoots::amd();
+    let mut ev = real("virtee-milan");
+    ev.signer_cert = ber_outer_length(&ev.signer_cert);
     assert_eq!(
         err(&ev, &roots),
-        SnpError::ChainSignature {
-            which: CertRole::Intermediate
+        SnpError::CertEncoding {
+            which: CertRole::Signer,
+            error: DerError::NonMinimalLength(0)
         }
     );
+}
+
+#[test]
+fn certificates_are_checked_at_the_time_the_caller_passes() {
+    let roots = SnpTrustRoots::amd();
+    // virtee-milan's VCEK: 2023-04-03T19:23:43Z to 2030-04-03T19:23:43Z.
+    let ev = real("virtee-milan");
+    let not_before = 1_680_549_823;
+    let not_after = 1_901_474_623;
+    for ok in [not_before, not_before + 1, not_after] {
+        snp::verify_report(&ev, &roots, UnixTime::from_secs(ok)).unwrap();
+    }
+    for (at, _) in [(not_before - 1, "before"), (not_after + 1, "after")] {
+        assert!(
+            matches!(
+                snp::verify_report(&ev, &roots, UnixTime::from_secs(at)),
+                Err(SnpError::CertNotValidAt {
+                    which: CertRole::Signer,
+                    ..
+                })
+            ),
+            "{at}"
+        );
+    }
+    // trustee-vlek's VLEK expired on 2025-12-10: valid in June 2025, refused in 2026.
+    let vlek = real("trustee-vlek");
+    snp::verify_report(&vlek, &roots, UnixTime::from_secs(1_748_736_000)).unwrap();
+    let err_2026 = snp::verify_report(&vlek, &roots, UnixTime::from_secs(1_767_225_600));
+    assert!(
+        matches!(
+            err_2026,
+            Err(SnpError::CertNotValidAt {
+                which: CertRole::Signer,
+                ..
+            })
+        ),
+        "{err_2026:?}"
+    );
+    // The pinned ARK and ASK are checked too: before the Milan ARK existed (2020-10-22), a VCEK
+    // made valid then would still be refused — here the signer's own start comes first.
+    assert!(matches!(
+        snp::verify_report(&ev, &roots, UnixTime::from_secs(1_600_000_000)),
+        Err(SnpError::CertNotValidAt { .. })
+    ));
 }
 
 #[test]
@@ -145,18 +258,13 @@ fn supplied_chains_are_checked() {
     bad.chain = Some(vec![good[1].clone(), good[1].clone()]);
     assert_eq!(err(&bad, &roots), SnpError::UntrustedIntermediate);
 
-    // The ASK with a flipped bit in its signature.
+    // The ASK with a flipped bit in its signature: not the pinned ASK.
     let mut ask = good[0].to_vec();
     let last = ask.len() - 1;
     ask[last] ^= 1;
     let mut bad = ev.clone();
     bad.chain = Some(vec![ByteBuf::from(ask), good[1].clone()]);
-    assert_eq!(
-        err(&bad, &roots),
-        SnpError::ChainSignature {
-            which: CertRole::Intermediate
-        }
-    );
+    assert_eq!(err(&bad, &roots), SnpError::UntrustedIntermediate);
 
     // A modified ARK is not the trusted ARK.
     let mut ark = good[1].to_vec();
@@ -172,12 +280,7 @@ fn supplied_chains_are_checked() {
         ByteBuf::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]),
         good[1].clone(),
     ]);
-    assert_eq!(
-        err(&bad, &roots),
-        SnpError::CertParse {
-            which: CertRole::Intermediate
-        }
-    );
+    assert_eq!(err(&bad, &roots), SnpError::UntrustedIntermediate);
 
     // The VCEK with a flipped bit in its signature.
     let mut bad = ev.clone();
@@ -198,24 +301,41 @@ fn the_turin_chain_verifies_to_the_pinned_turin_ark() {
     let roots = SnpTrustRoots::amd();
     let vcek = read_testdata("snp/virtee-turin-certs/vcek.der");
     let supplied = chain(&pem_certs("snp/virtee-turin-certs/cert_chain.pem"));
+    // The Turin VCEK: 2024-11-06 to 2031-11-06.
+    let at = UnixTime::from_secs(1_748_736_000);
     for c in [Some(supplied.as_slice()), None] {
-        let e = snp::verify_signer_chain(&vcek, c, SigningKey::Vcek, &roots).unwrap();
-        assert_eq!(e.product, Some(Product::Turin));
-        assert!(!e.dev);
+        let e = snp::verify_signer_chain(&vcek, c, SigningKey::Vcek, &roots, at).unwrap();
+        assert_eq!(e.root, SnpRoot::Amd(Product::Turin));
+        assert_eq!(e.product(), Some(Product::Turin));
+        assert!(!e.is_dev());
     }
     // Not with the Milan roots alone.
     let milan = SnpTrustRoots::amd().only(&[Product::Milan]);
     assert_eq!(
-        snp::verify_signer_chain(&vcek, None, SigningKey::Vcek, &milan).err(),
+        snp::verify_signer_chain(&vcek, None, SigningKey::Vcek, &milan, at).err(),
         Some(SnpError::UntrustedRoot)
     );
     assert_eq!(
-        snp::verify_signer_chain(&vcek, Some(&supplied), SigningKey::Vcek, &milan).err(),
+        snp::verify_signer_chain(&vcek, Some(&supplied), SigningKey::Vcek, &milan, at).err(),
         Some(SnpError::UntrustedRoot)
     );
+    // Not before it was issued.
+    assert!(matches!(
+        snp::verify_signer_chain(
+            &vcek,
+            None,
+            SigningKey::Vcek,
+            &roots,
+            UnixTime::from_secs(0)
+        ),
+        Err(SnpError::CertNotValidAt {
+            which: CertRole::Signer,
+            ..
+        })
+    ));
     // And not as a VLEK.
     assert_eq!(
-        snp::verify_signer_chain(&vcek, None, SigningKey::Vlek, &roots).err(),
+        snp::verify_signer_chain(&vcek, None, SigningKey::Vlek, &roots, at).err(),
         Some(SnpError::SignerKindMismatch {
             report: SigningKey::Vlek
         })
@@ -232,9 +352,15 @@ fn every_amd_signer_chain_verifies_alone() {
         } else {
             SigningKey::Vcek
         };
-        let e =
-            snp::verify_signer_chain(&ev.signer_cert, ev.chain.as_deref(), kind, &roots).unwrap();
-        assert_eq!(e.product, Some(exp.product), "{}", exp.name);
+        let e = snp::verify_signer_chain(
+            &ev.signer_cert,
+            ev.chain.as_deref(),
+            kind,
+            &roots,
+            signer_time(&ev),
+        )
+        .unwrap();
+        assert_eq!(e.root, SnpRoot::Amd(exp.product), "{}", exp.name);
     }
 }
 
@@ -248,6 +374,12 @@ fn dev_root_reports_verify_as_dev_only_when_trusted() {
     assert!(v.is_dev());
     assert!(v.claims().dev);
     assert_eq!(v.product(), Product::Milan);
+    // The verified report names which development root: the SHA-256 of its ARK.
+    let ark_sha256: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &pki.ark)
+        .as_ref()
+        .try_into()
+        .unwrap();
+    assert_eq!(v.root(), SnpRoot::Dev { ark_sha256 });
     let mut no_chain = ev.clone();
     no_chain.chain = None;
     assert!(verify(&no_chain, &amd_and_dev(&pki)).unwrap().is_dev());
@@ -280,12 +412,13 @@ fn add_dev_root_checks_the_pair() {
             which: CertRole::Intermediate
         })
     );
-    assert_eq!(
-        roots.add_dev_root(b"junk", &pki.ask).err(),
-        Some(SnpError::CertParse {
-            which: CertRole::Root
+    assert!(matches!(
+        roots.add_dev_root(b"junk", &pki.ask),
+        Err(SnpError::CertEncoding {
+            which: CertRole::Root,
+            ..
         })
-    );
+    ));
     assert!(roots.is_empty());
 }
 
@@ -380,11 +513,6 @@ fn validly_signed_mutations_fail_their_own_check() {
                 offset: l::CURRENT_TCB.start + 6,
             },
         ),
-        (
-            "masked chip id but chip id present",
-            |b| b[l::KEY_INFO.start] = 2,
-            SnpError::ChipIdMismatch,
-        ),
     ];
     for (name, mutate, expected) in table {
         let mut report = template.clone();
@@ -394,12 +522,20 @@ fn validly_signed_mutations_fail_their_own_check() {
         assert_eq!(verify(&ev, &roots).err(), Some(expected), "{name}");
     }
 
-    // A masked chip id that is zero verifies (the chip-unique VCEK signature still binds it).
+    // A zero chip id verifies (the chip-unique VCEK signature still binds it) and is recorded as
+    // masked, for the policy to decide; so is MASK_CHIP_KEY. Neither is hidden from the policy.
     let mut report = template.clone();
-    report[l::KEY_INFO.start] = 2;
     report[l::CHIP_ID].fill(0);
     dev_sign(&pki, &mut report);
-    assert!(verify(&dev_evidence(&pki, report), &roots).is_ok());
+    let v = verify(&dev_evidence(&pki, report), &roots).unwrap();
+    assert!(v.chip_id_masked() && !v.chip_key_masked());
+    assert!(v.claims().chip_id_masked);
+    let mut report = template.clone();
+    report[l::KEY_INFO.start] = 2;
+    dev_sign(&pki, &mut report);
+    let v = verify(&dev_evidence(&pki, report), &roots).unwrap();
+    assert!(v.chip_key_masked() && !v.chip_id_masked());
+    assert!(v.claims().mask_chip_key);
 
     // Version 5 with mitigation vectors, and Genoa's CPUID, verify.
     let mut report = template.clone();

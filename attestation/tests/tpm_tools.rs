@@ -5,8 +5,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use confidant_attestation::binding::{Binding, BindingInput, Purpose};
-use confidant_attestation::evidence::Evidence;
+use confidant_attestation::binding::{Binding, Session};
+use confidant_attestation::digest::Blake3Digest;
+use confidant_attestation::evidence::{Evidence, ReceivedEvidence};
+use confidant_attestation::time::UnixTime;
 use confidant_attestation::tpm::{TpmError, TpmTrustAnchors, tools, verify_quote};
 use confidant_attestation::verify::{BindingError, TrustAnchors, verify_evidence};
 use confidant_testkit::swtpm::Swtpm;
@@ -32,14 +34,17 @@ fn tool(swtpm: &Swtpm, dir: &Path, args: &[&str]) {
     }
 }
 
-fn binding() -> Binding {
-    Binding::compute(&BindingInput {
-        purpose: Purpose::Session,
-        nonce: &[9; 32],
-        tls_spki_der: b"spki",
-        channel: &[8; 32],
-        model_digest: &[7; 32],
-    })
+fn session(nonce: [u8; 32]) -> Session {
+    Session {
+        nonce,
+        tls_spki_der: b"spki".to_vec(),
+        exporter: [8; 32],
+        model_digest: Blake3Digest::from_bytes([7; 32]),
+    }
+}
+
+fn binding() -> Binding<Session> {
+    Binding::compute(session([9; 32]))
 }
 
 fn tools_quote(ak_alg: &[&str]) {
@@ -135,10 +140,14 @@ fn tools_quote(ak_alg: &[&str]) {
         fp,
         confidant_attestation::tpm::public::spki_fingerprint(&t.ak_spki_der)
     );
-    let verified = verify_evidence(&Evidence::Tpm(t.evidence.clone()), &anchors).unwrap();
-    verified.clone().bind(&b).unwrap();
+    let cbor = Evidence::Tpm(t.evidence.clone()).to_cbor();
+    let verified = || {
+        let received = ReceivedEvidence::decode(&cbor).unwrap();
+        verify_evidence(received, &anchors, UnixTime::from_secs(0)).unwrap()
+    };
+    verified().bind(b).unwrap();
     assert_eq!(
-        verified.bind(&Binding::from_bytes([0; 64])).err(),
+        verified().bind(Binding::compute(session([0; 32]))).err(),
         Some(BindingError::Mismatch)
     );
 

@@ -2,11 +2,16 @@
 //! trusted (and says `dev`), and is refused with AMD's roots alone.
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
 
-use confidant_attestation::evidence::Evidence;
+use confidant_attestation::evidence::{Evidence, ReceivedEvidence};
 use confidant_attestation::snp::{self, Product, SnpError, SnpTrustRoots};
+use confidant_attestation::time::UnixTime;
 use confidant_attestation::verify::{TrustAnchors, VerifyError, verify_evidence};
 use confidant_attester::error::AttesterError;
 use confidant_attester::snp_sim::{SIM_POLICY, SimulatedSnp};
+
+fn now() -> UnixTime {
+    UnixTime::from_secs(confidant_testkit::now_secs())
+}
 
 fn dev_roots(dir: &std::path::Path) -> SnpTrustRoots {
     let mut roots = SnpTrustRoots::amd();
@@ -30,7 +35,7 @@ fn simulated_evidence_verifies_against_the_dev_root_only() {
     assert_eq!(ev.chain.as_ref().map(Vec::len), Some(2));
 
     let roots = dev_roots(&dir);
-    let v = snp::verify_report(&ev, &roots).unwrap();
+    let v = snp::verify_report(&ev, &roots, now()).unwrap();
     assert!(v.is_dev());
     assert_eq!(v.product(), Product::Milan);
     let r = v.report();
@@ -48,27 +53,32 @@ fn simulated_evidence_verifies_against_the_dev_root_only() {
     // Without a chain the dev root is found by the pinned set too.
     let mut bare = ev.clone();
     bare.chain = None;
-    assert!(snp::verify_report(&bare, &roots).unwrap().is_dev());
+    assert!(snp::verify_report(&bare, &roots, now()).unwrap().is_dev());
 
     // AMD's roots alone refuse it.
     assert_eq!(
-        snp::verify_report(&ev, &SnpTrustRoots::amd()).err(),
+        snp::verify_report(&ev, &SnpTrustRoots::amd(), now()).err(),
         Some(SnpError::UntrustedRoot)
     );
     assert_eq!(
-        snp::verify_report(&bare, &SnpTrustRoots::amd()).err(),
+        snp::verify_report(&bare, &SnpTrustRoots::amd(), now()).err(),
         Some(SnpError::UntrustedRoot)
     );
 
     // Through the crate's single entry point as well.
-    let evidence = Evidence::SevSnp(ev.clone());
+    let cbor = Evidence::SevSnp(ev.clone()).to_cbor();
+    let received = || ReceivedEvidence::decode(&cbor).unwrap();
     let anchors = TrustAnchors {
         snp: roots,
         ..TrustAnchors::default()
     };
-    assert!(verify_evidence(&evidence, &anchors).unwrap().is_dev());
+    assert!(
+        verify_evidence(received(), &anchors, now())
+            .unwrap()
+            .is_dev()
+    );
     assert!(matches!(
-        verify_evidence(&evidence, &TrustAnchors::default()),
+        verify_evidence(received(), &TrustAnchors::default(), now()),
         Err(VerifyError::Snp(SnpError::UntrustedRoot))
     ));
 }
@@ -84,7 +94,7 @@ fn every_simulated_report_is_fresh_and_tamper_evident() {
     let mut bad = a.clone();
     bad.report[0x50] ^= 1; // report_data
     assert_eq!(
-        snp::verify_report(&bad, &roots).err(),
+        snp::verify_report(&bad, &roots, now()).err(),
         Some(SnpError::BadSignature)
     );
 }
@@ -95,7 +105,11 @@ fn from_files_without_chain_and_bad_inputs() {
     let sim = SimulatedSnp::from_files(&dir.join("vcek.der"), &dir.join("vcek.key.pk8")).unwrap();
     let ev = sim.attest(&[0; 64], &[0; 48]).unwrap();
     assert_eq!(ev.chain, None);
-    assert!(snp::verify_report(&ev, &dev_roots(&dir)).unwrap().is_dev());
+    assert!(
+        snp::verify_report(&ev, &dev_roots(&dir), now())
+            .unwrap()
+            .is_dev()
+    );
 
     let missing = dir.join("no-such-file");
     assert!(matches!(
@@ -119,8 +133,14 @@ fn from_files_without_chain_and_bad_inputs() {
         Err(AttesterError::KeyMismatch)
     ));
     let key = std::fs::read(dir.join("vcek.key.pk8")).unwrap();
-    assert!(matches!(
-        SimulatedSnp::from_der(b"junk".to_vec(), &key),
-        Err(AttesterError::SnpStructure(SnpError::CertParse { .. }))
-    ));
+    // Not DER at all: refused by the strict DER check, before any X.509 parsing.
+    let junk = SimulatedSnp::from_der(b"junk".to_vec(), &key);
+    assert!(
+        matches!(
+            junk,
+            Err(AttesterError::SnpStructure(SnpError::CertEncoding { .. }))
+        ),
+        "{:?}",
+        junk.err()
+    );
 }

@@ -1,10 +1,14 @@
 //! The TPM attester on a live swtpm (one private swtpm per test), checked by the verifier.
 #![allow(clippy::unwrap_used, reason = "tests panic on unexpected failures")]
 
-use confidant_attestation::binding::{Binding, BindingInput, Purpose};
-use confidant_attestation::evidence::{Evidence, TpmEvidence};
+use confidant_attestation::binding::{Binding, KeyRelease};
+use confidant_attestation::digest::Blake3Digest;
+use confidant_attestation::evidence::{Evidence, ReceivedEvidence, TpmEvidence};
+use confidant_attestation::time::UnixTime;
 use confidant_attestation::tpm::{TpmError, TpmTrustAnchors, verify_quote};
-use confidant_attestation::verify::{BindingError, TrustAnchors, VerifyError, verify_evidence};
+use confidant_attestation::verify::{
+    BindingError, TrustAnchors, VerifiedEvidence, VerifyError, verify_evidence,
+};
 use confidant_attester::error::AttesterError;
 use confidant_attester::tpm::{AkAlgorithm, TpmAttester};
 use confidant_testkit::swtpm::Swtpm;
@@ -12,14 +16,23 @@ use serde_bytes::ByteBuf;
 
 const PCRS: &[u8] = &[0, 7, 14, 16];
 
-fn binding(nonce: u8) -> Binding {
-    Binding::compute(&BindingInput {
-        purpose: Purpose::KeyRelease,
-        nonce: &[nonce; 32],
-        tls_spki_der: b"spki",
-        channel: &[2; 32],
-        model_digest: &[3; 32],
+fn binding(nonce: u8) -> Binding<KeyRelease> {
+    Binding::compute(KeyRelease {
+        nonce: [nonce; 32],
+        tls_spki_der: b"spki".to_vec(),
+        wrap_pk: [2; 32],
+        model_digest: Blake3Digest::from_bytes([3; 32]),
     })
+}
+
+/// Verifies a quote as the verifier would: encoded, decoded through the one gate, verified now.
+fn verify(ev: &TpmEvidence, anchors: &TrustAnchors) -> Result<VerifiedEvidence, VerifyError> {
+    let received = ReceivedEvidence::decode(&Evidence::Tpm(ev.clone()).to_cbor()).unwrap();
+    verify_evidence(
+        received,
+        anchors,
+        UnixTime::from_secs(confidant_testkit::now_secs()),
+    )
 }
 
 fn anchors_for(att: &TpmAttester) -> TrustAnchors {
@@ -32,7 +45,7 @@ fn anchors_for(att: &TpmAttester) -> TrustAnchors {
 }
 
 fn tpm_err(ev: &TpmEvidence, anchors: &TrustAnchors) -> TpmError {
-    match verify_evidence(&Evidence::Tpm(ev.clone()), anchors) {
+    match verify(ev, anchors) {
         Err(VerifyError::Tpm(e)) => e,
         other => panic!("expected a TPM error, got {other:?}"),
     }
@@ -50,7 +63,7 @@ fn quote_and_tamper(alg: AkAlgorithm) {
     assert_eq!(ev.ak_public, att.ak_public_tpmt());
 
     // Verifies and binds.
-    let verified = verify_evidence(&Evidence::Tpm(ev.clone()), &anchors).unwrap();
+    let verified = verify(&ev, &anchors).unwrap();
     assert_eq!(verified.report_data(), b.tpm_qualifying_data());
     let pcr16 = att.read_pcrs(&[16]).unwrap()[&16];
     match verified.kind() {
@@ -60,10 +73,10 @@ fn quote_and_tamper(alg: AkAlgorithm) {
         }
         other => panic!("{other:?}"),
     }
-    verified.clone().bind(&b).unwrap();
+    verified.bind(binding(1)).unwrap();
     // Evidence for another nonce does not bind.
     assert_eq!(
-        verified.bind(&binding(2)).err(),
+        verify(&ev, &anchors).unwrap().bind(binding(2)).err(),
         Some(BindingError::Mismatch)
     );
 
@@ -104,8 +117,11 @@ fn quote_and_tamper(alg: AkAlgorithm) {
 
     // A quote with different qualifying data verifies but does not bind.
     let ev2 = att.quote(binding(3).tpm_qualifying_data(), PCRS).unwrap();
-    let verified = verify_evidence(&Evidence::Tpm(ev2), &anchors).unwrap();
-    assert_eq!(verified.bind(&b).err(), Some(BindingError::Mismatch));
+    let verified = verify(&ev2, &anchors).unwrap();
+    assert_eq!(
+        verified.bind(binding(1)).err(),
+        Some(BindingError::Mismatch)
+    );
 
     // Extending a PCR after the quote: the old evidence still verifies (it is what was quoted),
     // a fresh quote reports the new value.

@@ -3,6 +3,7 @@
 //! TPM's `TPM2_ActivateCredential` only for the AK it names, and only unaltered.
 #![allow(clippy::unwrap_used, reason = "tests panic on unexpected failures")]
 
+use confidant_attestation::time::UnixTime;
 use confidant_attestation::tpm::TpmtPublic;
 use confidant_attestation::tpm::credential::{make_credential, object_name, secrets_equal};
 use confidant_attestation::tpm::ekcert::{EkCertError, verify_ek_certificate};
@@ -11,11 +12,8 @@ use confidant_testkit::swtpm::{Swtpm, manufacture_with_ek_ca};
 use rand::RngCore;
 
 /// The test's clock (swtpm_localca's certificates run from their creation to 9999).
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+fn now() -> UnixTime {
+    UnixTime::from_secs(confidant_testkit::now_secs())
 }
 
 #[test]
@@ -36,7 +34,7 @@ fn ek_certificate_chains_to_its_own_ca_only() {
     );
     // Before the certificates were issued.
     assert_eq!(
-        verify_ek_certificate(&ek.certificate, &ca, 0),
+        verify_ek_certificate(&ek.certificate, &ca, UnixTime::from_secs(0)),
         Err(EkCertError::Expired("EK certificate"))
     );
     assert_eq!(
@@ -171,11 +169,11 @@ fn challenge_ak_round_trip_on_the_tpm() {
     let secret = att
         .activate_credential(&cred.credential_blob, &cred.encrypted_secret)
         .unwrap();
-    assert!(pending.accepts(&ak, &secret));
+    assert!(pending.accept(&ak, &secret).is_some());
     // Another AK presenting the same secret, or the right AK with another secret, is refused.
-    assert!(!pending.accepts(&other.ak_public_tpmt(), &secret));
-    assert!(!pending.accepts(&ak, &[0; 32]));
-    assert!(!pending.accepts(&ak, &secret[..31]));
+    assert!(pending.accept(&other.ak_public_tpmt(), &secret).is_none());
+    assert!(pending.accept(&ak, &[0; 32]).is_none());
+    assert!(pending.accept(&ak, &secret[..31]).is_none());
     // The secret is not printed.
     assert!(!format!("{pending:?}").contains(&hex::encode(&secret[..])));
 

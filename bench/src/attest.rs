@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use base64::Engine;
 use bytes::Bytes;
-use confidant_attestation::binding::{Binding, BindingInput, Purpose};
+use confidant_attestation::binding::{Binding, KeyRelease};
 use confidant_attestation::evidence::Evidence;
 use confidant_attestation::keywrap::WrapKeyPair;
 use confidant_attester::snp_sim::SimulatedSnp;
@@ -126,12 +126,11 @@ async fn attest_once(ctx: &Ctx) -> anyhow::Result<Duration> {
     let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let tls_spki = rcgen::PublicKeyData::subject_public_key_info(&kp);
     let wrap = WrapKeyPair::generate(&mut rand::rngs::OsRng);
-    let binding = Binding::compute(&BindingInput {
-        purpose: Purpose::KeyRelease,
-        nonce: &nonce,
-        tls_spki_der: &tls_spki,
-        channel: wrap.public_key(),
-        model_digest: &MODEL_DIGEST,
+    let binding = Binding::compute(KeyRelease {
+        nonce,
+        tls_spki_der: tls_spki.clone(),
+        wrap_pk: *wrap.public_key(),
+        model_digest: confidant_attestation::digest::Blake3Digest::from_bytes(MODEL_DIGEST),
     });
     let ev = ctx
         .sim
@@ -139,7 +138,7 @@ async fn attest_once(ctx: &Ctx) -> anyhow::Result<Duration> {
         .map_err(|e| anyhow!("{e:?}"))?;
     let req = AttestRequest {
         nonce: nonce.to_vec(),
-        evidence: Evidence::SevSnp(ev),
+        evidence: Evidence::SevSnp(ev).to_cbor(),
         tls_spki,
         wrap_pk: wrap.public_key().to_vec(),
         model_id: MODEL_ID.to_owned(),

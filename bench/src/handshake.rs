@@ -1,4 +1,4 @@
-//! Figure 1: attested connection set-up (`passport`, `direct`, `fresh`) vs a plain rustls TLS 1.3
+//! Figure 1: attested connection set-up (`passport`, `fresh`, `direct`) vs a plain rustls TLS 1.3
 //! handshake, on loopback, against the same enclave endpoint.
 //!
 //! One real stack (`confidant_e2e::Stack`: the release `confidant-verifier` and
@@ -14,14 +14,11 @@
 //! - `passport`: `Client::connect` with `fresh` off: the same handshake plus the appraisal of the
 //!   certificate's attestation result inside it (COSE ES256 signature, expiry, status, key
 //!   binding, client policy).
-//! - `direct`: `passport` plus the client's own verification of the certificate's evidence. A
-//!   client verifies a given certificate's evidence once and remembers the outcome (bounded,
-//!   keyed by the exact bytes; the result, expiry and policy checks still run every time), so
-//!   this is the steady state of a long-lived client.
-//! - `direct_uncached`: `direct` by a new client each time (built before the clock starts), so
-//!   the evidence is verified on every connection: what the first connection to an enclave costs.
 //! - `fresh`: `passport` plus the session-evidence exchange (`POST /v1/attestation`, one round
 //!   trip and an evidence verification).
+//! - `direct`: `fresh` with the session evidence appraised by the client's own policy (the
+//!   verifier's appraisal code) instead of compared with the result; `direct` always has session
+//!   evidence.
 //!
 //! The kinds run interleaved (one of each per step, in a random order), so each sees the same
 //! machine load; each row's baseline is the same statistic of `plain_tls`. Throughput is
@@ -31,7 +28,7 @@
 //! Two more rows say what the modes add, in process, against the `plain_tls` median: the result
 //! check every attested handshake runs (certificate extensions parsed, COSE ES256 result
 //! verified), and one verification of the enclave's (simulated SEV-SNP) evidence
-//! (`verify_evidence`: what `direct_uncached` pays per certificate and `fresh` per connection).
+//! (`verify_evidence`: what `fresh` and `direct` pay per connection).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,7 +36,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use confidant_attestation::certext;
-use confidant_attestation::evidence::Evidence;
+use confidant_attestation::evidence::ReceivedEvidence;
+use confidant_attestation::time::UnixTime;
 use confidant_attestation::verify::verify_evidence;
 use confidant_client::{Client, Mode, ResultVerifier};
 use confidant_e2e::{Stack, StackOptions};
@@ -57,13 +55,7 @@ use crate::report::{Report, median, median_p99_ms};
 const RATE_CHUNKS: usize = 10;
 
 /// The connection kinds, in report order.
-const KINDS: [&str; 5] = [
-    "plain_tls",
-    "passport",
-    "direct",
-    "direct_uncached",
-    "fresh",
-];
+const KINDS: [&str; 4] = ["plain_tls", "passport", "fresh", "direct"];
 
 /// Runs the figure and adds its rows to `report`.
 pub fn run(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
@@ -130,8 +122,6 @@ struct Clients {
     passport: Client,
     direct: Client,
     fresh: Client,
-    /// One unused `direct` client per `direct_uncached` set-up.
-    unused_direct: Vec<Client>,
 }
 
 impl Clients {
@@ -148,10 +138,6 @@ impl Clients {
             }
             "passport" => self.passport.clone(),
             "direct" => self.direct.clone(),
-            "direct_uncached" => self
-                .unused_direct
-                .pop()
-                .context("ran out of prepared clients")?,
             _ => self.fresh.clone(),
         };
         let start = Instant::now();
@@ -183,11 +169,8 @@ async fn measure(
     let mut clients = Clients {
         plain: PlainTls::new(stack.enclave_addr, &stack.ca_pem())?,
         passport: stack.client(Mode::Passport, false),
-        direct: stack.client(Mode::Direct, false),
+        direct: stack.client(Mode::Direct, true),
         fresh: stack.client(Mode::Passport, true),
-        unused_direct: (0..steps + warmup)
-            .map(|_| stack.client(Mode::Direct, false))
-            .collect(),
     };
     let plain = &clients.plain;
 
@@ -260,7 +243,7 @@ async fn measure(
 
     // What the modes add, in process, against the `plain_tls` median: the result check of every
     // attested handshake (extensions parsed, COSE ES256 verified), and one evidence verification
-    // (`direct_uncached` once per certificate, `fresh` once per connection).
+    // (`fresh` and `direct` once per connection).
     let results = ResultVerifier::from_jwk(&stack.result_key_jwk)?;
     let anchors = stack.trust_anchors();
     let n = (steps / 2).max(20);
@@ -275,8 +258,8 @@ async fn measure(
         results.verify(&ext.result, confidant_client::DEFAULT_RESULT_AUDIENCE, now)?;
         result_times.push(start.elapsed());
         let start = Instant::now();
-        let ev = Evidence::from_cbor(&ext.evidence)?;
-        verify_evidence(&ev, &anchors)?;
+        let ev = ReceivedEvidence::decode(&ext.evidence)?;
+        verify_evidence(ev, &anchors, UnixTime::from_secs(now))?;
         evidence_times.push(start.elapsed());
     }
     report.add(

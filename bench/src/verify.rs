@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use confidant_attestation::evidence::{SnpEvidence, TpmEvidence};
 use confidant_attestation::snp::{self, SnpTrustRoots, report::layout};
+use confidant_attestation::time::UnixTime;
 use confidant_attestation::tpm::constants::{
     TPM_ALG_ECDSA, TPM_ALG_SHA256, TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE,
 };
@@ -122,11 +123,16 @@ fn fixed_sig(report: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(sig)
 }
 
+/// A time at which the real reports' certificate chains are all valid (2025-06-01T00:00:00Z, as
+/// in the attestation tests): verification is timed at a fixed time, not the machine's clock,
+/// whose certificates may have expired since.
+const REPORTS_AT: UnixTime = UnixTime::from_secs(1_748_736_000);
+
 fn snp_figures(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
     let roots = SnpTrustRoots::amd();
     let evidence: Vec<SnpEvidence> = REPORTS.iter().map(|n| real(n)).collect::<Result<_, _>>()?;
     for ev in &evidence {
-        snp::verify_report(ev, &roots).map_err(|e| anyhow!("{e:?}"))?;
+        snp::verify_report(ev, &roots, REPORTS_AT).map_err(|e| anyhow!("{e:?}"))?;
     }
     let pinned: Vec<SnpEvidence> = evidence
         .iter()
@@ -164,7 +170,7 @@ fn snp_figures(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
         b,
         || {
             j += 1;
-            snp::verify_report(&evidence[j % n], &roots)
+            snp::verify_report(&evidence[j % n], &roots, REPORTS_AT)
                 .map(drop)
                 .map_err(|e| anyhow!("{e:?}"))
         },
@@ -175,7 +181,7 @@ fn snp_figures(opts: &Opts, report: &mut Report) -> anyhow::Result<()> {
         b,
         || {
             k += 1;
-            snp::verify_report(&pinned[k % n], &roots)
+            snp::verify_report(&pinned[k % n], &roots, REPORTS_AT)
                 .map(drop)
                 .map_err(|e| anyhow!("{e:?}"))
         },

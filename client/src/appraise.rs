@@ -1,28 +1,29 @@
-//! The attestation checks, as pure functions of bytes and the current time (no I/O): the
+//! The attestation checks, as pure functions of bytes and the time passed in (no I/O): the
 //! certificate appraisal run inside the TLS handshake, and the session appraisal run on the reply
 //! of `POST /v1/attestation`. Their outputs, [`VerifiedPeer`] and [`VerifiedSession`], can only be
 //! made here, and a [`crate::Connection`] can only be made from them.
-
-use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+//!
+//! There is no second appraisal engine here: the client's policy is a
+//! [`confidant_attestation::policy::Policy`] (the verifier's format), results are checked with
+//! [`Policy::check_result`] and, in `direct` mode, session evidence with [`Policy::appraise`] —
+//! the very code the verifier runs.
 
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
-use confidant_attestation::binding::{Binding, BindingInput, Purpose};
+use confidant_attestation::binding::{Binding, Session};
 use confidant_attestation::certext;
-use confidant_attestation::evidence::Evidence;
-use confidant_attestation::policy::pcr_composite;
+use confidant_attestation::digest::Blake3Digest;
+use confidant_attestation::evidence::ReceivedEvidence;
+use confidant_attestation::policy::{Policy, PolicyError};
 use confidant_attestation::result::{ResultClaims, ResultError, ResultVerifier, Status};
-use confidant_attestation::snp::TcbVersion;
-use confidant_attestation::verify::{
-    EvidenceClaims, TrustAnchors, VerifiedEvidence, VerifiedKind, verify_evidence,
-};
+use confidant_attestation::snp::{SnpRoot, TcbVersion};
+use confidant_attestation::time::UnixTime;
+use confidant_attestation::verify::{EvidenceClaims, TrustAnchors, verify_evidence};
 use confidant_wire::attest::LockdownStatus;
 
 use crate::config::Mode;
 use crate::error::{AttestError, EvidenceFault};
-use crate::policy::ClientPolicy;
 
 /// Default audience expected in the attestation results of enclave certificates.
 pub const DEFAULT_RESULT_AUDIENCE: &str = "confidant-client";
@@ -32,75 +33,20 @@ pub const DEFAULT_RESULT_AUDIENCE: &str = "confidant-client";
 pub(crate) struct Appraiser {
     results: ResultVerifier,
     audience: String,
-    policy: ClientPolicy,
+    policy: Policy,
     mode: Mode,
     anchors: TrustAnchors,
-    /// `direct` mode: certificate evidence this appraiser verified, by its exact bytes.
-    evidence_cache: BoundedCache<VerifiedEvidence>,
-}
-
-/// Certificate-evidence entries an [`Appraiser`] keeps (an enclave presents the same certificate,
-/// hence the same evidence, on every connection until it renews it).
-const EVIDENCE_CACHE_ENTRIES: usize = 8;
-
-/// A small cache of values derived from exact byte strings, evicting the oldest entry.
-///
-/// Sound only for pure functions of the bytes (and of settings fixed for the cache's owner):
-/// it holds the outcome of evidence *verification*, which reads no clock and depends only on the
-/// evidence and the appraiser's trust anchors. Every check that depends on time, the attestation
-/// result or the policy still runs on each connection.
-#[derive(Debug)]
-struct BoundedCache<V> {
-    capacity: usize,
-    entries: Mutex<VecDeque<(Vec<u8>, V)>>,
-}
-
-impl<V: Clone> BoundedCache<V> {
-    fn new(capacity: usize) -> Self {
-        BoundedCache {
-            capacity,
-            entries: Mutex::new(VecDeque::with_capacity(capacity)),
-        }
-    }
-
-    /// The value stored for exactly `key`.
-    fn get(&self, key: &[u8]) -> Option<V> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries
-            .iter()
-            .find(|(k, _)| k.as_slice() == key)
-            .map(|(_, v)| v.clone())
-    }
-
-    /// Stores `value` for `key`, evicting the oldest entry when full.
-    fn insert(&self, key: &[u8], value: V) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.iter().any(|(k, _)| k.as_slice() == key) {
-            return;
-        }
-        while entries.len() >= self.capacity {
-            entries.pop_front();
-        }
-        entries.push_back((key.to_vec(), value));
-    }
 }
 
 /// A server certificate that passed every check of the client's mode. Only
 /// [`Appraiser::appraise_certificate`] makes one.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct VerifiedPeer {
     cert_der: Vec<u8>,
     spki_der: Vec<u8>,
     spki_sha256: [u8; 32],
     result: ResultClaims,
-    /// The launch measurement the enclave was attested with.
-    measurement: Vec<u8>,
-    model_digest: [u8; 32],
     mode: Mode,
-    evidence: Option<EvidenceClaims>,
 }
 
 impl VerifiedPeer {
@@ -109,13 +55,47 @@ impl VerifiedPeer {
     }
 }
 
-/// Session evidence that verified and is bound to this nonce, key, TLS session and model. Only
-/// [`Appraiser::appraise_session`] makes one.
-#[derive(Debug, Clone)]
+/// Session evidence that verified and is bound to this nonce, key, TLS session and model, and
+/// (`direct`) passed the client's own policy. Only [`Appraiser::appraise_session`] makes one.
+#[derive(Debug)]
 pub(crate) struct VerifiedSession {
     nonce: [u8; 32],
     evidence: EvidenceClaims,
     lockdown: Option<LockdownStatus>,
+    appraisal: Option<SessionAppraisal>,
+}
+
+/// The enclave's answer to `POST /v1/attestation`, decoded from its JSON.
+#[derive(Debug)]
+pub(crate) struct SessionReply {
+    /// The evidence bytes, as received.
+    pub(crate) evidence: Vec<u8>,
+    /// The model digest the enclave says it bound.
+    pub(crate) model_digest: Blake3Digest,
+    pub(crate) lockdown: Option<LockdownStatus>,
+}
+
+/// What the client's own policy established from a connection's session evidence (`direct`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionAppraisal {
+    /// The client policy's id and version.
+    pub policy_id: String,
+    pub policy_version: u64,
+    pub model_id: String,
+    /// The model digest the evidence is bound to (and the policy lists), hex.
+    pub model_digest: Blake3Digest,
+    /// SEV-SNP `MEASUREMENT` or the TPM PCR composite, hex.
+    pub measurement: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcb: Option<TcbVersion>,
+    /// SEV-SNP: the root that verified the chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snp_root: Option<SnpRoot>,
+    pub dev: bool,
+    /// SEV-SNP: the chip id was masked (the policy allowed it).
+    pub chip_id_masked: bool,
+    /// SEV-SNP: `MASK_CHIP_KEY` was set (the policy allowed it).
+    pub chip_key_masked: bool,
 }
 
 /// What the client verified about the enclave of one connection.
@@ -123,13 +103,11 @@ pub(crate) struct VerifiedSession {
 pub struct AttestationClaims {
     /// `passport` or `direct`.
     pub mode: Mode,
-    /// The verifier's signed result (signature, expiry, status and claims checked).
+    /// The verifier's signed result (signature, expiry, status, and its claims against the
+    /// client's policy, checked).
     #[serde(serialize_with = "serialize_result")]
     pub result: ResultClaims,
-    /// `direct` mode: the certificate's evidence, verified by the client itself.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub certificate_evidence: Option<EvidenceClaims>,
-    /// `fresh` mode: the session evidence bound to this TLS connection.
+    /// The session evidence bound to this TLS connection (`fresh`; always in `direct` mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionClaims>,
     /// SHA-256 of the enclave's TLS SubjectPublicKeyInfo, hex.
@@ -142,6 +120,9 @@ pub struct SessionClaims {
     /// The client's nonce, hex.
     pub nonce: String,
     pub evidence: EvidenceClaims,
+    /// `direct` mode: the client policy's appraisal of this evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appraisal: Option<SessionAppraisal>,
     /// How the enclave says it confined itself after unsealing. Reported by the enclave's own
     /// (measured) code over this attested connection; not part of the hardware evidence, and not
     /// checked against the client's policy.
@@ -164,10 +145,14 @@ struct ResultView<'a> {
     policy_id: &'a str,
     policy_version: u64,
     model_id: &'a str,
-    model_digest: String,
+    model_digest: Blake3Digest,
     tls_spki_sha256: String,
     evidence_digest: String,
     dev: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    mask_chip_id: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    mask_chip_key: bool,
 }
 
 fn serialize_result<S: serde::Serializer>(r: &ResultClaims, s: S) -> Result<S::Ok, S::Error> {
@@ -183,10 +168,12 @@ fn serialize_result<S: serde::Serializer>(r: &ResultClaims, s: S) -> Result<S::O
         policy_id: &r.policy_id,
         policy_version: r.policy_version,
         model_id: &r.model_id,
-        model_digest: hex::encode(r.model_digest),
+        model_digest: r.model_digest,
         tls_spki_sha256: hex::encode(r.tls_spki_sha256),
         evidence_digest: hex::encode(r.evidence_digest),
         dev: r.dev,
+        mask_chip_id: r.mask_chip_id,
+        mask_chip_key: r.mask_chip_key,
     }
     .serialize(s)
 }
@@ -197,10 +184,10 @@ impl AttestationClaims {
             mode: peer.mode,
             tls_spki_sha256: hex::encode(peer.spki_sha256),
             result: peer.result,
-            certificate_evidence: peer.evidence,
             session: session.map(|s| SessionClaims {
                 nonce: hex::encode(s.nonce),
                 evidence: s.evidence,
+                appraisal: s.appraisal,
                 lockdown: s.lockdown,
             }),
         }
@@ -221,7 +208,7 @@ impl Appraiser {
     pub(crate) fn new(
         results: ResultVerifier,
         audience: String,
-        policy: ClientPolicy,
+        policy: Policy,
         mode: Mode,
         anchors: TrustAnchors,
     ) -> Self {
@@ -231,11 +218,13 @@ impl Appraiser {
             policy,
             mode,
             anchors,
-            evidence_cache: BoundedCache::new(EVIDENCE_CACHE_ENTRIES),
         }
     }
 
-    /// Everything checkable from the certificate (the chain was checked by webpki already).
+    /// Everything checkable from the certificate (the chain was checked by webpki already): the
+    /// result's signature, expiry and status, that it names this certificate's key, and its
+    /// claims against the client's policy (the same rules the verifier applied to the evidence,
+    /// on what the result carries).
     pub(crate) fn appraise_certificate(
         &self,
         cert_der: &[u8],
@@ -246,128 +235,112 @@ impl Appraiser {
             .results
             .verify(&ext.result, &self.audience, now)
             .map_err(result_error)?;
-        let claims = verified.claims().clone();
+        let claims = verified.into_claims();
         if claims.status != Status::Affirming {
             return Err(AttestError::ResultStatus(claims.status));
         }
         if !bool::from(claims.tls_spki_sha256.ct_eq(&ext.spki_sha256)) {
             return Err(AttestError::KeyBindingMismatch);
         }
-        self.policy.check_dev(claims.dev)?;
         self.policy
-            .check_model(&claims.model_id, &claims.model_digest)?;
-        self.policy.check_measurement(&claims.measurement)?;
-        self.policy.check_tcb(claims.tcb.as_ref())?;
-
-        let evidence = match self.mode {
-            Mode::Passport => None,
-            Mode::Direct => Some(self.appraise_certificate_evidence(&ext.evidence, &claims)?),
-        };
-        let spki_der = spki_of(cert_der)?;
+            .check_result(&claims)
+            .map_err(AttestError::Policy)?;
         Ok(VerifiedPeer {
             cert_der: cert_der.to_vec(),
-            spki_der,
+            spki_der: spki_of(cert_der)?,
             spki_sha256: ext.spki_sha256,
-            measurement: claims.measurement.clone(),
-            model_digest: claims.model_digest,
             result: claims,
             mode: self.mode,
-            evidence,
         })
     }
 
-    /// `direct` mode: the embedded evidence verifies against the client's own anchors, is the
-    /// evidence the result names, and meets the client's own reference values.
-    ///
-    /// The cryptographic verification (clock-free, a function of the bytes and this appraiser's
-    /// anchors only) is done once per distinct evidence and remembered; the checks against the
-    /// result and the policy run every time.
-    fn appraise_certificate_evidence(
-        &self,
-        evidence_cbor: &[u8],
-        result: &ResultClaims,
-    ) -> Result<EvidenceClaims, AttestError> {
-        let verified = match self.evidence_cache.get(evidence_cbor) {
-            Some(verified) => verified,
-            None => {
-                let evidence = Evidence::from_cbor(evidence_cbor)
-                    .map_err(|e| AttestError::EvidenceInvalid(EvidenceFault::Decode(e)))?;
-                let verified = verify_evidence(&evidence, &self.anchors)
-                    .map_err(|e| AttestError::EvidenceInvalid(EvidenceFault::Verify(e)))?;
-                self.evidence_cache.insert(evidence_cbor, verified.clone());
-                verified
-            }
-        };
-        if !bool::from(verified.digest().ct_eq(&result.evidence_digest)) {
-            return Err(AttestError::EvidenceMismatch);
-        }
-        let platform = self.appraise_platform(&verified)?;
-        if platform.measurement != result.measurement || verified.is_dev() != result.dev {
-            return Err(AttestError::EvidenceMismatch);
-        }
-        Ok(verified.claims())
-    }
-
-    /// Reference-value checks on verified evidence: development root, debug policy, measurement,
-    /// TCB floor.
-    fn appraise_platform(&self, verified: &VerifiedEvidence) -> Result<Platform, AttestError> {
-        self.policy.check_dev(verified.is_dev())?;
-        let platform = Platform::of(verified);
-        if platform.debug {
-            return Err(AttestError::DebugEnabled);
-        }
-        self.policy.check_measurement(&platform.measurement)?;
-        self.policy.check_tcb(platform.tcb.as_ref())?;
-        Ok(platform)
-    }
-
-    /// `fresh`: the session evidence verifies, is bound to (session, nonce, this key, this
-    /// connection's exporter, the attested model), and comes from the attested enclave image.
+    /// Session evidence: it decodes through the one evidence gate, verifies at `now`, is bound to
+    /// (session, nonce, this certificate's key, this connection's exporter, the attested model) —
+    /// a binding the client computes itself — and then:
+    /// - `passport`: shows the platform the verifier's result names (same measurement, same
+    ///   development flag) and not a debuggable guest;
+    /// - `direct`: passes the client's own policy for the attested model with
+    ///   [`Policy::appraise`], and shows the measurement the result names.
     pub(crate) fn appraise_session(
         &self,
         peer: &VerifiedPeer,
         nonce: &[u8; 32],
         exporter: &[u8; 32],
-        evidence_cbor: &[u8],
-        claimed_model_digest: &[u8; 32],
-        lockdown: Option<LockdownStatus>,
+        reply: SessionReply,
+        now: u64,
     ) -> Result<VerifiedSession, AttestError> {
-        let evidence = Evidence::from_cbor(evidence_cbor)
+        let SessionReply {
+            evidence: evidence_cbor,
+            model_digest: claimed_model_digest,
+            lockdown,
+        } = reply;
+        let received = ReceivedEvidence::decode(&evidence_cbor)
             .map_err(|e| AttestError::SessionEvidenceInvalid(EvidenceFault::Decode(e)))?;
         let anchors = self.session_anchors(peer);
-        let verified = verify_evidence(&evidence, &anchors)
+        let verified = verify_evidence(received, &anchors, UnixTime::from_secs(now))
             .map_err(|e| AttestError::SessionEvidenceInvalid(EvidenceFault::Verify(e)))?;
-        if claimed_model_digest != &peer.model_digest {
+        if claimed_model_digest != peer.result.model_digest {
             return Err(AttestError::SessionBindingMismatch);
         }
-        let expected = Binding::compute(&BindingInput {
-            purpose: Purpose::Session,
-            nonce,
-            tls_spki_der: &peer.spki_der,
-            channel: exporter,
-            model_digest: &peer.model_digest,
+        let expected = Binding::compute(Session {
+            nonce: *nonce,
+            tls_spki_der: peer.spki_der.clone(),
+            exporter: *exporter,
+            model_digest: peer.result.model_digest,
         });
         let bound = verified
-            .bind(&expected)
+            .bind(expected)
             .map_err(|_| AttestError::SessionBindingMismatch)?;
-        let platform = self.appraise_platform(bound.verified())?;
-        if platform.measurement != peer.measurement {
-            return Err(AttestError::SessionEvidenceMismatch);
-        }
+        let evidence = bound.verified().claims();
+        let same_platform = |measurement: &[u8], dev: bool| {
+            measurement == peer.result.measurement.as_slice() && dev == peer.result.dev
+        };
+        let appraisal = match peer.mode {
+            Mode::Passport => {
+                let v = bound.verified();
+                if v.debug_allowed() {
+                    return Err(AttestError::SessionPolicy(PolicyError::DebugEnabled));
+                }
+                if !same_platform(&v.measurement(), v.is_dev()) {
+                    return Err(AttestError::SessionEvidenceMismatch);
+                }
+                None
+            }
+            Mode::Direct => {
+                let a = self
+                    .policy
+                    .appraise(bound, &peer.result.model_id)
+                    .map_err(AttestError::SessionPolicy)?;
+                if !same_platform(a.measurement(), a.is_dev()) {
+                    return Err(AttestError::SessionEvidenceMismatch);
+                }
+                Some(SessionAppraisal {
+                    policy_id: a.policy_id().to_string(),
+                    policy_version: a.policy_version(),
+                    model_id: a.model_id().to_string(),
+                    model_digest: *a.model_digest(),
+                    measurement: hex::encode(a.measurement()),
+                    tcb: a.tcb().copied(),
+                    snp_root: a.snp_root(),
+                    dev: a.is_dev(),
+                    chip_id_masked: a.chip_id_masked(),
+                    chip_key_masked: a.chip_key_masked(),
+                })
+            }
+        };
         Ok(VerifiedSession {
             nonce: *nonce,
-            evidence: bound.verified().claims(),
+            evidence,
             lockdown,
+            appraisal,
         })
     }
-}
 
-impl Appraiser {
     /// The anchors session evidence is verified against. In `passport` mode a TPM enclave's
     /// session quote must come from exactly the attestation key the verifier's signed result
-    /// names (the key it accepted, enrolled or proven through the EK): the TPM keys the client
-    /// enrolled itself are not used, so a quote from any other key is refused. In `direct` mode
-    /// the client's own anchors decide, as for the certificate evidence.
+    /// names (the key it accepted, enrolled or proven through the EK): the TPM keys the client's
+    /// policy lists are not used, so a quote from any other key is refused. In `direct` mode the
+    /// client's own anchors (from its policy) decide, and its policy checks the key again.
     fn session_anchors(&self, peer: &VerifiedPeer) -> std::borrow::Cow<'_, TrustAnchors> {
         match (peer.mode, peer.result.tpm_ak_spki_sha256) {
             (Mode::Passport, Some(ak)) => {
@@ -379,33 +352,6 @@ impl Appraiser {
                 })
             }
             _ => std::borrow::Cow::Borrowed(&self.anchors),
-        }
-    }
-}
-
-/// The reference-value-relevant facts of verified evidence.
-struct Platform {
-    measurement: Vec<u8>,
-    tcb: Option<TcbVersion>,
-    debug: bool,
-}
-
-impl Platform {
-    fn of(verified: &VerifiedEvidence) -> Self {
-        match verified.kind() {
-            VerifiedKind::SevSnp(r) => {
-                let report = r.report();
-                Platform {
-                    measurement: report.measurement.to_vec(),
-                    tcb: Some(report.reported_tcb),
-                    debug: report.policy.debug(),
-                }
-            }
-            VerifiedKind::Tpm(q) => Platform {
-                measurement: pcr_composite(q.pcrs()).to_vec(),
-                tcb: None,
-                debug: false,
-            },
         }
     }
 }
@@ -423,57 +369,4 @@ fn spki_of(cert_der: &[u8]) -> Result<Vec<u8>, AttestError> {
     let (_, cert) = X509Certificate::from_der(cert_der)
         .map_err(|_| AttestError::MissingExtension(certext::CertExtError::BadCertificate))?;
     Ok(cert.tbs_certificate.subject_pki.raw.to_vec())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::BoundedCache;
-
-    #[test]
-    fn cache_answers_only_for_the_exact_bytes() {
-        let cache = BoundedCache::new(4);
-        cache.insert(b"evidence-a", 1u32);
-        assert_eq!(cache.get(b"evidence-a"), Some(1));
-        assert_eq!(cache.get(b"evidence-b"), None);
-        assert_eq!(cache.get(b"evidence-"), None, "a prefix is another key");
-        assert_eq!(
-            cache.get(b"evidence-aa"),
-            None,
-            "an extension is another key"
-        );
-        assert_eq!(cache.get(b""), None);
-    }
-
-    #[test]
-    fn cache_stays_bounded_and_evicts_the_oldest() {
-        let cache = BoundedCache::new(3);
-        for i in 0u32..10 {
-            cache.insert(&i.to_be_bytes(), i);
-        }
-        assert_eq!(
-            cache
-                .entries
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .len(),
-            3
-        );
-        for i in 0u32..7 {
-            assert_eq!(cache.get(&i.to_be_bytes()), None, "{i} was evicted");
-        }
-        for i in 7u32..10 {
-            assert_eq!(cache.get(&i.to_be_bytes()), Some(i));
-        }
-        // Re-inserting a present key neither duplicates nor evicts.
-        cache.insert(&9u32.to_be_bytes(), 99);
-        assert_eq!(cache.get(&7u32.to_be_bytes()), Some(7));
-        assert_eq!(cache.get(&9u32.to_be_bytes()), Some(9));
-    }
-
-    #[test]
-    fn zero_capacity_cache_keeps_nothing() {
-        let cache = BoundedCache::new(0);
-        cache.insert(b"x", 1u8);
-        assert_eq!(cache.get(b"x"), None);
-    }
 }

@@ -9,13 +9,13 @@ use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use confidant_attestation::policy::Policy;
 use confidant_attestation::result::ResultVerifier;
 use confidant_attestation::verify::TrustAnchors;
 
 use crate::appraise::{Appraiser, DEFAULT_RESULT_AUDIENCE};
 use crate::client::Client;
 use crate::error::{ClientError, ConfigError};
-use crate::policy::ClientPolicy;
 use crate::target::Target;
 use crate::tls::TlsSettings;
 
@@ -26,8 +26,9 @@ pub enum Mode {
     /// Trust the verifier's signed attestation result (checked against the client's policy).
     #[default]
     Passport,
-    /// Additionally verify the raw evidence from the certificate against the client's own trust
-    /// anchors and reference values, and check it is the evidence the result names.
+    /// Verify the enclave's session evidence (bound by the client itself to this TLS session, the
+    /// certificate's key and the attested model) against the client's own trust anchors and the
+    /// client's whole policy, with the verifier's appraisal code. Needs `fresh`.
     Direct,
 }
 
@@ -65,7 +66,7 @@ pub struct ClientBuilder {
     ca: Result<Option<Vec<u8>>, ConfigError>,
     result_key: Option<ResultVerifier>,
     audience: String,
-    policy: ClientPolicy,
+    policy: Option<Policy>,
     mode: Mode,
     fresh: bool,
     token: Option<BearerToken>,
@@ -95,7 +96,7 @@ impl ClientBuilder {
             ca: Ok(None),
             result_key: None,
             audience: DEFAULT_RESULT_AUDIENCE.to_string(),
-            policy: ClientPolicy::default(),
+            policy: None,
             mode: Mode::Passport,
             fresh: true,
             token: None,
@@ -125,9 +126,11 @@ impl ClientBuilder {
         self
     }
 
-    /// The client's own policy (models, measurements, TCB floor, development evidence).
-    pub fn policy(mut self, policy: ClientPolicy) -> Self {
-        self.policy = policy;
+    /// The client's own policy, in the verifier's format and evaluated by the verifier's code
+    /// (`docs/policy.example.toml`): models and their digests, reference values, TCB floors,
+    /// revocations, trusted roots, development evidence, chip masks.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(policy);
         self
     }
 
@@ -143,8 +146,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Trust anchors for evidence verification (`direct` mode and `fresh` evidence). Defaults to
-    /// an empty set, which verifies nothing: pass the AMD roots and/or trusted TPM keys.
+    /// Trust anchors for evidence verification (`fresh` session evidence). Defaults to an empty
+    /// set, which verifies nothing: pass the AMD roots and/or trusted TPM keys
+    /// ([`Policy::trust_anchors`] builds the ones a policy trusts). In `direct` mode the policy
+    /// checks the exact root or key that verified the evidence again.
     pub fn trust_anchors(mut self, anchors: TrustAnchors) -> Self {
         self.anchors = anchors;
         self
@@ -184,20 +189,18 @@ impl ClientBuilder {
         let target = Target::parse(&self.url)?;
         let ca = self.ca?.ok_or(ConfigError::MissingCa)?;
         let result_key = self.result_key.ok_or(ConfigError::MissingResultKey)?;
-        if self.policy.is_empty() {
+        let policy = self.policy.ok_or(ConfigError::EmptyPolicy)?;
+        if policy.model_ids().next().is_none() {
             return Err(ConfigError::EmptyPolicy);
+        }
+        if self.mode == Mode::Direct && !self.fresh {
+            return Err(ConfigError::DirectNeedsFresh);
         }
         if let Some(token) = &self.token {
             crate::connection::bearer_header(token.expose()).map_err(|_| ConfigError::BadToken)?;
         }
         let tls = TlsSettings::new(CertificateDer::from(ca))?;
-        let appraiser = Appraiser::new(
-            result_key,
-            self.audience,
-            self.policy,
-            self.mode,
-            self.anchors,
-        );
+        let appraiser = Appraiser::new(result_key, self.audience, policy, self.mode, self.anchors);
         Ok(Config {
             target,
             tls,

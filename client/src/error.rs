@@ -2,6 +2,7 @@
 //! [`ClientError`] wraps it with configuration, transport and API failures.
 
 use confidant_attestation::certext::CertExtError;
+use confidant_attestation::policy::PolicyError;
 use confidant_attestation::result::{ResultError, Status};
 use confidant_attestation::verify::VerifyError;
 
@@ -28,38 +29,14 @@ pub enum AttestError {
     /// The verifier did not affirm the enclave.
     #[error("attestation result status is {0:?}, not affirming")]
     ResultStatus(Status),
-    /// The model id or digest is not in the client policy.
-    #[error("model {model_id} (digest {model_digest}) is not allowed by the client policy")]
-    ModelNotAllowed {
-        model_id: String,
-        model_digest: String,
-    },
-    /// The launch measurement is not in the client policy.
-    #[error("measurement {0} is not allowed by the client policy")]
-    MeasurementNotAllowed(String),
-    /// A TCB component is below the client's floor.
-    #[error("TCB component {component} is {found}, below the floor {floor}")]
-    TcbBelowFloor {
-        component: &'static str,
-        found: u8,
-        floor: u8,
-    },
-    /// The evidence chains to a development root and the policy does not accept that.
-    #[error("development (simulated) evidence is not allowed by the client policy")]
-    DevNotAllowed,
-    /// `direct`/`fresh`: the evidence shows a debuggable guest (its memory is readable by the host).
-    #[error("the evidence shows a guest with debugging enabled")]
-    DebugEnabled,
+    /// The result's claims do not meet the client's policy (the same rules the verifier applies;
+    /// the variant names the rule: model, model digest, measurement, revocation, TCB floor,
+    /// development evidence, masked chip id or key).
+    #[error("the attestation result does not meet the client policy: {0}")]
+    Policy(#[source] PolicyError),
     /// The result names another TLS key than the one in the certificate.
     #[error("attestation result names another TLS key than the certificate's")]
     KeyBindingMismatch,
-    /// `direct` mode: the embedded evidence does not verify against the client's trust anchors.
-    #[error("certificate evidence does not verify: {0}")]
-    EvidenceInvalid(#[source] EvidenceFault),
-    /// `direct` mode: the embedded evidence is not the evidence the result was issued for, or it
-    /// disagrees with the result's claims.
-    #[error("certificate evidence is not the evidence the attestation result names")]
-    EvidenceMismatch,
     /// `fresh`: the server did not answer `POST /v1/attestation` correctly.
     #[error("session attestation failed: {0}")]
     SessionAttestation(#[source] SessionFault),
@@ -70,6 +47,10 @@ pub enum AttestError {
     /// (replayed from another session, or relayed).
     #[error("session evidence is not bound to this TLS session")]
     SessionBindingMismatch,
+    /// The session evidence does not meet the client's policy (`direct`: every rule of the
+    /// client's policy; `passport`: a debuggable guest).
+    #[error("session evidence does not meet the client policy: {0}")]
+    SessionPolicy(#[source] PolicyError),
     /// `fresh`: the session evidence comes from another platform or image than the attested one.
     #[error("session evidence does not match the attested enclave")]
     SessionEvidenceMismatch,
@@ -120,8 +101,12 @@ pub enum ConfigError {
     BadUrl,
     #[error("TLS configuration failed: {0}")]
     Tls(#[source] rustls::Error),
-    #[error("the policy allows no model and no measurement, so it would refuse every server")]
+    #[error("no policy, or the policy allows no model, so it would refuse every server")]
     EmptyPolicy,
+    #[error(
+        "direct mode needs session evidence (fresh): the client checks the key binding only there"
+    )]
+    DirectNeedsFresh,
     #[error("bearer token is not a valid header value")]
     BadToken,
     #[error("cannot start the blocking client's runtime: {0}")]

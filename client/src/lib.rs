@@ -4,18 +4,24 @@
 //!
 //! 1. **During the TLS 1.3 handshake** (every mode), a custom rustls certificate verifier checks the
 //!    chain to the pinned verifier CA, the verifier's signed attestation result (signature, expiry,
-//!    status), its claims against the client's own [`ClientPolicy`] (model id and digest, launch
-//!    measurement, TCB floor, development evidence), and that the result names the certificate's
-//!    key. The handshake signature proves the server holds that key.
-//! 2. **[`Mode::Direct`]** additionally verifies the raw evidence embedded in the certificate
-//!    against the client's own trust anchors and reference values, and that it is the evidence the
-//!    result was issued for. The cryptographic verification of a given evidence (clock-free, a
-//!    function of its bytes and the client's anchors) is done once per client and remembered in a
-//!    small bounded cache keyed by the exact bytes; the result, expiry, policy and
-//!    evidence-to-result checks run on every connection.
-//! 3. **`fresh`** (the default, on top of either mode): after the handshake, `POST /v1/attestation`
-//!    with a random nonce returns evidence bound to this TLS session's exporter, which the client
-//!    computes itself; a relay or a replay from another session cannot match.
+//!    status), that the result names the certificate's key, and the result's claims against the
+//!    client's own [`Policy`] — the verifier's policy format, checked by the verifier's code
+//!    ([`Policy::check_result`]: model id and digest, measurement and revocations, TCB floor,
+//!    development evidence, chip masks). The handshake signature proves the server holds that key.
+//! 2. **`fresh`** (the default; required by [`Mode::Direct`]): after the handshake,
+//!    `POST /v1/attestation` with a random nonce returns evidence bound to (nonce, the
+//!    certificate's key, this TLS session's exporter, the attested model's digest), a binding the
+//!    client computes itself; a relay or a replay from another session cannot match. The evidence
+//!    is verified at the client's clock against its trust anchors.
+//!    - [`Mode::Passport`]: the session evidence must show the platform the result names (same
+//!      measurement, same development flag) and not a debuggable guest; the remaining reference
+//!      values are the verifier's word, signed in the result.
+//!    - [`Mode::Direct`]: the session evidence passes the client's whole policy with
+//!      [`Policy::appraise`], the very function the verifier runs (measurements, TCB floors, VMPL,
+//!      guest SVN, migration agent, debug, revocations, the exact root or TPM key, PCR sets, chip
+//!      masks). The key binding is the client's own check: `direct` never trusts the verifier for
+//!      it, which is why it cannot be combined with `fresh(false)`
+//!      ([`ConfigError::DirectNeedsFresh`]).
 //!
 //! Any refusal is an [`AttestError`] naming the check. Requests can only be sent on a
 //! [`Connection`], which only exists once all checks passed (it is built from the verified
@@ -28,13 +34,12 @@
 //!
 //! ```no_run
 //! use confidant_wire::openai::{ChatMessage, ChatRequest};
-//! use confidant_client::{Client, ClientPolicy, Mode, ResultVerifier, amd_trust_anchors};
+//! use confidant_client::{Client, Mode, Policy, ResultVerifier, amd_trust_anchors};
 //!
-//! # async fn demo(ca_pem: &[u8], result_key: ResultVerifier, measurement: Vec<u8>, digest: [u8; 32])
-//! # -> Result<(), confidant_client::ClientError> {
-//! let policy = ClientPolicy::new()
-//!     .allow_model("smollm2-135m-instruct", digest)
-//!     .allow_measurement(measurement);
+//! # async fn demo(ca_pem: &[u8], result_key: ResultVerifier, policy_toml: &str)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! // The verifier's policy format (docs/policy.example.toml).
+//! let policy = Policy::from_toml(policy_toml)?;
 //! let client = Client::builder("https://enclave.example:8443")
 //!     .verifier_ca(ca_pem)
 //!     .result_key(result_key)
@@ -62,7 +67,6 @@ mod client;
 mod config;
 mod connection;
 mod error;
-pub mod policy;
 mod session;
 pub mod sse;
 mod target;
@@ -76,8 +80,8 @@ pub use config::{
 };
 pub use connection::{Connection, Delta, DeltaStream, MAX_RESPONSE_BYTES};
 pub use error::{AttestError, ClientError, ConfigError, EvidenceFault, SessionFault};
-pub use policy::{AllowedModel, ClientPolicy, TcbFloor};
 
+pub use confidant_attestation::policy::{Policy, PolicyError};
 pub use confidant_attestation::result::{ResultClaims, ResultVerifier};
 pub use confidant_attestation::verify::TrustAnchors;
 

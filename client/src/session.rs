@@ -18,7 +18,7 @@ use ring::rand::SecureRandom;
 use confidant_wire::attest::{SessionAttestationRequest, SessionAttestationResponse};
 use confidant_wire::routes;
 
-use crate::appraise::{VerifiedPeer, VerifiedSession};
+use crate::appraise::{SessionReply, VerifiedPeer, VerifiedSession};
 use crate::config::Config;
 use crate::connection::read_limited;
 use crate::error::{AttestError, ClientError, SessionFault};
@@ -73,16 +73,15 @@ pub(crate) async fn attest(
     let evidence = base64::engine::general_purpose::STANDARD
         .decode(reply.evidence.as_bytes())
         .map_err(|_| fault(SessionFault::Malformed))?;
-    let model_digest: [u8; 32] = hex::decode(&reply.model_digest)
-        .ok()
-        .and_then(|d| d.try_into().ok())
-        .ok_or_else(|| fault(SessionFault::Malformed))?;
     Ok(config.appraiser.appraise_session(
         peer,
         &nonce,
         exporter,
-        &evidence,
-        &model_digest,
-        reply.lockdown,
+        SessionReply {
+            evidence,
+            model_digest: reply.model_digest,
+            lockdown: reply.lockdown,
+        },
+        crate::client::now_unix(),
     )?)
 }

@@ -9,12 +9,14 @@ mod support;
 use futures_util::StreamExt;
 
 use confidant_attestation::result::Status;
+use confidant_attestation::snp::TcbComponent;
 use confidant_client::{
-    AttestError, ClientError, ClientPolicy, Mode, TcbFloor, TrustAnchors, blocking,
+    AttestError, ClientError, ConfigError, Mode, PolicyError, TrustAnchors, blocking,
 };
+use confidant_testkit::policy::TcbFloor;
 use confidant_wire::openai::{ChatMessage, ChatRequest, CompletionRequest};
 
-use support::{Knobs, MEASUREMENT, MODEL_DIGEST, MODEL_ID, SessionMode, World};
+use support::{Knobs, MEASUREMENT, MODEL_DIGEST, MODEL_ID, SessionMode, World, dev_policy};
 
 fn hello() -> ChatRequest {
     ChatRequest::new(MODEL_ID, vec![ChatMessage::user("hello there")]).max_tokens(8)
@@ -74,12 +76,12 @@ async fn connection_exposes_the_verified_claims() {
         "fresh mode carries session evidence"
     );
     assert!(
-        claims.certificate_evidence.is_none(),
-        "passport mode trusts the result"
+        claims.session.as_ref().unwrap().appraisal.is_none(),
+        "passport mode trusts the result for what the session evidence does not repeat"
     );
     let json = serde_json::to_value(claims).unwrap();
     assert_eq!(json["result"]["model_id"], MODEL_ID);
-    assert_eq!(json["result"]["model_digest"], hex::encode(MODEL_DIGEST));
+    assert_eq!(json["result"]["model_digest"], MODEL_DIGEST.to_hex());
 }
 
 #[tokio::test]
@@ -97,16 +99,35 @@ async fn passport_without_fresh_skips_session_evidence() {
 }
 
 #[tokio::test]
-async fn direct_fresh_verifies_the_certificate_evidence_itself() {
+async fn direct_appraises_the_session_evidence_with_the_client_policy() {
     let world = World::new();
     let server = world.server(Knobs::default()).await;
     let client = world.client(&server, Mode::Direct, true);
     let mut conn = client.connect().await.unwrap();
     assert_eq!(conn.claims().mode, Mode::Direct);
-    assert!(conn.claims().certificate_evidence.is_some());
-    assert!(conn.claims().session.is_some());
+    let session = conn.claims().session.as_ref().unwrap();
+    let appraisal = session.appraisal.as_ref().unwrap();
+    assert_eq!(appraisal.policy_id, "test-policy");
+    assert_eq!(appraisal.model_id, MODEL_ID);
+    assert_eq!(appraisal.model_digest, MODEL_DIGEST);
+    assert_eq!(appraisal.measurement, hex::encode(MEASUREMENT));
+    assert!(appraisal.dev);
+    assert!(!appraisal.chip_id_masked && !appraisal.chip_key_masked);
     let reply = conn.chat(hello()).await.unwrap();
     assert_eq!(reply.text(), Some("echo: hello there"));
+
+    // Every connection is appraised: a second one carries its own appraisal.
+    let second = client.connect().await.unwrap();
+    assert!(
+        second
+            .claims()
+            .session
+            .as_ref()
+            .unwrap()
+            .appraisal
+            .is_some()
+    );
+    assert_eq!(server.attestation_requests(), 2);
 }
 
 #[tokio::test]
@@ -249,8 +270,8 @@ async fn model_not_allowed_is_refused_before_any_prompt_byte() {
     for mode in [Mode::Passport, Mode::Direct] {
         let err = refused(knobs.clone(), plain(mode)).await;
         assert!(
-            matches!(err, AttestError::ModelNotAllowed { .. }),
-            "{err:?}"
+            matches!(err, AttestError::Policy(PolicyError::UnknownModel)),
+            "{mode:?}: {err:?}"
         );
     }
 }
@@ -264,35 +285,33 @@ async fn measurement_not_allowed_is_refused_before_any_prompt_byte() {
     for mode in [Mode::Passport, Mode::Direct] {
         let err = refused(knobs.clone(), plain(mode)).await;
         assert!(
-            matches!(err, AttestError::MeasurementNotAllowed(_)),
-            "{err:?}"
+            matches!(err, AttestError::Policy(PolicyError::MeasurementNotAllowed)),
+            "{mode:?}: {err:?}"
         );
     }
 }
 
 #[tokio::test]
 async fn tcb_below_the_floor_is_refused() {
-    let err = refused(Knobs::default(), |w, s| {
-        let floor = TcbFloor {
-            microcode: 255,
-            ..TcbFloor::default()
-        };
-        w.builder(s)
-            .policy(w.policy().tcb_floor(floor))
-            .build()
-            .unwrap()
-    })
-    .await;
-    assert!(
-        matches!(
-            err,
-            AttestError::TcbBelowFloor {
-                component: "microcode",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    for mode in [Mode::Passport, Mode::Direct] {
+        let err = refused(Knobs::default(), move |w, s| {
+            w.builder(s)
+                .mode(mode)
+                .policy(w.policy_with(|p| p.min_tcb = TcbFloor::new(0, 0, 0, 255)))
+                .build()
+                .unwrap()
+        })
+        .await;
+        assert!(
+            matches!(
+                err,
+                AttestError::Policy(PolicyError::TcbBelowFloor {
+                    component: TcbComponent::Microcode
+                })
+            ),
+            "{mode:?}: {err:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -301,67 +320,88 @@ async fn dev_evidence_is_refused_unless_allowed() {
         let err = refused(Knobs::default(), move |w, s| {
             w.builder(s)
                 .mode(mode)
-                .policy(w.policy().allow_dev(false))
+                .policy(w.policy_with(|p| p.allow_dev = false))
                 .build()
                 .unwrap()
         })
         .await;
         assert!(
-            matches!(err, AttestError::DevNotAllowed),
+            matches!(err, AttestError::Policy(PolicyError::DevEvidenceNotAllowed)),
             "{mode:?}: {err:?}"
         );
     }
-    assert!(!ClientPolicy::new().allow_dev, "never on by default");
 }
 
 #[tokio::test]
-async fn direct_mode_refuses_evidence_the_result_does_not_name() {
+async fn masked_chip_key_in_the_result_is_refused_unless_the_policy_allows_it() {
     let knobs = Knobs {
-        swap_certificate_evidence: true,
+        result_chip_key_masked: true,
         ..Knobs::default()
     };
-    let err = refused(knobs.clone(), plain(Mode::Direct)).await;
-    assert!(matches!(err, AttestError::EvidenceMismatch), "{err:?}");
-    // Passport mode does not look at the embedded evidence.
-    let world = World::new();
-    let server = world.server(knobs).await;
-    world
-        .client(&server, Mode::Passport, true)
-        .chat(hello())
-        .await
-        .unwrap();
+    let err = refused(knobs, plain(Mode::Passport)).await;
+    assert!(
+        matches!(err, AttestError::Policy(PolicyError::ChipKeyMasked)),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
-async fn direct_mode_appraises_every_connection_including_repeats() {
-    let world = World::new();
-    let honest = world.server(Knobs::default()).await;
-    let client = world.client(&honest, Mode::Direct, false);
-    let first = client.connect().await.unwrap();
-    let second = client.connect().await.unwrap();
-    assert!(second.claims().certificate_evidence.is_some());
-    assert_eq!(
-        first.claims().certificate_evidence,
-        second.claims().certificate_evidence,
-        "the same certificate evidence, verified for both connections"
-    );
-
-    // Evidence that verifies (and is remembered) but is not the evidence the result names is
-    // refused on every connection, not only on the first.
-    let swapped = world
-        .server(Knobs {
-            swap_certificate_evidence: true,
-            ..Knobs::default()
-        })
-        .await;
-    let client = world.client(&swapped, Mode::Direct, false);
-    for attempt in 0..3 {
-        let err = refusal(client.connect().await.unwrap_err());
-        assert!(
-            matches!(err, AttestError::EvidenceMismatch),
-            "attempt {attempt}: {err:?}"
+async fn direct_mode_checks_the_exact_development_root_itself() {
+    // The client's policy pins another development root than the one that signed the evidence.
+    // The result only says "dev", which the policy accepts, so passport mode trusts the verifier
+    // here; direct mode checks the root of the session evidence and refuses.
+    let other_pin = |w: &World| {
+        let toml = w.policy_toml().replace(
+            &confidant_testkit::policy::dev_ark_sha256(),
+            &"ab".repeat(32),
         );
-    }
+        confidant_client::Policy::from_toml(&toml).unwrap()
+    };
+    let world = World::new();
+    let server = world.server(Knobs::default()).await;
+    world
+        .builder(&server)
+        .policy(other_pin(&world))
+        .build()
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let err = refused(Knobs::default(), move |w, s| {
+        w.builder(s)
+            .mode(Mode::Direct)
+            .policy(other_pin(w))
+            .build()
+            .unwrap()
+    })
+    .await;
+    assert!(
+        matches!(
+            err,
+            AttestError::SessionPolicy(PolicyError::DevRootNotTrusted)
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn direct_mode_requires_session_evidence() {
+    // `direct` never takes the key binding from the verifier: without session evidence the client
+    // would have nothing of its own to check it on.
+    let world = World::new();
+    let server = world.server(Knobs::default()).await;
+    let built = world
+        .builder(&server)
+        .mode(Mode::Direct)
+        .fresh(false)
+        .build();
+    assert!(
+        matches!(
+            built,
+            Err(ClientError::Config(ConfigError::DirectNeedsFresh))
+        ),
+        "{built:?}"
+    );
 }
 
 #[tokio::test]
@@ -374,7 +414,10 @@ async fn direct_mode_refuses_evidence_from_untrusted_roots() {
             .unwrap()
     })
     .await;
-    assert!(matches!(err, AttestError::EvidenceInvalid(_)), "{err:?}");
+    assert!(
+        matches!(err, AttestError::SessionEvidenceInvalid(_)),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -411,24 +454,36 @@ async fn fresh_refuses_session_evidence_from_another_image() {
         session: SessionMode::OtherMeasurement,
         ..Knobs::default()
     };
-    // Not in the policy: refused on its own merits.
+    // Passport: not the image the result names.
     let err = refused(knobs.clone(), plain(Mode::Passport)).await;
-    assert!(
-        matches!(err, AttestError::MeasurementNotAllowed(_)),
-        "{err:?}"
-    );
-    // In the policy, but not the image the certificate attested: refused as a mismatch.
-    let err = refused(knobs, |w, s| {
-        w.builder(s)
-            .policy(w.policy().allow_measurement(vec![0x99; 48]))
-            .build()
-            .unwrap()
-    })
-    .await;
     assert!(
         matches!(err, AttestError::SessionEvidenceMismatch),
         "{err:?}"
     );
+    // Direct: not in the policy, refused on its own merits.
+    let err = refused(knobs.clone(), plain(Mode::Direct)).await;
+    assert!(
+        matches!(
+            err,
+            AttestError::SessionPolicy(PolicyError::MeasurementNotAllowed)
+        ),
+        "{err:?}"
+    );
+    // In the policy, but not the image the certificate attested: refused as a mismatch.
+    for mode in [Mode::Passport, Mode::Direct] {
+        let err = refused(knobs.clone(), move |w, s| {
+            w.builder(s)
+                .mode(mode)
+                .policy(dev_policy(&[MEASUREMENT, [0x99; 48]], |_| {}))
+                .build()
+                .unwrap()
+        })
+        .await;
+        assert!(
+            matches!(err, AttestError::SessionEvidenceMismatch),
+            "{mode:?}: {err:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -470,12 +525,13 @@ async fn builder_refuses_incomplete_settings() {
             confidant_client::ConfigError::MissingCa
         ))
     ));
-    let empty = world.builder(&server).policy(ClientPolicy::new()).build();
+    let no_policy = confidant_client::Client::builder(server.url())
+        .verifier_ca(world.ca.cert_der())
+        .result_key(world.signer.verifier().clone())
+        .build();
     assert!(matches!(
-        empty,
-        Err(ClientError::Config(
-            confidant_client::ConfigError::EmptyPolicy
-        ))
+        no_policy,
+        Err(ClientError::Config(ConfigError::EmptyPolicy))
     ));
     let http = world.builder(&server).build().map(|_| ()).and_then(|_| {
         confidant_client::Client::builder(format!("http://127.0.0.1:{}", server.addr.port()))

@@ -17,7 +17,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
-use confidant_client::ClientPolicy;
 use confidant_testkit::cli::Cli;
 use confidant_wire::openai::{ChatMessage, ChatRequest, ChatResponse};
 use confidant_wire::routes;
@@ -27,7 +26,7 @@ use support::{Knobs, MODEL_ID, World};
 const CLI: Cli = Cli::new(env!("CARGO_BIN_EXE_confidant"));
 
 /// Writes the client settings for `world` (CA, result key, policy) into `dir`; returns the flags.
-fn client_flags(world: &World, policy: &ClientPolicy, dir: &Path) -> Vec<String> {
+fn client_flags(world: &World, policy_toml: &str, dir: &Path) -> Vec<String> {
     let write = |name: &str, bytes: &[u8]| -> PathBuf {
         let p = dir.join(name);
         std::fs::write(&p, bytes).unwrap();
@@ -40,7 +39,7 @@ fn client_flags(world: &World, policy: &ClientPolicy, dir: &Path) -> Vec<String>
             .unwrap()
             .as_bytes(),
     );
-    let policy = write("policy.toml", toml::to_string(policy).unwrap().as_bytes());
+    let policy = write("policy.toml", policy_toml.as_bytes());
     let pki = confidant_testkit::dev_pki();
     let mut flags = Vec::new();
     for (flag, path) in [
@@ -75,7 +74,7 @@ async fn attest_prints_verified_claims_or_fails() {
     let world = World::new();
     let server = world.server(Knobs::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let flags = client_flags(&world, &world.policy(), dir.path());
+    let flags = client_flags(&world, &world.policy_toml(), dir.path());
     let out = attest(server.url(), flags).await;
     assert!(
         out.status.success(),
@@ -88,10 +87,7 @@ async fn attest_prints_verified_claims_or_fails() {
     assert!(claims["session"].is_object());
 
     // A policy that does not allow the measurement: non-zero exit, no prompt sent.
-    let strict = ClientPolicy::new()
-        .allow_model(MODEL_ID, support::MODEL_DIGEST)
-        .allow_measurement(vec![0u8; 48])
-        .allow_dev(true);
+    let strict = support::dev_policy_toml(&[[0u8; 48]], |_| {});
     let flags = client_flags(&world, &strict, dir.path());
     let out = attest(server.url(), flags).await;
     assert!(!out.status.success());
@@ -99,13 +95,42 @@ async fn attest_prints_verified_claims_or_fails() {
     // The refusal names the check once (not once per error layer) and says what to change.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
-        stderr
-            .matches("is not allowed by the client policy")
-            .count(),
+        stderr.matches("does not meet the client policy").count(),
         1,
         "{stderr}"
     );
     assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+/// `--mode direct` appraises the session evidence with the client's policy (and says so); it
+/// refuses to run without session evidence.
+#[tokio::test]
+async fn attest_direct_appraises_the_session_and_needs_it() {
+    let world = World::new();
+    let server = world.server(Knobs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = client_flags(&world, &world.policy_toml(), dir.path());
+    flags.extend(["--mode".to_string(), "direct".to_string()]);
+    let out = attest(server.url(), flags.clone()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(claims["mode"], "direct");
+    assert_eq!(claims["session"]["appraisal"]["model_id"], MODEL_ID);
+    assert_eq!(claims["session"]["appraisal"]["policy_id"], "test-policy");
+
+    flags.push("--no-fresh".to_string());
+    let out = attest(server.url(), flags).await;
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("direct mode needs session evidence"),
+        "{stderr}"
+    );
 }
 
 /// `--result-key` takes the verifier's `GET /v1/keys` document (what `init` writes as
@@ -115,7 +140,7 @@ async fn result_key_from_the_keys_document() {
     let world = World::new();
     let server = world.server(Knobs::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut flags = client_flags(&world, &world.policy(), dir.path());
+    let mut flags = client_flags(&world, &world.policy_toml(), dir.path());
     let jwk = world.signer.verifier().jwk();
     let document = serde_json::json!({
         "keys": [jwk],
@@ -146,7 +171,7 @@ async fn chat_streams_the_answer_after_attesting() {
     let world = World::new();
     let server = world.server(Knobs::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let flags = client_flags(&world, &world.policy(), dir.path());
+    let flags = client_flags(&world, &world.policy_toml(), dir.path());
     let url = server.url();
     let out = tokio::task::spawn_blocking(move || {
         CLI.command()
@@ -210,7 +235,7 @@ async fn attested_proxy(
     let world = World::new();
     let server = world.server(knobs).await;
     let dir = tempfile::tempdir().unwrap();
-    let flags = client_flags(&world, &world.policy(), dir.path());
+    let flags = client_flags(&world, &world.policy_toml(), dir.path());
     let url = server.url();
     let proxy = tokio::task::spawn_blocking(move || start_proxy(&url, flags))
         .await
@@ -364,7 +389,7 @@ async fn proxy_refuses_to_forward_to_an_impostor() {
         })
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let flags = client_flags(&world, &world.policy(), dir.path());
+    let flags = client_flags(&world, &world.policy_toml(), dir.path());
     let url = impostor.url();
     let proxy = tokio::task::spawn_blocking(move || start_proxy(&url, flags))
         .await

@@ -164,7 +164,7 @@ fn intact_log_verifies_with_and_without_checkpoints() {
     assert_eq!(v["accepted"], ENTRIES - 2);
 
     // The key also as the hex SEC1 point (`GET /v1/keys` → `audit_checkpoint_key`) and as that
-    // JSON body.
+    // JSON document (here without a result key).
     let hex_key = f.dir.join("key.hex");
     std::fs::write(
         &hex_key,
@@ -172,8 +172,12 @@ fn intact_log_verifies_with_and_without_checkpoints() {
     )
     .unwrap();
     let json_key = f.dir.join("keys.json");
-    let body = serde_json::json!({ "audit_checkpoint_key": hex::encode(f.signer.public_key()) });
-    std::fs::write(&json_key, body.to_string()).unwrap();
+    let body = confidant_wire::admin::PublicKeys {
+        keys: Vec::new(),
+        cose_keys: Vec::new(),
+        audit_checkpoint_key: hex::encode(f.signer.public_key()),
+    };
+    std::fs::write(&json_key, serde_json::to_string(&body).unwrap()).unwrap();
     for key in [&hex_key, &json_key] {
         let out = CLI.run(&[
             "audit",

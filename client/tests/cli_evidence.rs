@@ -14,6 +14,10 @@ use confidant_testkit::testdata;
 
 const CLI: Cli = Cli::new(env!("CARGO_BIN_EXE_confidant"));
 
+/// When every real report's certificate chain is valid: the real reports are checked as of this
+/// time (`--at`), not the machine's clock, under which certificates expire.
+const AT: &str = "2025-06-01T00:00:00Z";
+
 /// One real report and the fields PROVENANCE.md lists for it.
 struct Report {
     name: &'static str,
@@ -151,6 +155,8 @@ fn every_real_report_verifies_with_pinned_roots() {
         let out = CLI.run(&[
             "evidence",
             "verify",
+            "--at",
+            AT,
             "--snp-report",
             arg(&report_path(r)),
             "--vcek",
@@ -168,6 +174,8 @@ fn every_real_report_verifies_with_a_supplied_chain() {
         let out = CLI.run(&[
             "evidence",
             "verify",
+            "--at",
+            AT,
             "--snp-report",
             arg(&report_path(r)),
             "--vcek",
@@ -183,6 +191,8 @@ fn every_real_report_verifies_with_a_supplied_chain() {
         let out = CLI.run(&[
             "evidence",
             "verify",
+            "--at",
+            AT,
             "--snp-report",
             arg(&report_path(r)),
             "--vcek",
@@ -198,6 +208,8 @@ fn every_real_report_verifies_with_a_supplied_chain() {
     let out = CLI.run(&[
         "evidence",
         "verify",
+        "--at",
+        AT,
         "--snp-report",
         arg(&report_path(r)),
         "--vcek",
@@ -215,6 +227,8 @@ fn report_data_must_match_nonce_when_given() {
         CLI.run(&[
             "evidence",
             "verify",
+            "--at",
+            AT,
             "--snp-report",
             arg(&report_path(r)),
             "--vcek",
@@ -229,6 +243,37 @@ fn report_data_must_match_nonce_when_given() {
     fails_with(&args(&wrong), "binding");
 }
 
+/// Certificate validity is checked at `--at`: the VLEK report verifies as of June 2025 and is
+/// refused as of 2026 and 1990 (its VLEK is outside its validity period), naming the check; the
+/// appraisal output says when it verified.
+#[test]
+fn validity_is_checked_at_the_time_given() {
+    let r = &REPORTS[2];
+    assert_eq!(r.signing_key, "vlek");
+    let at = |when: &str| {
+        CLI.run(&[
+            "evidence",
+            "verify",
+            "--at",
+            when,
+            "--snp-report",
+            arg(&report_path(r)),
+            "--vcek",
+            arg(&cert_path(r)),
+        ])
+    };
+    let ok = at(AT);
+    check_claims(r, &ok);
+    assert_eq!(ok_json(&ok)["at"], 1_748_736_000u64);
+    assert_eq!(ok_json(&at("1748736000"))["at"], 1_748_736_000u64);
+    for when in ["2026-01-01T00:00:00Z", "631152000"] {
+        fails_with(&at(when), "certificate is valid from");
+    }
+    let bad = at("June 2025");
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("--at"), "{}", stderr(&bad));
+}
+
 /// Flips one bit of `r`'s report at `offset` and runs the verifier on the copy.
 fn verify_flipped(r: &Report, dir: &Path, offset: usize) -> Output {
     let mut bytes = std::fs::read(report_path(r)).unwrap();
@@ -238,6 +283,8 @@ fn verify_flipped(r: &Report, dir: &Path, offset: usize) -> Output {
     CLI.run(&[
         "evidence",
         "verify",
+        "--at",
+        AT,
         "--snp-report",
         arg(&path),
         "--vcek",
@@ -276,6 +323,8 @@ fn another_chips_vcek_fails() {
     let out = CLI.run(&[
         "evidence",
         "verify",
+        "--at",
+        AT,
         "--snp-report",
         arg(&report_path(&REPORTS[0])),
         "--vcek",
@@ -286,6 +335,8 @@ fn another_chips_vcek_fails() {
     let out = CLI.run(&[
         "evidence",
         "verify",
+        "--at",
+        AT,
         "--snp-report",
         arg(&report_path(&REPORTS[3])),
         "--vcek",
@@ -312,6 +363,8 @@ fn another_products_chain_fails() {
         let out = CLI.run(&[
             "evidence",
             "verify",
+            "--at",
+            AT,
             "--snp-report",
             arg(&report_path(report)),
             "--vcek",
@@ -325,6 +378,8 @@ fn another_products_chain_fails() {
     let out = CLI.run(&[
         "evidence",
         "verify",
+        "--at",
+        AT,
         "--snp-report",
         arg(&report_path(&REPORTS[1])),
         "--vcek",

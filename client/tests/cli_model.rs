@@ -143,7 +143,7 @@ fn seal_inspect_unseal_roundtrip() {
         ("tokenizer.json", &t[..]),
     ])
     .unwrap();
-    let digest = hex::encode(sealed::model_digest(&plaintext));
+    let digest = sealed::model_digest(&plaintext).to_hex();
     assert_eq!(sealed_json["model_digest"], digest.as_str());
     assert_eq!(sealed_json["model_digest_alg"], "BLAKE3-256");
 
@@ -180,7 +180,7 @@ fn seal_inspect_unseal_roundtrip() {
     // The library unseals it with the written key into the very files.
     let sealed_bytes = std::fs::read(&out).unwrap();
     let model = sealed::unseal(&sealed_bytes, &read_key(&key_path)).unwrap();
-    assert_eq!(hex::encode(model.digest()), digest);
+    assert_eq!(model.digest().to_hex(), digest);
     let bundle = model.bundle();
     assert_eq!(bundle.get("model.gguf"), Some(&m[..]));
     assert_eq!(bundle.get("tokenizer.json"), Some(&t[..]));

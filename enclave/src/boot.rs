@@ -16,7 +16,8 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use confidant_attestation::binding::{Binding, BindingInput, Purpose};
+use confidant_attestation::binding::{Binding, KeyRelease};
+use confidant_attestation::digest::Blake3Digest;
 use confidant_attestation::keywrap::{WrapError, WrapKeyPair, WrappedKey, wrap_info};
 use confidant_attestation::result::{ResultError, ResultVerifier, Status, VerifiedResult};
 use confidant_sealed::{SealError, SealedHeader, UnsealedModel, unseal_from_reader};
@@ -185,7 +186,7 @@ impl Attestation {
     }
 
     /// The attested model digest.
-    pub fn model_digest(&self) -> [u8; 32] {
+    pub fn model_digest(&self) -> Blake3Digest {
         self.result.claims().model_digest
     }
 }
@@ -194,12 +195,11 @@ impl Attestation {
 pub async fn attest(a: &Attestor) -> Result<Attestation, BootError> {
     let nonce = a.verifier.challenge().await?;
     let wrap = WrapKeyPair::generate(&mut rand::rngs::OsRng);
-    let binding = Binding::compute(&BindingInput {
-        purpose: Purpose::KeyRelease,
-        nonce: &nonce,
-        tls_spki_der: a.tls.spki_der(),
-        channel: wrap.public_key(),
-        model_digest: &a.header.model_digest,
+    let binding = Binding::compute(KeyRelease {
+        nonce,
+        tls_spki_der: a.tls.spki_der().to_vec(),
+        wrap_pk: *wrap.public_key(),
+        model_digest: a.header.model_digest,
     });
     let activation_secret = activate_ak(a, &nonce).await?;
     let (tee, gate) = (a.tee.clone(), a.gate.clone());
@@ -211,7 +211,7 @@ pub async fn attest(a: &Attestor) -> Result<Attestation, BootError> {
     .map_err(|e| BootError::Task(e.to_string()))??;
     let mut request = AttestRequest {
         nonce: nonce.to_vec(),
-        evidence,
+        evidence: evidence.to_cbor(),
         tls_spki: a.tls.spki_der().to_vec(),
         wrap_pk: wrap.public_key().to_vec(),
         model_id: a.config.model_id.clone(),
@@ -363,14 +363,14 @@ impl std::fmt::Debug for ReleasedModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReleasedModel")
             .field("model_id", &self.model_id)
-            .field("digest", &hex::encode(self.unsealed.digest()))
+            .field("digest", &self.unsealed.digest().to_hex())
             .finish_non_exhaustive()
     }
 }
 
 impl ReleasedModel {
     /// The verified model digest.
-    pub fn digest(&self) -> [u8; 32] {
+    pub fn digest(&self) -> Blake3Digest {
         *self.unsealed.digest()
     }
 }
@@ -430,7 +430,7 @@ pub struct AttestationSummary {
     pub certified: CertifiedKey,
     pub received_at: u64,
     pub not_after: u64,
-    pub model_digest: [u8; 32],
+    pub model_digest: Blake3Digest,
     pub dev: bool,
 }
 
@@ -438,7 +438,7 @@ impl std::fmt::Debug for AttestationSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AttestationSummary")
             .field("not_after", &self.not_after)
-            .field("model_digest", &hex::encode(self.model_digest))
+            .field("model_digest", &self.model_digest.to_hex())
             .finish_non_exhaustive()
     }
 }
@@ -448,7 +448,7 @@ impl std::fmt::Debug for AttestationSummary {
 pub struct ServingModel {
     pub engine: Engine,
     pub model_id: String,
-    pub digest: [u8; 32],
+    pub digest: Blake3Digest,
 }
 
 /// Builds the engine from a released model (blocking), then drops (zeroizes) the plaintext.

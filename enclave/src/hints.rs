@@ -11,7 +11,7 @@ use crate::verifier_client::VerifierError;
 #[derive(Debug, Clone)]
 pub struct Subject<'a> {
     pub model_id: &'a str,
-    pub model_digest: &'a [u8; 32],
+    pub model_digest: &'a confidant_attestation::digest::Blake3Digest,
     pub key_id: &'a str,
     /// `sim`, `snp` or `tpm`.
     pub tee: &'static str,
@@ -37,7 +37,7 @@ pub fn for_error(error: &BootError, s: &Subject<'_>) -> Option<String> {
 /// The fix for the verifier's refusal `code`.
 pub fn for_refusal(code: &str, s: &Subject<'_>) -> Option<String> {
     let id = s.model_id;
-    let digest = hex::encode(s.model_digest);
+    let digest = s.model_digest.to_hex();
     let measurement = measurement_entry(s);
     match code {
         "unknown_model" => Some(format!(
@@ -104,8 +104,9 @@ fn current_exe() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use confidant_attestation::digest::Blake3Digest;
 
-    fn subject<'a>(m: &'a [u8; 48], d: &'a [u8; 32]) -> Subject<'a> {
+    fn subject<'a>(m: &'a [u8; 48], d: &'a Blake3Digest) -> Subject<'a> {
         Subject {
             model_id: "smollm2-135m-instruct",
             model_digest: d,
@@ -117,14 +118,14 @@ mod tests {
 
     #[test]
     fn unknown_model_names_the_policy_file_and_the_values_to_add() {
-        let (m, d) = ([0xab; 48], [0xcd; 32]);
+        let (m, d) = ([0xab; 48], Blake3Digest::from_bytes([0xcd; 32]));
         let hint = for_refusal("unknown_model", &subject(&m, &d)).unwrap();
         assert!(hint.contains("policy.toml"), "{hint}");
         assert!(
             hint.contains("[models.\"smollm2-135m-instruct\"]"),
             "{hint}"
         );
-        assert!(hint.contains(&hex::encode(d)), "{hint}");
+        assert!(hint.contains(&d.to_hex()), "{hint}");
         assert!(hint.contains(&hex::encode(m)), "{hint}");
         assert!(hint.contains("confidant measure sim --binary"), "{hint}");
         assert!(hint.contains("allow_dev = true"), "{hint}");
@@ -132,7 +133,7 @@ mod tests {
 
     #[test]
     fn only_known_refusals_get_a_hint() {
-        let (m, d) = ([1; 48], [2; 32]);
+        let (m, d) = ([1; 48], Blake3Digest::from_bytes([2; 32]));
         assert!(for_refusal("nonce_expired", &subject(&m, &d)).is_none());
         let hint = for_refusal("no_key_for_model", &subject(&m, &d)).unwrap();
         assert!(hint.contains("confidant model register"), "{hint}");

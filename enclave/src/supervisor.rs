@@ -262,7 +262,7 @@ fn prepare(config: &Arc<Config>) -> Result<Prepared, StartError> {
     tracing::info!(
         model_id = %config.model_id,
         key_id = %header.key_id,
-        model_digest = %hex::encode(header.model_digest),
+        model_digest = %header.model_digest,
         "sealed model header read (body untouched until key release)"
     );
     let anchors = std::fs::read(&config.verifier.tls_ca).map_err(|source| StartError::Anchor {
@@ -422,7 +422,7 @@ async fn boot_phase(
         timed_blocking(move || release_model(first, &sealed_path)).await?;
     tracing::info!(
         model_id = %config.model_id,
-        model_digest = %hex::encode(summary.model_digest),
+        model_digest = %summary.model_digest,
         dev = summary.dev,
         "model key released, model unsealed in memory"
     );
@@ -469,7 +469,7 @@ async fn serve_phase(
     let (model, load_time) = timed_blocking(move || load_engine(released, &limits)).await?;
     tracing::info!(
         model_id = %model.model_id,
-        model_digest = %hex::encode(model.digest),
+        model_digest = %model.digest,
         dev = summary.dev,
         "model loaded"
     );

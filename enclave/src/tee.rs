@@ -104,7 +104,7 @@ impl Tee {
     }
 
     /// Evidence carrying `binding` (SNP `report_data`, or the TPM `extraData` prefix).
-    pub fn evidence(&self, binding: &Binding) -> Result<Evidence, TeeError> {
+    pub fn evidence<I>(&self, binding: &Binding<I>) -> Result<Evidence, TeeError> {
         match self {
             Tee::Sim { sim, measurement } => Ok(Evidence::SevSnp(
                 sim.attest(binding.as_bytes(), measurement)?,

@@ -7,8 +7,8 @@ mod support;
 use std::time::Duration;
 
 use base64::Engine;
-use confidant_attestation::binding::{Binding, BindingInput, Purpose};
-use confidant_attestation::evidence::Evidence;
+use confidant_attestation::binding::{Binding, Session};
+use confidant_attestation::evidence::ReceivedEvidence;
 use confidant_attestation::policy::Policy;
 use confidant_attestation::verify::verify_evidence;
 use confidant_enclave::boot::BootError;
@@ -243,7 +243,7 @@ async fn serves_only_after_key_release_and_speaks_openai() {
     assert_eq!(r.status, StatusCode::OK);
     let j = r.json();
     assert_eq!(j["data"][0]["id"], MODEL_ID);
-    assert_eq!(j["data"][0]["digest"], hex::encode(sealed_model().digest));
+    assert_eq!(j["data"][0]["digest"], sealed_model().digest.to_hex());
 
     // Session attestation: evidence bound to THIS connection's exporter.
     let tls = c.tls().await.unwrap();
@@ -267,11 +267,10 @@ async fn serves_only_after_key_release_and_speaks_openai() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let j = r.json();
-    assert_eq!(j["model_digest"], hex::encode(sealed_model().digest));
+    assert_eq!(j["model_digest"], sealed_model().digest.to_hex());
     let cbor = base64::engine::general_purpose::STANDARD
         .decode(j["evidence"].as_str().unwrap())
         .unwrap();
-    let evidence = Evidence::from_cbor(&cbor).unwrap();
     let ext = confidant_attestation::certext::parse(&leaf).unwrap();
     let spki = {
         use x509_parser::prelude::FromDer;
@@ -283,12 +282,11 @@ async fn serves_only_after_key_release_and_speaks_openai() {
         ext.spki_sha256
     );
     let binding = |channel: &[u8; 32]| {
-        Binding::compute(&BindingInput {
-            purpose: Purpose::Session,
-            nonce: &nonce,
-            tls_spki_der: &spki,
-            channel,
-            model_digest: &sealed_model().digest,
+        Binding::compute(Session {
+            nonce,
+            tls_spki_der: spki.clone(),
+            exporter: *channel,
+            model_digest: sealed_model().digest,
         })
     };
     let ark = std::fs::read(confidant_testkit::dev_pki().join("ark.der")).unwrap();
@@ -300,12 +298,14 @@ async fn serves_only_after_key_release_and_speaks_openai() {
     .unwrap()
     .trust_anchors(Some(&ark), Some(&ask))
     .unwrap();
-    let verified = verify_evidence(&evidence, &anchors).unwrap();
+    let verify = |cbor: &[u8]| {
+        verify_evidence(ReceivedEvidence::decode(cbor).unwrap(), &anchors, now()).unwrap()
+    };
     assert!(
-        verified.clone().bind(&binding(&[0u8; 32])).is_err(),
+        verify(&cbor).bind(binding(&[0u8; 32])).is_err(),
         "another session's exporter"
     );
-    verified.bind(&binding(&exporter)).unwrap();
+    verify(&cbor).bind(binding(&exporter)).unwrap();
 
     // Health (no auth, no counts) and metrics (their own role: a client may not read them).
     let r = c.get(routes::enclave::HEALTHZ, None).await;

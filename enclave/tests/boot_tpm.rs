@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
-use confidant_attestation::binding::{Binding, BindingInput, Purpose};
-use confidant_attestation::evidence::Evidence;
+use confidant_attestation::binding::{Binding, Session};
+use confidant_attestation::evidence::{Evidence, ReceivedEvidence};
 use confidant_attestation::tpm::{TpmError, TpmtPublic};
 use confidant_attestation::verify::{TrustAnchors, VerifiedKind, VerifyError, verify_evidence};
 use confidant_attester::tpm::TpmAttester;
@@ -118,7 +118,7 @@ async fn enrolled_ak_and_allowed_pcrs_serve() {
     assert_eq!(r.status, StatusCode::OK);
     let j = r.json();
     assert_eq!(j["data"][0]["id"], MODEL_ID);
-    assert_eq!(j["data"][0]["digest"], hex::encode(sealed_model().digest));
+    assert_eq!(j["data"][0]["digest"], sealed_model().digest.to_hex());
 
     let chat = json!({
         "model": MODEL_ID,
@@ -163,12 +163,12 @@ async fn enrolled_ak_and_allowed_pcrs_serve() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let j = r.json();
-    assert_eq!(j["model_digest"], hex::encode(sealed_model().digest));
+    assert_eq!(j["model_digest"], sealed_model().digest.to_hex());
     let cbor = base64::engine::general_purpose::STANDARD
         .decode(j["evidence"].as_str().unwrap())
         .unwrap();
-    let evidence = Evidence::from_cbor(&cbor).unwrap();
-    let Evidence::Tpm(tpm_ev) = &evidence else {
+    let evidence = ReceivedEvidence::decode(&cbor).unwrap();
+    let Evidence::Tpm(tpm_ev) = evidence.evidence() else {
         panic!("expected TPM evidence, got {evidence:?}");
     };
     assert_eq!(
@@ -179,12 +179,19 @@ async fn enrolled_ak_and_allowed_pcrs_serve() {
 
     // Unenrolled, the quote does not verify; enrolled, it does, with the policy's PCR values.
     assert!(matches!(
-        verify_evidence(&evidence, &TrustAnchors::default()),
+        verify_evidence(
+            ReceivedEvidence::decode(&cbor).unwrap(),
+            &TrustAnchors::default(),
+            now()
+        ),
         Err(VerifyError::Tpm(TpmError::UntrustedAk))
     ));
     let mut anchors = TrustAnchors::default();
     anchors.tpm.enroll_ak_spki_sha256(prepared.ak_fp);
-    let verified = verify_evidence(&evidence, &anchors).unwrap();
+    let verify = |cbor: &[u8]| {
+        verify_evidence(ReceivedEvidence::decode(cbor).unwrap(), &anchors, now()).unwrap()
+    };
+    let verified = verify(&cbor);
     let VerifiedKind::Tpm(quote) = verified.kind() else {
         panic!("not a TPM quote");
     };
@@ -197,19 +204,18 @@ async fn enrolled_ak_and_allowed_pcrs_serve() {
         cert.public_key().raw.to_vec()
     };
     let binding = |channel: &[u8; 32]| {
-        Binding::compute(&BindingInput {
-            purpose: Purpose::Session,
-            nonce: &nonce,
-            tls_spki_der: &spki,
-            channel,
-            model_digest: &sealed_model().digest,
+        Binding::compute(Session {
+            nonce,
+            tls_spki_der: spki.clone(),
+            exporter: *channel,
+            model_digest: sealed_model().digest,
         })
     };
     assert!(
-        verified.clone().bind(&binding(&[0u8; 32])).is_err(),
+        verify(&cbor).bind(binding(&[0u8; 32])).is_err(),
         "another session's exporter"
     );
-    verified.bind(&binding(&exporter)).unwrap();
+    verify(&cbor).bind(binding(&exporter)).unwrap();
 
     e.shutdown().await.unwrap();
     drop(swtpm);
@@ -323,9 +329,10 @@ tpm_ek_ca_certs = [{cas}]
 [models."{MODEL_ID}"]
 digest = "{digest}"
 tpm_pcrs = [[{set}]]
+tls_names = ["localhost", "127.0.0.1"]
 "#,
         cas = cas.join(", "),
-        digest = hex::encode(sealed_model().digest),
+        digest = sealed_model().digest.to_hex(),
         set = set.join(", "),
     );
     v.verifier().replace_policy("test-admin", &policy).unwrap();

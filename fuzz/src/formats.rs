@@ -1,7 +1,7 @@
 //! Evidence CBOR, attestation results, RA-TLS certificates, sealed models, policies.
 
 use confidant_attestation::certext;
-use confidant_attestation::evidence::Evidence;
+use confidant_attestation::evidence::ReceivedEvidence;
 use confidant_attestation::modelkey::ModelKey;
 use confidant_attestation::policy::Policy;
 use confidant_attestation::result::ResultVerifier;
@@ -18,19 +18,19 @@ pub const SEALED_MODEL_FUZZ_KEY: [u8; 32] = [0x5a; 32];
 /// Evidence as CBOR. The decoder is canonical-only (docs/architecture.md): whatever it accepts
 /// must be exactly the encoding of what it decoded.
 pub fn evidence_cbor(data: &[u8]) {
-    let Ok(evidence) = Evidence::from_cbor(data) else {
+    let Ok(received) = ReceivedEvidence::decode(data) else {
         return;
     };
     assert_eq!(
-        evidence.to_cbor(),
+        received.evidence().to_cbor(),
         data,
-        "Evidence::from_cbor accepted a non-canonical encoding"
+        "ReceivedEvidence::decode accepted a non-canonical encoding"
     );
     let anchors = TrustAnchors {
         snp: SnpTrustRoots::amd(),
         ..TrustAnchors::default()
     };
-    let _ = verify_evidence(&evidence, &anchors);
+    let _ = verify_evidence(received, &anchors, crate::FUZZ_NOW);
 }
 
 /// Parts: result key (COSE_Key, or a JWK when it is not CBOR), COSE_Sign1 result, audience.

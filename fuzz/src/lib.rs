@@ -14,6 +14,22 @@
 
 pub mod frame;
 
+use confidant_attestation::evidence::{Evidence, ReceivedEvidence};
+use confidant_attestation::time::UnixTime;
+use confidant_attestation::verify::{TrustAnchors, verify_evidence};
+
+/// The time fuzz targets verify at (2025-06-01, inside the validity of the real certificates the
+/// seeds are made from), fixed so that a result does not depend on when the fuzzer runs.
+pub(crate) const FUZZ_NOW: UnixTime = UnixTime::from_secs(1_748_736_000);
+
+/// Verifies `evidence` the way the services do: its canonical encoding through the one decoding
+/// gate, then [`verify_evidence`] at [`FUZZ_NOW`]. The result is ignored: only a panic matters.
+pub(crate) fn verify_built(evidence: &Evidence, anchors: &TrustAnchors) {
+    if let Ok(received) = ReceivedEvidence::decode(&evidence.to_cbor()) {
+        let _ = verify_evidence(received, anchors, FUZZ_NOW);
+    }
+}
+
 mod audit;
 mod formats;
 pub use formats::SEALED_MODEL_FUZZ_KEY;

@@ -7,7 +7,7 @@ use confidant_attestation::snp::launch::{
 use confidant_attestation::snp::{
     SigningKey, SnpReport, SnpTrustRoots, signer_public_key, vek_extensions, verify_signer_chain,
 };
-use confidant_attestation::verify::{TrustAnchors, verify_evidence};
+use confidant_attestation::verify::TrustAnchors;
 use serde_bytes::ByteBuf;
 
 use crate::frame::{part, split};
@@ -29,7 +29,7 @@ pub fn report(data: &[u8]) {
         snp: SnpTrustRoots::amd(),
         ..TrustAnchors::default()
     };
-    let _ = verify_evidence(&evidence, &anchors);
+    crate::verify_built(&evidence, &anchors);
 }
 
 /// Parts: signer certificate (DER), then chain certificates.
@@ -41,8 +41,8 @@ pub fn certs(data: &[u8]) {
     let chain: Vec<ByteBuf> = parts.iter().skip(1).map(|c| ByteBuf::from(*c)).collect();
     let roots = SnpTrustRoots::amd();
     for kind in [SigningKey::Vcek, SigningKey::Vlek] {
-        let _ = verify_signer_chain(signer, Some(&chain), kind, &roots);
-        let _ = verify_signer_chain(signer, None, kind, &roots);
+        let _ = verify_signer_chain(signer, Some(&chain), kind, &roots, crate::FUZZ_NOW);
+        let _ = verify_signer_chain(signer, None, kind, &roots, crate::FUZZ_NOW);
     }
 }
 

@@ -10,7 +10,7 @@ use confidant_attestation::tpm::tools::{
 use confidant_attestation::tpm::{
     EventLog, TpmTrustAnchors, TpmsAttest, TpmtPublic, TpmtSignature,
 };
-use confidant_attestation::verify::{TrustAnchors, verify_evidence};
+use confidant_attestation::verify::TrustAnchors;
 use rand::SeedableRng;
 use serde_bytes::ByteBuf;
 
@@ -57,7 +57,7 @@ pub fn quote(data: &[u8]) {
         tpm,
         ..TrustAnchors::default()
     };
-    let _ = verify_evidence(&evidence, &anchors);
+    crate::verify_built(&evidence, &anchors);
 }
 
 /// Parts: message, signature, AK file (PEM or binary), PCR values file, PCR list (text).
@@ -101,7 +101,8 @@ pub fn eventlog(data: &[u8]) {
 /// Parts: EK certificate, EK CA certificate, EK `TPMT_PUBLIC`, AK `TPMT_PUBLIC`. Checked at a
 /// fixed time (2026-01-01) so results do not depend on when the fuzzer runs.
 pub fn ek_cert(data: &[u8]) {
-    const NOW: i64 = 1_767_225_600;
+    const NOW: confidant_attestation::time::UnixTime =
+        confidant_attestation::time::UnixTime::from_secs(1_767_225_600);
     let parts = split(data, 4);
     let cas = vec![part(&parts, 1).to_vec()];
     // Only used once every check passed (to make the credential's secret).

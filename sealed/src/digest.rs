@@ -13,22 +13,27 @@
 //! `blake3::hash(plaintext)`: the tests check this for lengths around every block boundary.
 
 use blake3::hazmat::{ChainingValue, HasherExt, Mode, left_subtree_len, merge_subtrees_non_root};
+use confidant_attestation::digest::Blake3Digest;
 
 /// Name of the model digest algorithm, for docs and tools.
-pub const MODEL_DIGEST_ALG: &str = "BLAKE3-256";
+pub const MODEL_DIGEST_ALG: &str = Blake3Digest::ALGORITHM;
 
 /// Bytes per hashed block: the unit of work a thread hashes at once. A power of two ≥ 1 KiB.
 pub const HASH_BLOCK: usize = 1 << 20;
 
 /// The model digest of `plaintext`: `blake3::hash(plaintext)`, computed on up to
 /// [`default_threads`](super::default_threads) threads.
-pub fn model_digest(plaintext: &[u8]) -> [u8; 32] {
-    model_digest_with(plaintext, HASH_BLOCK, super::default_threads())
+pub fn model_digest(plaintext: &[u8]) -> Blake3Digest {
+    Blake3Digest::from_bytes(model_digest_with(
+        plaintext,
+        HASH_BLOCK,
+        super::default_threads(),
+    ))
 }
 
 /// [`model_digest`] on at most `threads` threads (1: a plain `blake3::hash` on this thread).
-pub fn model_digest_with_threads(plaintext: &[u8], threads: usize) -> [u8; 32] {
-    model_digest_with(plaintext, HASH_BLOCK, threads)
+pub fn model_digest_with_threads(plaintext: &[u8], threads: usize) -> Blake3Digest {
+    Blake3Digest::from_bytes(model_digest_with(plaintext, HASH_BLOCK, threads))
 }
 
 /// [`model_digest`] with an explicit block size and thread count (tests and benchmarks).
@@ -145,7 +150,10 @@ mod tests {
     #[test]
     fn default_block_equals_blake3() {
         let data = bytes(3 * HASH_BLOCK + 12345);
-        assert_eq!(model_digest(&data), *blake3::hash(&data).as_bytes());
+        assert_eq!(
+            model_digest(&data).as_bytes(),
+            blake3::hash(&data).as_bytes()
+        );
         assert_eq!(
             model_digest_with(&data, HASH_BLOCK, 2),
             model_digest_with(&data, HASH_BLOCK, 1)
@@ -156,7 +164,7 @@ mod tests {
     fn known_answer() {
         // `printf abc | b3sum`
         assert_eq!(
-            hex::encode(model_digest(b"abc")),
+            model_digest(b"abc").to_hex(),
             "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
         );
     }

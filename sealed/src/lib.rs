@@ -43,6 +43,7 @@ use std::io::Read;
 
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 
+use confidant_attestation::digest::Blake3Digest;
 use confidant_attestation::modelkey::ModelKey;
 
 use plainbuf::PlainBuf;
@@ -132,7 +133,7 @@ pub struct SealedHeader {
     pub nonce_prefix: [u8; NONCE_PREFIX_LEN],
     pub plaintext_len: u64,
     /// The model digest: BLAKE3-256 of the plaintext bundle ([`model_digest`]).
-    pub model_digest: [u8; 32],
+    pub model_digest: Blake3Digest,
     pub manifest_digest: [u8; 32],
     encoded_len: usize,
     header_digest: [u8; 32],
@@ -166,7 +167,7 @@ impl SealedHeader {
         if plaintext_len > MAX_PLAINTEXT_LEN || chunk_count(plaintext_len, chunk_size) > 1 << 32 {
             return Err(SealError::TooLarge);
         }
-        let model_digest = r.array().ok_or(SealError::Truncated)?;
+        let model_digest = Blake3Digest::from_bytes(r.array().ok_or(SealError::Truncated)?);
         let manifest_digest = r.array().ok_or(SealError::Truncated)?;
         let encoded_len = r.pos();
         let header_digest = sha256(bytes.get(..encoded_len).ok_or(SealError::Truncated)?);
@@ -212,7 +213,7 @@ impl SealedHeader {
         chunk_size: u32,
         nonce_prefix: &[u8; NONCE_PREFIX_LEN],
         plaintext_len: u64,
-        model_digest: &[u8; 32],
+        model_digest: &Blake3Digest,
         manifest_digest: &[u8; 32],
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(94 + key_id.len());
@@ -223,7 +224,7 @@ impl SealedHeader {
         out.extend_from_slice(&chunk_size.to_be_bytes());
         out.extend_from_slice(nonce_prefix);
         out.extend_from_slice(&plaintext_len.to_be_bytes());
-        out.extend_from_slice(model_digest);
+        out.extend_from_slice(model_digest.as_bytes());
         out.extend_from_slice(manifest_digest);
         out
     }
@@ -296,7 +297,7 @@ fn seal_raw(
     chunk_size: u32,
     prefix: &[u8; NONCE_PREFIX_LEN],
     manifest_digest: &[u8; 32],
-    digest_override: Option<[u8; 32]>,
+    digest_override: Option<Blake3Digest>,
 ) -> Result<Vec<u8>, SealError> {
     if !key_id_ok(key_id) {
         return Err(SealError::InvalidKeyId);
@@ -352,7 +353,7 @@ impl UnsealedModel {
     }
 
     /// The model digest (BLAKE3-256 of the plaintext), checked against the header.
-    pub fn digest(&self) -> &[u8; 32] {
+    pub fn digest(&self) -> &Blake3Digest {
         &self.header.model_digest
     }
 
@@ -471,7 +472,7 @@ fn check_digest(
     } else {
         *blake3::hash(plaintext).as_bytes()
     };
-    if actual != header.model_digest {
+    if actual != *header.model_digest.as_bytes() {
         return Err(SealError::DigestMismatch);
     }
     Ok(())
@@ -548,7 +549,7 @@ mod tests {
         let h = SealedHeader::parse(&sealed).unwrap();
         assert_eq!(h.chunk_count(), 1);
         assert_eq!(sealed.len(), h.encoded_len() + TAG_LEN);
-        assert_eq!(h.model_digest, *blake3::hash(b"").as_bytes());
+        assert_eq!(h.model_digest.as_bytes(), blake3::hash(b"").as_bytes());
         let len = sealed.len() as u64;
         for threads in [1, 2] {
             let (_, out) = unseal_raw(&sealed, &key(), threads).unwrap();
@@ -578,8 +579,16 @@ mod tests {
 
     #[test]
     fn digest_mismatch() {
-        let sealed =
-            seal_raw(b"hello", &key(), "k1", 64, &[1; 7], &[0; 32], Some([9; 32])).unwrap();
+        let sealed = seal_raw(
+            b"hello",
+            &key(),
+            "k1",
+            64,
+            &[1; 7],
+            &[0; 32],
+            Some(Blake3Digest::from_bytes([9; 32])),
+        )
+        .unwrap();
         assert_eq!(
             unseal_raw(&sealed, &key(), 2).unwrap_err(),
             SealError::DigestMismatch

@@ -39,6 +39,15 @@ pub fn read_testdata(rel: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("test data {} unreadable: {e}", path.display()))
 }
 
+/// The machine's clock in Unix seconds: what tests pass as "now" to verification, which reads no
+/// clock itself (`confidant_attestation::time::UnixTime::from_secs(now_secs())`).
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
+}
+
 /// A loopback TCP port that was free a moment ago. Prefer binding port 0 directly where the
 /// program under test allows it; this is for programs (like swtpm) that need a number up front.
 pub fn free_port() -> u16 {
@@ -55,38 +64,48 @@ pub fn free_port() -> u16 {
 /// the `openssl` CLI is missing or the script fails.
 pub fn dev_pki() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let target = workspace_root().join("target");
-        let dir = target.join("test-dev-pki");
-        let complete = |d: &std::path::Path| {
-            ["ark.der", "ask.der", "vcek.der", "vcek.key.pk8"]
-                .iter()
-                .all(|f| d.join(f).is_file())
-        };
-        if complete(&dir) {
-            return dir;
-        }
-        std::fs::create_dir_all(&target).expect("create target directory");
-        let tmp = tempfile::Builder::new()
-            .prefix("test-dev-pki.tmp")
-            .tempdir_in(&target)
-            .expect("temporary directory for the dev PKI");
-        let script = workspace_root().join("scripts/dev-pki.sh");
-        let status = std::process::Command::new("bash")
-            .arg(&script)
-            .arg(tmp.path())
-            .status()
-            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        assert!(status.success(), "{} failed: {status}", script.display());
-        let staged = tmp.keep();
-        // Atomic on one filesystem; fails if another process already put its directory in place.
-        if std::fs::rename(&staged, &dir).is_err() {
-            let _ = std::fs::remove_dir_all(&staged);
-        }
-        assert!(complete(&dir), "dev PKI incomplete in {}", dir.display());
-        dir
-    })
-    .clone()
+    DIR.get_or_init(|| generated_dev_pki("test-dev-pki"))
+        .clone()
+}
+
+/// A second, unrelated development PKI (`<workspace>/target/test-dev-pki-other`, made like
+/// [`dev_pki`]): evidence from a development root other than the one a policy pins.
+pub fn other_dev_pki() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| generated_dev_pki("test-dev-pki-other"))
+        .clone()
+}
+
+fn generated_dev_pki(name: &str) -> PathBuf {
+    let target = workspace_root().join("target");
+    let dir = target.join(name);
+    let complete = |d: &std::path::Path| {
+        ["ark.der", "ask.der", "vcek.der", "vcek.key.pk8"]
+            .iter()
+            .all(|f| d.join(f).is_file())
+    };
+    if complete(&dir) {
+        return dir;
+    }
+    std::fs::create_dir_all(&target).expect("create target directory");
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("{name}.tmp"))
+        .tempdir_in(&target)
+        .expect("temporary directory for the dev PKI");
+    let script = workspace_root().join("scripts/dev-pki.sh");
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(tmp.path())
+        .status()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(status.success(), "{} failed: {status}", script.display());
+    let staged = tmp.keep();
+    // Atomic on one filesystem; fails if another process already put its directory in place.
+    if std::fs::rename(&staged, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&staged);
+    }
+    assert!(complete(&dir), "dev PKI incomplete in {}", dir.display());
+    dir
 }
 
 pub mod swtpm;

@@ -30,7 +30,7 @@ impl TcbFloor {
 }
 
 /// A policy allowing model `model_id` (with `digest`) on the SEV-SNP `measurements`, trusting the
-/// development root (and `amd_products`, none unless set), with `allow_dev = true`.
+/// development root (and `amd_products`, none unless set), with `allow_dev = true` unless changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevSnpPolicy {
     pub id: String,
@@ -41,6 +41,11 @@ pub struct DevSnpPolicy {
     pub min_tcb: TcbFloor,
     /// AMD products whose pinned roots are trusted besides the development root.
     pub amd_products: Vec<String>,
+    /// Whether development evidence is accepted for the model (`allow_dev`; true unless changed).
+    pub allow_dev: bool,
+    /// The names an enclave may have in its certificate (`tls_names`): where test enclaves
+    /// listen, `localhost` and `127.0.0.1`, unless changed.
+    pub tls_names: Vec<String>,
 }
 
 impl DevSnpPolicy {
@@ -60,6 +65,8 @@ impl DevSnpPolicy {
             measurements: vec![measurement],
             min_tcb: TcbFloor::default(),
             amd_products: Vec::new(),
+            allow_dev: true,
+            tls_names: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
         }
     }
 
@@ -85,7 +92,8 @@ dev_root_ark_sha256 = "{ark}"
 digest = "{digest}"
 snp_measurements = [{measurements}]
 min_tcb = {{ bootloader = {}, tee = {}, snp = {}, microcode = {} }}
-allow_dev = true
+allow_dev = {allow_dev}
+tls_names = [{names}]
 "#,
             t.bootloader,
             t.tee,
@@ -98,6 +106,8 @@ allow_dev = true
             model = self.model_id,
             digest = hex::encode(self.digest),
             measurements = list(self.measurements.iter().map(hex::encode).collect()),
+            allow_dev = self.allow_dev,
+            names = list(self.tls_names.clone()),
         )
     }
 }

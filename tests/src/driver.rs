@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use confidant_attestation::binding::{Binding, BindingInput, Purpose};
+use confidant_attestation::binding::{Binding, KeyRelease};
 use confidant_attestation::evidence::Evidence;
 use confidant_attester::snp_sim::SimulatedSnp;
 use confidant_wire::attest::{AttestRequest, AttestResponse, CBOR_CONTENT_TYPE, ChallengeResponse};
@@ -136,17 +136,17 @@ pub fn key_release_request(
     ring::rand::SystemRandom::new()
         .fill(&mut wrap_pk)
         .expect("randomness");
-    let binding = Binding::compute(&BindingInput {
-        purpose: Purpose::KeyRelease,
-        nonce: &nonce,
-        tls_spki_der: &tls_spki,
-        channel: &wrap_pk,
-        model_digest,
+    let binding = Binding::compute(KeyRelease {
+        nonce,
+        tls_spki_der: tls_spki.clone(),
+        wrap_pk,
+        model_digest: confidant_attestation::digest::Blake3Digest::from_bytes(*model_digest),
     });
     let evidence = Evidence::SevSnp(
         sim.attest(binding.as_bytes(), measurement)
             .expect("simulated evidence"),
-    );
+    )
+    .to_cbor();
     AttestRequest {
         nonce: nonce.to_vec(),
         evidence,

@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use confidant_attestation::snp::SnpTrustRoots;
 use confidant_attestation::verify::TrustAnchors;
-use confidant_client::{BearerToken, Client, ClientPolicy, Mode, ResultVerifier};
+use confidant_client::{BearerToken, Client, Mode, Policy, ResultVerifier};
+use confidant_testkit::policy::DevSnpPolicy;
 use confidant_wire::routes;
 use configs::{enclave_toml, policy_toml};
 use tempfile::TempDir;
@@ -453,12 +454,28 @@ impl Stack {
         format!("https://{}", self.enclave_addr)
     }
 
-    /// The client policy that accepts exactly this enclave build and model (dev evidence on).
-    pub fn policy(&self) -> ClientPolicy {
-        ClientPolicy::new()
-            .allow_model(MODEL_ID, self.model_digest)
-            .allow_measurement(self.measurement.to_vec())
-            .allow_dev(true)
+    /// The client policy that accepts exactly this enclave build and model (the verifier's
+    /// policy format; the development root pinned, dev evidence on).
+    pub fn policy(&self) -> Policy {
+        self.policy_with(|_| {})
+    }
+
+    /// [`Stack::policy`], changed by `edit`.
+    pub fn policy_with(&self, edit: impl FnOnce(&mut DevSnpPolicy)) -> Policy {
+        Policy::from_toml(&self.policy_toml_with(edit)).unwrap()
+    }
+
+    /// The TOML of [`Stack::policy_with`].
+    pub fn policy_toml_with(&self, edit: impl FnOnce(&mut DevSnpPolicy)) -> String {
+        let mut p = DevSnpPolicy::new(
+            "e2e-client",
+            1,
+            MODEL_ID,
+            self.model_digest,
+            self.measurement,
+        );
+        edit(&mut p);
+        p.toml()
     }
 
     /// AMD roots plus the development root of the simulated TEE.
@@ -467,7 +484,7 @@ impl Stack {
     }
 
     /// An SDK client for `url` with `policy`, `mode` and `fresh`.
-    pub fn client_for(&self, url: &str, policy: ClientPolicy, mode: Mode, fresh: bool) -> Client {
+    pub fn client_for(&self, url: &str, policy: Policy, mode: Mode, fresh: bool) -> Client {
         Client::builder(url)
             .verifier_ca(&self.ca_pem())
             .result_key(ResultVerifier::from_jwk(&self.result_key_jwk).unwrap())
@@ -492,7 +509,7 @@ impl Stack {
         let key = self.dir.path().join("result-key.jwk");
         std::fs::write(&key, &self.result_key_jwk).unwrap();
         let policy = self.dir.path().join("client-policy.toml");
-        std::fs::write(&policy, toml::to_string(&self.policy()).unwrap()).unwrap();
+        std::fs::write(&policy, self.policy_toml_with(|_| {})).unwrap();
         let pki = confidant_testkit::dev_pki();
         let mut args: Vec<std::ffi::OsString> = Vec::new();
         let mut push = |flag: &str, path: PathBuf| {

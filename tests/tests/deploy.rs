@@ -19,11 +19,12 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use confidant_client::{BearerToken, Client, ClientPolicy, Mode, ResultVerifier};
+use confidant_client::{BearerToken, Client, Mode, Policy, ResultVerifier};
 use confidant_e2e::{
-    CAPITAL_PROMPT, KEY_ID, MODEL_ID, Service, bins, dev_policy_toml, dev_trust_anchors, https,
-    run_ok, sealed_model, sim_measurement,
+    CAPITAL_PROMPT, KEY_ID, MODEL_ID, Service, bins, dev_trust_anchors, https, run_ok,
+    sealed_model, sim_measurement,
 };
+use confidant_testkit::policy::DevSnpPolicy;
 use confidant_wire::openai::{ChatMessage, ChatRequest};
 
 /// The user the images run as.
@@ -299,11 +300,18 @@ async fn gathered_images_serve_as_an_unprivileged_user_on_read_only_roots() {
     let model = sealed_model();
     let state = tempfile::tempdir().unwrap();
     let policy = state.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        dev_policy_toml(&model.digest, &sim_measurement(&bins.enclave)),
-    )
-    .unwrap();
+    // The names deploy-state.sh's enclave asks for in its certificate: the policy must list them.
+    let mut dev = DevSnpPolicy::new(
+        "deploy",
+        1,
+        MODEL_ID,
+        model.digest,
+        sim_measurement(&bins.enclave),
+    );
+    dev.tls_names = ["enclave", "localhost", "127.0.0.1"]
+        .map(str::to_owned)
+        .to_vec();
+    std::fs::write(&policy, dev.toml()).unwrap();
     // The enclave needs the verifier's address up front.
     let port = confidant_testkit::free_port();
     let out = state.path().join("deploy");
@@ -412,12 +420,8 @@ async fn gathered_images_serve_as_an_unprivileged_user_on_read_only_roots() {
     let client = Client::builder(format!("https://{addr}"))
         .verifier_ca(&ca)
         .result_key(ResultVerifier::from_jwk(&jwk).unwrap())
-        .policy(
-            ClientPolicy::new()
-                .allow_model(MODEL_ID, model.digest)
-                .allow_measurement(sim_measurement(&bins.enclave).to_vec())
-                .allow_dev(true),
-        )
+        // The client checks the result against the deployment's own policy.
+        .policy(Policy::from_toml(&dev.toml()).unwrap())
         .mode(Mode::Passport)
         .trust_anchors(dev_trust_anchors())
         .bearer_token(BearerToken::new(token.trim()))

@@ -36,9 +36,22 @@ async fn sdk_mode(stack: &Stack, mode: Mode, fresh: bool) {
         "{what}"
     );
     assert_eq!(claims.result.model_id, MODEL_ID, "{what}");
-    assert_eq!(claims.result.model_digest, stack.model_digest, "{what}");
+    assert_eq!(
+        claims.result.model_digest.as_bytes(),
+        &stack.model_digest,
+        "{what}"
+    );
     assert!(claims.is_dev(), "{what}: simulated evidence must say so");
     assert_eq!(claims.session.is_some(), fresh, "{what}: session evidence");
+    assert_eq!(
+        claims
+            .session
+            .as_ref()
+            .and_then(|s| s.appraisal.as_ref())
+            .is_some(),
+        mode == Mode::Direct,
+        "{what}: direct mode appraises the session evidence with the client's policy"
+    );
     let reply = conn.chat(capital_question()).await.unwrap();
     let text = reply.text().unwrap_or_default().to_owned();
     assert!(text.contains("Paris"), "{what}: answer was {text:?}");

@@ -6,7 +6,7 @@
 // Test code: a failed fixture or assertion is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use confidant_client::{AttestError, Client, ClientError, ClientPolicy, Mode};
+use confidant_client::{AttestError, Client, ClientError, Mode, PolicyError};
 use confidant_e2e::impostor::{self, ImpostorServer};
 use confidant_e2e::{CAPITAL_PROMPT, MODEL_ID, Stack, StackOptions, https, metric_sum};
 use confidant_wire::openai::{ChatMessage, ChatRequest};
@@ -59,32 +59,29 @@ async fn prompt_counters(stack: &Stack) -> (f64, f64, f64) {
 async fn client_policy_refusals(stack: &Stack) {
     let before = prompt_counters(stack).await;
     for mode in [Mode::Passport, Mode::Direct] {
-        let other_measurement = ClientPolicy::new()
-            .allow_model(MODEL_ID, stack.model_digest)
-            .allow_measurement(OTHER_MEASUREMENT.to_vec())
-            .allow_dev(true);
+        let other_measurement = stack.policy_with(|p| p.measurements = vec![OTHER_MEASUREMENT]);
         let client = stack.client_for(&stack.enclave_url(), other_measurement, mode, true);
         let e = attest_error(refusal(&client).await);
         assert!(
-            matches!(e, AttestError::MeasurementNotAllowed(_)),
+            matches!(e, AttestError::Policy(PolicyError::MeasurementNotAllowed)),
             "{mode:?}: {e:?}"
         );
 
-        let other_model = ClientPolicy::new()
-            .allow_model(MODEL_ID, [0x0d; 32])
-            .allow_measurement(stack.measurement.to_vec())
-            .allow_dev(true);
+        let other_model = stack.policy_with(|p| p.digest = [0x0d; 32]);
         let client = stack.client_for(&stack.enclave_url(), other_model, mode, true);
         let e = attest_error(refusal(&client).await);
         assert!(
-            matches!(e, AttestError::ModelNotAllowed { .. }),
+            matches!(e, AttestError::Policy(PolicyError::ModelDigestMismatch)),
             "{mode:?}: {e:?}"
         );
 
-        let no_dev = stack.policy().allow_dev(false);
+        let no_dev = stack.policy_with(|p| p.allow_dev = false);
         let client = stack.client_for(&stack.enclave_url(), no_dev, mode, true);
         let e = attest_error(refusal(&client).await);
-        assert!(matches!(e, AttestError::DevNotAllowed), "{mode:?}: {e:?}");
+        assert!(
+            matches!(e, AttestError::Policy(PolicyError::DevEvidenceNotAllowed)),
+            "{mode:?}: {e:?}"
+        );
     }
     let after = prompt_counters(stack).await;
     assert_eq!(
@@ -120,7 +117,7 @@ async fn ca_issued_certificate_for_another_measurement(stack: &Stack) {
         let client = stack.client_for(&server.url(), stack.policy(), mode, true);
         let e = attest_error(refusal(&client).await);
         assert!(
-            matches!(e, AttestError::MeasurementNotAllowed(_)),
+            matches!(e, AttestError::Policy(PolicyError::MeasurementNotAllowed)),
             "{mode:?}: {e:?}"
         );
     }

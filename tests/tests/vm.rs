@@ -159,6 +159,7 @@ tpm_ek_ca_certs = [{cas}]
 [models."{MODEL_ID}"]
 digest = "{digest}"
 snp_measurements = []
+tls_names = ["localhost", "127.0.0.1"]
 
 {fragment}
 "#,
@@ -261,11 +262,8 @@ fn measured_vm_boots_attests_serves_and_only_that_image_gets_the_key() {
         .iter()
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
-    std::fs::write(
-        vdir.join("policy.toml"),
-        policy(&ek_pems, &model.digest, &fragment),
-    )
-    .unwrap();
+    let policy_text = policy(&ek_pems, &model.digest, &fragment);
+    std::fs::write(vdir.join("policy.toml"), &policy_text).unwrap();
     let mut cmd = Command::new(&bins.verifier);
     cmd.arg("serve")
         .arg("--config")
@@ -322,11 +320,8 @@ fn measured_vm_boots_attests_serves_and_only_that_image_gets_the_key() {
     let client = confidant_client::Client::builder(format!("https://{}", vm.enclave_addr))
         .verifier_ca(&ca)
         .result_key(confidant_client::ResultVerifier::from_jwk(&result_key).unwrap())
-        .policy(
-            confidant_client::ClientPolicy::new()
-                .allow_model(MODEL_ID, model.digest)
-                .allow_measurement(composite(&pcr4, &pcr9).to_vec()),
-        )
+        // The client checks the result against the verifier's own policy, with the same code.
+        .policy(confidant_client::Policy::from_toml(&policy_text).unwrap())
         .mode(confidant_client::Mode::Passport)
         .fresh(true)
         .bearer_token(confidant_client::BearerToken::new(
@@ -343,6 +338,11 @@ fn measured_vm_boots_attests_serves_and_only_that_image_gets_the_key() {
     let gen_t = Instant::now();
     let answer = rt.block_on(async {
         let mut conn = client.connect().await.unwrap();
+        assert_eq!(
+            conn.claims().result.measurement,
+            composite(&pcr4, &pcr9).to_vec(),
+            "the result's measurement is the composite of the PCRs vm measure computed"
+        );
         let request = confidant_wire::openai::CompletionRequest {
             model: MODEL_ID.to_owned(),
             prompt: "The capital of France is".to_owned(),

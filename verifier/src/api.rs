@@ -26,8 +26,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use confidant_attestation::digest::Blake3Digest;
 use confidant_service::content_type::require_json;
 use confidant_service::{ApiError, JwtVerifier, Principal, RequireAuth, require_role};
+use confidant_wire::admin::{
+    AuditCheckpoint, AuditEntries, ConsistencyProof, InclusionProof, PolicyVersion,
+};
 use confidant_wire::attest::{
     AttestRequest, CBOR_CONTENT_TYPE, CborError, ChallengeResponse, CredentialRequest,
     CredentialResponse,
@@ -228,7 +232,7 @@ async fn put_policy(
     RequireAuth(p): RequireAuth,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<PolicyVersion>, ApiError> {
     role(&p, ROLE_ADMIN)?;
     require_content_type(&headers, &["application/toml"])?;
     let text = String::from_utf8(body.to_vec())
@@ -264,7 +268,7 @@ async fn revoke_measurement(
     RequireAuth(p): RequireAuth,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<PolicyVersion>, ApiError> {
     role(&p, ROLE_ADMIN)?;
     let req: RevokeMeasurement = json_body(&headers, &body)?;
     let m = hex::decode(req.measurement.trim())
@@ -316,12 +320,10 @@ fn decode_model_key(b64: &str) -> Result<confidant_attestation::modelkey::ModelK
     Ok(confidant_attestation::modelkey::ModelKey::from_bytes(*arr))
 }
 
-fn decode_digest(hex_digest: &str) -> Result<[u8; 32], ApiError> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(hex_digest.trim(), &mut out).map_err(|_| {
+fn decode_digest(hex_digest: &str) -> Result<Blake3Digest, ApiError> {
+    Blake3Digest::from_hex(hex_digest).map_err(|_| {
         ApiError::bad_request("invalid_model_digest", "model digest must be 64 hex digits")
-    })?;
-    Ok(out)
+    })
 }
 
 async fn import_key(
@@ -390,7 +392,7 @@ async fn audit_entries(
     State(AppState(v)): State<AppState>,
     RequireAuth(p): RequireAuth,
     Query(q): Query<AuditQuery>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<AuditEntries>, ApiError> {
     role(&p, ROLE_AUDITOR)?;
     let limit = q.limit.unwrap_or(MAX_AUDIT_PAGE).clamp(1, MAX_AUDIT_PAGE);
     blocking(move || v.audit_entries(q.from, limit))
@@ -401,7 +403,7 @@ async fn audit_entries(
 async fn audit_checkpoint(
     State(AppState(v)): State<AppState>,
     RequireAuth(p): RequireAuth,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<AuditCheckpoint>, ApiError> {
     role(&p, ROLE_AUDITOR)?;
     blocking(move || v.audit_checkpoint()).await.map(axum::Json)
 }
@@ -416,7 +418,7 @@ async fn inclusion_proof(
     State(AppState(v)): State<AppState>,
     RequireAuth(p): RequireAuth,
     Query(q): Query<InclusionQuery>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<InclusionProof>, ApiError> {
     role(&p, ROLE_AUDITOR)?;
     blocking(move || v.inclusion_proof(q.index, q.size))
         .await
@@ -433,7 +435,7 @@ async fn consistency_proof(
     State(AppState(v)): State<AppState>,
     RequireAuth(p): RequireAuth,
     Query(q): Query<ConsistencyQuery>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<ConsistencyProof>, ApiError> {
     role(&p, ROLE_AUDITOR)?;
     blocking(move || v.consistency_proof(q.from, q.to))
         .await

@@ -1,45 +1,47 @@
 //! The `POST /v1/attest` pipeline, as one function from a request to a decision.
 //!
-//! nonce unused and unexpired → evidence verifies (`verify_evidence`, anchors from the policy)
-//! → binding matches (purpose `key-release`, channel = `wrap_pk`, model digest from the policy)
-//! → `Policy::appraise` for the model id → result signed → leaf certificate issued → model key
-//! HPKE-wrapped with `info` bound to the result digest and key id.
+//! nonce unused and unexpired → evidence bytes decode through the one gate
+//! (`ReceivedEvidence::decode`) → evidence verifies at the verifier's time (`verify_evidence`,
+//! anchors from the policy) → binding matches (`Binding<KeyRelease>` computed from the nonce, the
+//! TLS key, `wrap_pk` and the policy's model digest) → `Policy::appraise` for the model id (which
+//! checks the bound model digest itself) → the requested certificate names are among the
+//! model's `tls_names` → result signed for the appraisal → leaf certificate issued and model key
+//! HPKE-wrapped, both from that signed result (key, evidence, names, wrapping key all taken from
+//! the appraisal).
 //!
 //! [`decide`] returns the audit event together with the reply; the caller appends the event
 //! durably and only then sends the reply (see [`crate::state::Verifier::attest`]). Every refusal
 //! carries one stable [`Refusal::code`], used both on the wire and in the audit log. Blocking
 //! (verification and signing): run it on the blocking pool.
 
-use std::net::IpAddr;
-
 use axum::http::StatusCode;
 use confidant_attestation::audit::entry::{AuditEvent, Decision, Tee};
-use confidant_attestation::binding::{Binding, BindingInput, Purpose};
-use confidant_attestation::evidence::Evidence;
-use confidant_attestation::keywrap::{WRAP_PK_LEN, wrap, wrap_info};
-use confidant_attestation::leafcert::{CertificateAuthority, LeafRequest};
+use confidant_attestation::binding::{Binding, KeyRelease};
+use confidant_attestation::evidence::{
+    DecodeError, Evidence, ReceivedEvidence, TpmEvidence, evidence_digest,
+};
+use confidant_attestation::keywrap::{WRAP_PK_LEN, WrapError};
+use confidant_attestation::leafcert::{CaError, CertificateAuthority};
+use confidant_attestation::names::SubjectName;
 use confidant_attestation::policy::{Appraisal, PolicyError};
-use confidant_attestation::result::{ResultClaims, ResultSigner};
+use confidant_attestation::result::ResultSigner;
 use confidant_attestation::snp::{SnpError, TcbLayout};
+use confidant_attestation::time::UnixTime;
 use confidant_attestation::tpm::TpmError;
+use confidant_attestation::tpm::credential::PendingActivation;
 use confidant_attestation::verify::{
-    VerifiedEvidence, VerifiedKind, VerifyError, evidence_digest, verify_evidence,
+    TrustAnchors, VerifiedEvidence, VerifiedKind, VerifyError, verify_evidence,
 };
 use confidant_service::ApiError;
 use confidant_wire::attest::{AttestRequest, AttestResponse, WrappedKeyWire};
 use ring::rand::SystemRandom;
-
-use confidant_attestation::policy::Policy;
-use confidant_attestation::tpm::TpmtPublic;
-use confidant_attestation::tpm::credential::PendingActivation;
-use confidant_attestation::verify::TrustAnchors;
 
 use crate::keys::{KeyStore, KeyStoreError};
 use crate::nonce::NonceError;
 use crate::policy_store::ActivePolicy;
 
 /// Most names a leaf certificate may carry.
-pub const MAX_LEAF_NAMES: usize = 16;
+pub const MAX_LEAF_NAMES: usize = confidant_attestation::policy::MAX_TLS_NAMES;
 
 /// Why an attestation was refused. Each variant has one stable code.
 #[derive(Debug)]
@@ -48,6 +50,8 @@ pub enum Refusal {
     Nonce(NonceError),
     /// A request field is malformed (wrong length, bad name).
     Malformed(&'static str),
+    /// The evidence bytes are not canonical CBOR evidence.
+    EvidenceEncoding(DecodeError),
     /// The evidence failed cryptographic verification.
     Evidence(VerifyError),
     /// The evidence is not bound to this nonce, TLS key, wrapping key and model.
@@ -75,6 +79,7 @@ impl Refusal {
             Refusal::Nonce(NonceError::Expired) => "nonce_expired",
             Refusal::Nonce(_) => "nonce_unknown",
             Refusal::Malformed(_) => "malformed_request",
+            Refusal::EvidenceEncoding(_) => "evidence_malformed",
             Refusal::Evidence(e) => evidence_code(e),
             Refusal::Binding => "binding_mismatch",
             Refusal::AkNotActivated => "ak_not_activated",
@@ -96,6 +101,7 @@ impl Refusal {
         match self {
             Refusal::Policy(e) => Some(e.to_string()),
             Refusal::Evidence(e) => Some(error_chain(e)),
+            Refusal::EvidenceEncoding(e) => Some(e.to_string()),
             _ => None,
         }
     }
@@ -119,6 +125,7 @@ impl Refusal {
         match self {
             Refusal::Nonce(_) => "the nonce is unknown, used or expired; request a new challenge",
             Refusal::Malformed(what) => what,
+            Refusal::EvidenceEncoding(_) => "the evidence is not canonical CBOR evidence",
             Refusal::Evidence(_) => "the evidence failed verification",
             Refusal::Binding => "the evidence is not bound to this request",
             Refusal::AkNotActivated => {
@@ -127,6 +134,10 @@ impl Refusal {
             Refusal::Policy(PolicyError::UnknownModel) => {
                 "the verifier's policy has no entry for this model id: add the model (its digest \
                  and the enclave's launch measurement) to the verifier's policy"
+            }
+            Refusal::Policy(PolicyError::NameNotAllowed { .. }) => {
+                "a requested certificate name is not among the model's tls_names in the \
+                 verifier's policy"
             }
             Refusal::Policy(_) => "the policy refused the evidence",
             Refusal::Key(_) => "no model key can be released",
@@ -187,6 +198,8 @@ fn evidence_code(e: &VerifyError) -> &'static str {
             | SnpError::ChainShape { .. }
             | SnpError::NotCa { .. }
             | SnpError::CertParse { .. }
+            | SnpError::CertEncoding { .. }
+            | SnpError::CertNotValidAt { .. }
             | SnpError::CertAlgorithm { .. }
             | SnpError::ProductMismatch { .. }
             | SnpError::ProductUnknown => "evidence_untrusted_signer",
@@ -240,26 +253,16 @@ pub struct Outcome {
     pub reply: Result<AttestResponse, Refusal>,
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
-/// What the log records of evidence, as far as it got.
+/// What the log records of evidence, as far as it got: the digest of the evidence bytes as
+/// received (whether or not they decode).
 fn base_event(req: &AttestRequest, nonce: [u8; 32], now: u64) -> AuditEvent {
-    let tee = match &req.evidence {
-        Evidence::SevSnp(_) => Tee::SevSnp,
-        Evidence::Tpm(_) => Tee::Tpm,
-    };
     AuditEvent {
         time: now,
         decision: Decision::Refuse,
         reason: None,
         nonce,
         evidence_digest: evidence_digest(&req.evidence),
-        tee: Some(tee),
+        tee: None,
         measurement: None,
         tcb: None,
         policy_id: None,
@@ -301,18 +304,23 @@ fn refuse(mut event: AuditEvent, refusal: Refusal) -> Outcome {
     }
 }
 
-fn valid_dns_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 253
-        && n.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
+/// The certificate names a request asks for, parsed (not yet checked against the policy).
+fn requested_names(req: &AttestRequest) -> Result<Vec<SubjectName>, Refusal> {
+    if req.dns_names.len() + req.ip_addresses.len() > MAX_LEAF_NAMES {
+        return Err(Refusal::Malformed("invalid certificate names"));
+    }
+    let dns = req.dns_names.iter().map(|n| match SubjectName::parse(n) {
+        Ok(name @ SubjectName::Dns(_)) => Ok(name),
+        _ => Err(Refusal::Malformed("invalid certificate names")),
+    });
+    let ips = req
+        .ip_addresses
+        .iter()
+        .map(|n| match SubjectName::parse(n) {
+            Ok(name @ SubjectName::Ip(_)) => Ok(name),
+            _ => Err(Refusal::Malformed("invalid IP address")),
+        });
+    dns.chain(ips).collect()
 }
 
 /// Runs the pipeline. `nonce` is the outcome of consuming the request's nonce (done by the
@@ -342,18 +350,9 @@ pub fn decide(
             Refusal::Malformed("tls_spki is not a SubjectPublicKeyInfo"),
         );
     }
-    if req.dns_names.len() + req.ip_addresses.len() > MAX_LEAF_NAMES
-        || !req.dns_names.iter().all(|n| valid_dns_name(n))
-    {
-        return refuse(event, Refusal::Malformed("invalid certificate names"));
-    }
-    let Ok(ips) = req
-        .ip_addresses
-        .iter()
-        .map(|s| s.parse::<IpAddr>())
-        .collect::<Result<Vec<_>, _>>()
-    else {
-        return refuse(event, Refusal::Malformed("invalid IP address"));
+    let names = match requested_names(req) {
+        Ok(names) => names,
+        Err(refusal) => return refuse(event, refusal),
     };
     if req
         .key_id
@@ -363,44 +362,59 @@ pub fn decide(
         return refuse(event, Refusal::Malformed("invalid key id"));
     }
 
-    // 2. Evidence.
+    // 2. Evidence: the bytes through the one gate, then verification at the verifier's time.
+    let received = match ReceivedEvidence::decode(&req.evidence) {
+        Ok(r) => r,
+        Err(e) => return refuse(event, Refusal::EvidenceEncoding(e)),
+    };
+    event.tee = Some(match received.evidence() {
+        Evidence::SevSnp(_) => Tee::SevSnp,
+        Evidence::Tpm(_) => Tee::Tpm,
+    });
     let policy = &ctx.policy.policy;
     event.policy_id = Some(policy.id().to_owned());
     event.policy_version = Some(policy.version());
-    let (anchors, activated_policy) = match tpm_ak_trust(ctx, req) {
-        Ok(Some((anchors, policy))) => (anchors, Some(policy)),
-        Ok(None) => (ctx.policy.anchors_for(&req.evidence), None),
+    let anchors = match tpm_ak_trust(ctx, received.evidence(), req) {
+        Ok(Some(anchors)) => anchors,
+        Ok(None) => ctx.policy.anchors.clone(),
         Err(refusal) => return refuse(event, refusal),
     };
-    let policy = activated_policy.as_ref().unwrap_or(policy);
-    let verified = match verify_evidence(&req.evidence, &anchors) {
+    let verified = match verify_evidence(received, &anchors, UnixTime::from_secs(now)) {
         Ok(v) => v,
         Err(e) => return refuse(event, Refusal::Evidence(e)),
     };
     record_verified(&mut event, &verified);
 
-    // 3. Binding: the model digest comes from the policy (unknown model: refused here).
+    // 3. Binding, computed from its inputs; the model digest is the policy's (unknown model:
+    // refused here).
     let model_digest = match policy.model_digest(&req.model_id) {
         Ok(d) => d,
         Err(e) => return refuse(event, Refusal::Policy(e)),
     };
-    let binding = Binding::compute(&BindingInput {
-        purpose: Purpose::KeyRelease,
-        nonce: &nonce,
-        tls_spki_der: &req.tls_spki,
-        channel: &wrap_pk,
-        model_digest: &model_digest,
+    let binding = Binding::compute(KeyRelease {
+        nonce,
+        tls_spki_der: req.tls_spki.clone(),
+        wrap_pk,
+        model_digest,
     });
-    let bound = match verified.bind(&binding) {
+    let bound = match verified.bind(binding) {
         Ok(b) => b,
         Err(_) => return refuse(event, Refusal::Binding),
     };
 
-    // 4. Policy.
+    // 4. Policy: the rules, then the certificate names the policy allows this model.
     let appraisal = match policy.appraise(bound, &req.model_id) {
         Ok(a) => a,
         Err(e) => return refuse(event, Refusal::Policy(e)),
     };
+    if let Err(e) = appraisal.check_names(&names) {
+        tracing::warn!(
+            model_id = %appraisal.model_id(),
+            detail = %e,
+            "certificate name refused"
+        );
+        return refuse(event, Refusal::Policy(e));
+    }
     if appraisal.is_dev() {
         tracing::warn!(
             model_id = %appraisal.model_id(),
@@ -408,8 +422,8 @@ pub fn decide(
         );
     }
 
-    // 5. Result, certificate, key.
-    match release(ctx, req, &appraisal, &wrap_pk, &ips, now) {
+    // 5. Result, certificate, key: all from the appraisal.
+    match release(ctx, req, &appraisal, &names, now) {
         Ok((resp, result_digest, key_id)) => {
             event.decision = Decision::Accept;
             event.reason = None;
@@ -426,18 +440,20 @@ pub fn decide(
 
 /// TPM AK trust through credential activation. `Ok(None)`: not TPM evidence, or the AK is
 /// enrolled by fingerprint, or activation is not in play (no EK CA in the policy and no secret
-/// sent): verification goes on as for enrolled AKs (an unknown AK fails it). `Ok(Some(..))`: the
-/// credential issued for this nonce was activated for exactly this AK; the anchors pin its
-/// `TPMT_PUBLIC` and the policy trusts its fingerprint, for this appraisal only.
+/// sent): verification goes on with the policy's anchors (an unknown AK fails it). `Ok(Some(..))`:
+/// the credential issued for this nonce was activated for exactly this AK; the anchors, for this
+/// verification only, trust its exact `TPMT_PUBLIC` as vouched for by the EK CA the activation
+/// went through, and the appraisal checks that CA against the policy.
 fn tpm_ak_trust(
     ctx: &Context<'_>,
+    evidence: &Evidence,
     req: &AttestRequest,
-) -> Result<Option<(TrustAnchors, Policy)>, Refusal> {
-    let Evidence::Tpm(ev) = &req.evidence else {
+) -> Result<Option<TrustAnchors>, Refusal> {
+    let Evidence::Tpm(TpmEvidence { ak_public, .. }) = evidence else {
         return Ok(None);
     };
     let policy = &ctx.policy.policy;
-    let Ok(public) = TpmtPublic::parse(&ev.ak_public) else {
+    let Ok(public) = confidant_attestation::tpm::TpmtPublic::parse(ak_public) else {
         return Ok(None); // verification reports the malformed key
     };
     let fingerprint = public.fingerprint();
@@ -451,99 +467,86 @@ fn tpm_ak_trust(
         return Ok(None);
     }
     let activated = match (ctx.activation, req.activation_secret.as_deref()) {
-        (Some(pending), Some(secret)) => pending.accepts(&ev.ak_public, secret),
-        _ => false,
+        (Some(pending), Some(secret)) => pending.accept(ak_public, secret),
+        _ => None,
     };
-    if !activated {
+    let Some(activated) = activated else {
         return Err(Refusal::AkNotActivated);
-    }
+    };
     let mut anchors = ctx.policy.anchors.clone();
-    anchors
-        .tpm
-        .enroll_ak_public(&ev.ak_public)
-        .map_err(|_| Refusal::AkNotActivated)?;
+    anchors.tpm.add_activated(&activated);
     if let Some(pending) = ctx.activation {
         tracing::info!(
             ak_spki_sha256 = %hex::encode(fingerprint),
             ek_cert_sha256 = %hex::encode(pending.ek_cert_fingerprint),
+            ek_ca_sha256 = %hex::encode(activated.ek_ca_sha256()),
             "TPM attestation key trusted through credential activation"
         );
     }
-    Ok(Some((anchors, policy.with_activated_ak(fingerprint))))
+    Ok(Some(anchors))
 }
 
-/// Everything after a successful appraisal; takes the [`Appraisal`] as proof.
+/// Everything after a successful appraisal: the key store opens the key for the appraisal, the
+/// result is signed for it, and the certificate and the wrapped key are made from that signed
+/// result. Only an `Appraisal<KeyRelease>` gets here (the type of every step).
 fn release(
     ctx: &Context<'_>,
     req: &AttestRequest,
-    appraisal: &Appraisal,
-    wrap_pk: &[u8; WRAP_PK_LEN],
-    ips: &[IpAddr],
+    appraisal: &Appraisal<KeyRelease>,
+    names: &[SubjectName],
     now: u64,
 ) -> Result<(AttestResponse, [u8; 32], String), Refusal> {
     let internal =
         |what: &str, e: &dyn std::fmt::Display| Refusal::Internal(format!("{what}: {e}"));
-    // Only evidence bound to this protocol's key-release binding may obtain a key or a
-    // certificate (never evidence checked against a raw expected value).
-    if !appraisal.bound().is_protocol_binding() {
-        return Err(Refusal::Binding);
-    }
     let (key_info, model_key) = ctx
         .keys
         .release(appraisal, req.key_id.as_deref())
         .map_err(Refusal::Key)?;
 
-    let claims = ResultClaims::from_appraisal(
-        appraisal,
-        &ctx.settings.result_issuer,
-        &ctx.settings.result_audience,
-        now,
-        ctx.settings.result_validity_secs,
-        sha256(&req.tls_spki),
-    );
     let result = ctx
         .signer
-        .sign(&claims, ctx.rng)
+        .sign_appraisal(
+            appraisal,
+            &ctx.settings.result_issuer,
+            &ctx.settings.result_audience,
+            now,
+            ctx.settings.result_validity_secs,
+            ctx.rng,
+        )
         .map_err(|e| internal("signing result", &e))?;
-    let result_digest = sha256(&result);
 
-    let not_after = now
-        .saturating_add(ctx.settings.leaf_validity_secs)
-        .min(claims.exp);
-    let certificate = issue_certificate(
-        ctx.ca,
-        appraisal,
-        &LeafRequest {
-            spki_der: &req.tls_spki,
-            dns_names: &req.dns_names,
-            ip_addresses: ips,
-            not_before: now.saturating_sub(60),
-            not_after,
-            result: &result,
-            evidence: &req.evidence.to_cbor(),
-        },
-        ctx.rng,
+    let certificate = ctx
+        .ca
+        .issue(
+            &result,
+            names,
+            now.saturating_sub(60),
+            now.saturating_add(ctx.settings.leaf_validity_secs),
+            ctx.rng,
+        )
+        .map_err(|e| match e {
+            CaError::BadSpki => Refusal::Malformed("tls_spki is not a SubjectPublicKeyInfo"),
+            CaError::NameNotAllowed { name } => {
+                Refusal::Policy(PolicyError::NameNotAllowed { name })
+            }
+            other => internal("issuing certificate", &other),
+        })?;
+
+    let wrapped = confidant_attestation::keywrap::release(
+        &model_key,
+        &result,
+        &key_info.key_id,
+        &mut rand::rngs::OsRng,
     )
     .map_err(|e| match e {
-        confidant_attestation::leafcert::CaError::BadSpki => {
-            Refusal::Malformed("tls_spki is not a SubjectPublicKeyInfo")
-        }
-        other => internal("issuing certificate", &other),
+        WrapError::BadPublicKey => Refusal::Malformed("wrap_pk is not an X25519 public key"),
+        other => internal("wrapping key", &other),
     })?;
-
-    let info = wrap_info(&result_digest, &key_info.key_id);
-    let wrapped =
-        wrap(&model_key, wrap_pk, &info, &mut rand::rngs::OsRng).map_err(|e| match e {
-            confidant_attestation::keywrap::WrapError::BadPublicKey => {
-                Refusal::Malformed("wrap_pk is not an X25519 public key")
-            }
-            other => internal("wrapping key", &other),
-        })?;
     drop(model_key);
 
     Ok((
         AttestResponse {
-            result,
+            result: result.bytes().to_vec(),
             certificate,
             ca_certificate: ctx.ca.cert_der().to_vec(),
             wrapped_key: WrappedKeyWire {
@@ -552,110 +555,7 @@ fn release(
                 ciphertext: wrapped.ciphertext,
             },
         },
-        result_digest,
+        *result.digest(),
         key_info.key_id,
     ))
-}
-
-/// Certificate issuance accepts only an [`Appraisal`]: the leaf vouches for a key whose evidence
-/// passed the policy.
-pub fn issue_certificate(
-    ca: &CertificateAuthority,
-    _appraisal: &Appraisal,
-    leaf: &LeafRequest<'_>,
-    rng: &SystemRandom,
-) -> Result<Vec<u8>, confidant_attestation::leafcert::CaError> {
-    ca.issue_leaf(leaf, rng)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use confidant_attestation::evidence::SnpEvidence;
-    use confidant_attestation::modelkey::ModelKey;
-    use confidant_attestation::policy::Policy;
-    use confidant_attestation::result::ResultSigner;
-
-    use crate::keys::{KeyStore, NewKey};
-    use crate::policy_store::ActivePolicy;
-
-    const MODEL: &str = "smollm2-135m-instruct";
-
-    /// Evidence checked offline against a raw expected value (`bind_exact`, as the CLI does) can
-    /// pass the policy, and the key store alone would hand it a key; `release` must still refuse
-    /// it, because only a key-release protocol binding ties the key to the requester.
-    #[test]
-    fn raw_bound_evidence_never_gets_a_key() {
-        let report = confidant_testkit::read_testdata("snp/virtee-milan/report.bin");
-        let vcek = confidant_testkit::read_testdata("snp/virtee-milan/vcek.der");
-        let evidence = Evidence::SevSnp(SnpEvidence {
-            report: report.clone(),
-            signer_cert: vcek,
-            chain: None,
-        });
-        let text = include_str!("../../docs/policy.example.toml");
-        let policy = Policy::from_toml(text).unwrap();
-        let anchors = policy.trust_anchors(None, None).unwrap();
-        let verified = verify_evidence(&evidence, &anchors).unwrap();
-        let report_data = verified.report_data().to_vec();
-        let bound = verified.bind_exact(&report_data).unwrap();
-        assert!(!bound.is_protocol_binding());
-        let appraisal = policy.appraise(bound, MODEL).unwrap();
-
-        let dir = tempfile::tempdir().unwrap();
-        let rng = SystemRandom::new();
-        let keys = KeyStore::open(&dir.path().join("keys.json"), &[7u8; 32]).unwrap();
-        keys.import(
-            NewKey {
-                key_id: "k1",
-                model_id: MODEL,
-                model_digest: policy.model_digest(MODEL).unwrap(),
-                key: ModelKey::from_bytes([9u8; 32]),
-            },
-            1,
-            &rng,
-        )
-        .unwrap();
-        // Positive control: everything but the binding guard would release a key.
-        assert!(keys.release(&appraisal, None).is_ok());
-
-        let ca_key = CertificateAuthority::generate_key(&rng).unwrap();
-        let ca =
-            CertificateAuthority::new(&ca_key, "test CA", 0, u64::from(u32::MAX), &rng).unwrap();
-        let signer =
-            ResultSigner::from_pkcs8(&ResultSigner::generate_pkcs8(&rng).unwrap(), &rng).unwrap();
-        let active = ActivePolicy {
-            policy: policy.clone(),
-            text: text.to_owned(),
-            anchors,
-        };
-        let settings = Settings {
-            result_issuer: "confidant-verifier".into(),
-            result_audience: "confidant-client".into(),
-            result_validity_secs: 60,
-            leaf_validity_secs: 60,
-        };
-        let ctx = Context {
-            policy: &active,
-            keys: &keys,
-            ca: &ca,
-            signer: &signer,
-            settings: &settings,
-            rng: &rng,
-            activation: None,
-        };
-        let req = AttestRequest {
-            nonce: vec![0; 32],
-            evidence,
-            tls_spki: Vec::new(),
-            wrap_pk: vec![1; 32],
-            model_id: MODEL.into(),
-            dns_names: vec![],
-            ip_addresses: vec![],
-            key_id: None,
-            activation_secret: None,
-        };
-        let refused = release(&ctx, &req, &appraisal, &[1; 32], &[], 100);
-        assert!(matches!(refused, Err(Refusal::Binding)), "{refused:?}");
-    }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use confidant_attestation::audit::{AuditEntry, AuditEvent, CheckpointSigner};
 use confidant_service::secrets::load_secret;
+use confidant_wire::admin::{AuditCheckpoint, AuditEntries, ConsistencyProof, InclusionProof};
 use ring::rand::SystemRandom;
 
 use crate::audit_store::{AuditStore, AuditStoreError, FileAuditStore, TornTailPolicy};
@@ -120,13 +121,13 @@ impl AuditLog {
     }
 
     /// `GET /v1/audit` body.
-    pub fn entries_json(&self, from: u64, limit: u64) -> Result<serde_json::Value, AuditLogError> {
+    pub fn entries_reply(&self, from: u64, limit: u64) -> Result<AuditEntries, AuditLogError> {
         let entries = self.entries(from, limit)?;
-        Ok(serde_json::json!({
-            "from": from,
-            "size": self.len(),
-            "entries": entries,
-        }))
+        Ok(AuditEntries {
+            from,
+            size: self.len(),
+            entries,
+        })
     }
 
     /// The checkpoint signing public key (uncompressed SEC1).
@@ -151,41 +152,41 @@ impl AuditLog {
     }
 
     /// `GET /v1/audit/checkpoint` body.
-    pub fn checkpoint_json(&self, now: u64) -> Result<serde_json::Value, AuditLogError> {
+    pub fn checkpoint_reply(&self, now: u64) -> Result<AuditCheckpoint, AuditLogError> {
         let signed = self.checkpoint(now)?;
-        Ok(serde_json::json!({
-            "checkpoint": String::from_utf8_lossy(&signed),
-            "public_key": hex::encode(self.signer.public_key()),
-        }))
+        Ok(AuditCheckpoint {
+            checkpoint: String::from_utf8_lossy(&signed).into_owned(),
+            public_key: hex::encode(self.signer.public_key()),
+        })
     }
 
     /// Inclusion proof of entry `index` in the tree of `size` entries (default: now).
-    pub fn inclusion_json(
+    pub fn inclusion_reply(
         &self,
         index: u64,
         size: Option<u64>,
-    ) -> Result<serde_json::Value, AuditLogError> {
+    ) -> Result<InclusionProof, AuditLogError> {
         let size = size.unwrap_or_else(|| self.store.len());
         let proof = self.store.inclusion_proof(index, size)?;
-        Ok(serde_json::json!({
-            "index": index,
-            "size": size,
-            "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
-        }))
+        Ok(InclusionProof {
+            index,
+            size,
+            proof: proof.iter().map(hex::encode).collect(),
+        })
     }
 
     /// Consistency proof between sizes `from` and `to` (default: now).
-    pub fn consistency_json(
+    pub fn consistency_reply(
         &self,
         from: u64,
         to: Option<u64>,
-    ) -> Result<serde_json::Value, AuditLogError> {
+    ) -> Result<ConsistencyProof, AuditLogError> {
         let to = to.unwrap_or_else(|| self.store.len());
         let proof = self.store.consistency_proof(from, to)?;
-        Ok(serde_json::json!({
-            "from": from,
-            "to": to,
-            "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
-        }))
+        Ok(ConsistencyProof {
+            from,
+            to,
+            proof: proof.iter().map(hex::encode).collect(),
+        })
     }
 }

@@ -15,6 +15,8 @@ use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use confidant_attestation::binding::KeyRelease;
+use confidant_attestation::digest::Blake3Digest;
 use confidant_attestation::modelkey::{MODEL_KEY_LEN, ModelKey};
 use confidant_attestation::policy::Appraisal;
 use confidant_service::secrets::{Secret, write_secret_file};
@@ -61,33 +63,7 @@ pub enum KeyStoreError {
     Rng,
 }
 
-/// Where a key is in its life cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyStatus {
-    /// Released by default for its model.
-    Active,
-    /// Superseded by rotation; released only when asked for by id.
-    Retired,
-    /// Never released again; its ciphertext is erased.
-    Revoked,
-}
-
-/// What is known about a key, without its material.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyInfo {
-    pub key_id: String,
-    pub model_id: String,
-    /// BLAKE3-256 of the plaintext model bundle (the sealed header's model digest), hex.
-    pub model_digest: String,
-    pub status: KeyStatus,
-    /// Unix seconds.
-    pub created_at: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retired_at: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<u64>,
-}
+pub use confidant_wire::admin::{KeyInfo, KeyStatus};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredKey {
@@ -112,7 +88,7 @@ struct StoreFile {
 pub struct NewKey<'a> {
     pub key_id: &'a str,
     pub model_id: &'a str,
-    pub model_digest: [u8; 32],
+    pub model_digest: Blake3Digest,
     pub key: ModelKey,
 }
 
@@ -300,7 +276,7 @@ impl KeyStore {
         let info = KeyInfo {
             key_id: new.key_id.to_owned(),
             model_id: new.model_id.to_owned(),
-            model_digest: hex::encode(new.model_digest),
+            model_digest: new.model_digest.to_hex(),
             status: KeyStatus::Active,
             created_at: now,
             retired_at: None,
@@ -343,7 +319,7 @@ impl KeyStore {
         let info = KeyInfo {
             key_id: new.key_id.to_owned(),
             model_id: new.model_id.to_owned(),
-            model_digest: hex::encode(new.model_digest),
+            model_digest: new.model_digest.to_hex(),
             status: KeyStatus::Active,
             created_at: now,
             retired_at: None,
@@ -391,17 +367,33 @@ impl KeyStore {
         select_in(&map, model_id, key_id).map(|k| k.info.clone())
     }
 
-    /// Releases the key for an appraised enclave: the model's active key, or `key_id` if given
+    /// Opens the key for an appraised enclave: the model's active key, or `key_id` if given
     /// (active or retired, never revoked), and only if the key was imported for the model digest
-    /// the appraisal (and so the evidence's binding) names. Only an [`Appraisal`] opens a key.
+    /// the appraisal (and so the evidence's binding) names. Only an [`Appraisal`] of key-release
+    /// evidence opens a key; evidence bound to a raw value or to a session does not:
+    /// ```compile_fail
+    /// use confidant_attestation::policy::RawAppraisal;
+    /// use confidant_verifier::keys::KeyStore;
+    /// fn open(keys: &KeyStore, a: &RawAppraisal) {
+    ///     let _ = keys.release(a, None);
+    /// }
+    /// ```
+    /// ```compile_fail
+    /// use confidant_attestation::binding::Session;
+    /// use confidant_attestation::policy::Appraisal;
+    /// use confidant_verifier::keys::KeyStore;
+    /// fn open(keys: &KeyStore, a: &Appraisal<Session>) {
+    ///     let _ = keys.release(a, None);
+    /// }
+    /// ```
     pub fn release(
         &self,
-        appraisal: &Appraisal,
+        appraisal: &Appraisal<KeyRelease>,
         key_id: Option<&str>,
     ) -> Result<(KeyInfo, ModelKey), KeyStoreError> {
         let map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let k = select_in(&map, appraisal.model_id(), key_id)?;
-        if k.info.model_digest != hex::encode(appraisal.model_digest()) {
+        if k.info.model_digest != appraisal.model_digest().to_hex() {
             return Err(KeyStoreError::DigestMismatch);
         }
         Ok((k.info.clone(), self.decrypt(k)?))
@@ -451,7 +443,7 @@ mod tests {
         NewKey {
             key_id: id,
             model_id: model,
-            model_digest: [7; 32],
+            model_digest: Blake3Digest::from_bytes([7; 32]),
             key: ModelKey::from_bytes([byte; 32]),
         }
     }

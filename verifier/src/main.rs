@@ -12,9 +12,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use confidant_attestation::digest::Blake3Digest;
 use confidant_service::config::shutdown_signal;
 use confidant_verifier::config::Config;
-use confidant_verifier::init::{InitModel, InitOptions, init};
+use confidant_verifier::init::{DEV_ENCLAVE_NAMES, InitModel, InitOptions, init};
 
 #[derive(Debug, Parser)]
 #[command(name = "confidant-verifier", version, about)]
@@ -26,40 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write a fresh development configuration and secrets (0600) into DIR.
-    Init {
-        dir: PathBuf,
-        /// Output directory of `scripts/dev-pki.sh` (run it first): the development policy
-        /// trusts its SNP root.
-        #[arg(long, value_name = "DIR")]
-        dev_pki: Option<PathBuf>,
-        /// A model id to allow in the policy (with --digest and --measurement). Also writes
-        /// DIR/client.toml, the settings `confidant attest|chat|proxy --config` needs.
-        #[arg(long, value_name = "ID", requires_all = ["digest", "measurement"])]
-        model: Option<String>,
-        /// The model's digest: BLAKE3-256 of the plaintext bundle, 64 hex digits (`confidant
-        /// model inspect FILE.sealed --digest`).
-        #[arg(long, value_name = "HEX", requires = "model", value_parser = hex_array::<32>)]
-        digest: Option<[u8; 32]>,
-        /// A SEV-SNP launch measurement allowed to run the model, 96 hex digits (simulated TEE:
-        /// `confidant measure sim --binary $(command -v confidant-enclave)`). Repeatable.
-        #[arg(long, value_name = "HEX", requires = "model", value_parser = hex_array::<48>)]
-        measurement: Vec<[u8; 48]>,
-        /// Listen address written into the configuration.
-        #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: String,
-        /// Address of the admin and auditor APIs written into the configuration (default:
-        /// loopback, the port after --listen's; port 0 when --listen uses port 0).
-        #[arg(long)]
-        admin_listen: Option<String>,
-        /// A further DNS name or IP address for the verifier's TLS certificate (repeatable; it
-        /// always names `localhost` and `127.0.0.1`). A VM guest reaching the verifier through a
-        /// forwarded address needs that address here.
-        #[arg(long = "tls-name", value_name = "NAME")]
-        tls_names: Vec<String>,
-        /// Overwrite an existing configuration.
-        #[arg(long)]
-        force: bool,
-    },
+    Init(Box<InitArgs>),
     /// Run the service.
     Serve {
         #[arg(long, env = "CONFIDANT_VERIFIER_CONFIG")]
@@ -68,6 +36,48 @@ enum Command {
         #[arg(long, default_value = "json")]
         log_format: LogFormat,
     },
+}
+
+/// `confidant-verifier init` (boxed in [`Command`]: it is much larger than `serve`).
+#[derive(Debug, clap::Args)]
+struct InitArgs {
+    dir: PathBuf,
+    /// Output directory of `scripts/dev-pki.sh` (run it first): the development policy
+    /// trusts its SNP root.
+    #[arg(long, value_name = "DIR")]
+    dev_pki: Option<PathBuf>,
+    /// A model id to allow in the policy (with --digest and --measurement). Also writes
+    /// DIR/client.toml, the settings `confidant attest|chat|proxy --config` needs.
+    #[arg(long, value_name = "ID", requires_all = ["digest", "measurement"])]
+    model: Option<String>,
+    /// The model's digest: BLAKE3-256 of the plaintext bundle, 64 hex digits (`confidant
+    /// model inspect FILE.sealed --digest`).
+    #[arg(long, value_name = "HEX", requires = "model", value_parser = hex_array::<32>)]
+    digest: Option<[u8; 32]>,
+    /// A SEV-SNP launch measurement allowed to run the model, 96 hex digits (simulated TEE:
+    /// `confidant measure sim --binary $(command -v confidant-enclave)`). Repeatable.
+    #[arg(long, value_name = "HEX", requires = "model", value_parser = hex_array::<48>)]
+    measurement: Vec<[u8; 48]>,
+    /// A name (DNS or IP address) an enclave serving the model may have in its certificate:
+    /// the model's `tls_names` (repeatable; default `localhost` and `127.0.0.1`). An enclave
+    /// asking for any other name is refused.
+    #[arg(long = "enclave-name", value_name = "NAME", requires = "model")]
+    enclave_names: Vec<String>,
+    /// Listen address written into the configuration.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: String,
+    /// Address of the admin and auditor APIs written into the configuration (default:
+    /// loopback, the port after --listen's; port 0 when --listen uses port 0).
+    #[arg(long)]
+    admin_listen: Option<String>,
+    /// A further DNS name or IP address for the verifier's TLS certificate (repeatable; it
+    /// always names `localhost` and `127.0.0.1`). A VM guest reaching the verifier through a
+    /// forwarded address needs that address here.
+    #[arg(long = "tls-name", value_name = "NAME")]
+    tls_names: Vec<String>,
+    /// Overwrite an existing configuration.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -97,23 +107,31 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Init {
-            dir,
-            dev_pki,
-            model,
-            digest,
-            measurement,
-            listen,
-            admin_listen,
-            tls_names,
-            force,
-        } => {
+        Command::Init(args) => {
+            let InitArgs {
+                dir,
+                dev_pki,
+                model,
+                digest,
+                measurement,
+                enclave_names,
+                listen,
+                admin_listen,
+                tls_names,
+                force,
+            } = *args;
             let mut opts = InitOptions::new(dir);
             opts.dev_pki = dev_pki;
+            let enclave_names = if enclave_names.is_empty() {
+                DEV_ENCLAVE_NAMES.map(String::from).to_vec()
+            } else {
+                enclave_names
+            };
             opts.model = model.zip(digest).map(|(id, digest)| InitModel {
                 id,
-                digest,
+                digest: Blake3Digest::from_bytes(digest),
                 snp_measurements: measurement,
+                tls_names: enclave_names,
             });
             opts.listen = listen;
             opts.admin_listen = admin_listen;

@@ -8,9 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use confidant_attestation::evidence::Evidence;
 use confidant_attestation::policy::{Policy, PolicyError};
-use confidant_attestation::tpm::TpmtPublic;
 use confidant_attestation::verify::TrustAnchors;
 use confidant_service::secrets::write_secret_file;
 
@@ -47,26 +45,6 @@ pub struct ActivePolicy {
     pub policy: Policy,
     pub text: String,
     pub anchors: TrustAnchors,
-}
-
-impl ActivePolicy {
-    /// The anchors to verify `evidence` with. TPM attestation keys are listed in the policy by
-    /// SPKI fingerprint; the AK the evidence presents is enrolled for this one verification only
-    /// if its fingerprint is listed (the evidence's key is never trusted by itself).
-    pub fn anchors_for(&self, evidence: &Evidence) -> TrustAnchors {
-        let mut anchors = self.anchors.clone();
-        if let Evidence::Tpm(ev) = evidence
-            && let Ok(public) = TpmtPublic::parse(&ev.ak_public)
-            && self
-                .policy
-                .trust()
-                .tpm_aks_spki_sha256
-                .contains(&public.fingerprint())
-        {
-            anchors.tpm.enroll_ak_spki_der(&public.spki_der());
-        }
-        anchors
-    }
 }
 
 /// The policy store.

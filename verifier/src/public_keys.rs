@@ -7,31 +7,18 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use confidant_attestation::result::{Jwk, ResultVerifier};
-use serde::Serialize;
+use confidant_attestation::result::ResultVerifier;
+pub use confidant_wire::admin::PublicKeys;
 
-/// `GET /v1/keys`.
-#[derive(Debug, Clone, Serialize)]
-pub struct PublicKeys {
-    /// The result-signing key as a JWK Set (one key).
-    pub keys: Vec<Jwk>,
-    /// The same key as a base64 CBOR COSE_Key.
-    pub cose_keys: Vec<String>,
-    /// The audit checkpoint key: the uncompressed SEC1 P-256 point, hex.
-    pub audit_checkpoint_key: String,
-}
-
-impl PublicKeys {
-    /// The document for a result verifier and a checkpoint key (SEC1 point).
-    pub fn new(result: &ResultVerifier, checkpoint_sec1: &[u8]) -> Self {
-        let cose = result
-            .cose_key()
-            .map(|c| STANDARD.encode(c))
-            .unwrap_or_default();
-        PublicKeys {
-            keys: vec![result.jwk()],
-            cose_keys: vec![cose],
-            audit_checkpoint_key: hex::encode(checkpoint_sec1),
-        }
+/// The document for a result verifier and a checkpoint key (SEC1 point).
+pub fn document(result: &ResultVerifier, checkpoint_sec1: &[u8]) -> PublicKeys {
+    let cose = result
+        .cose_key()
+        .map(|c| STANDARD.encode(c))
+        .unwrap_or_default();
+    PublicKeys {
+        keys: vec![result.jwk()],
+        cose_keys: vec![cose],
+        audit_checkpoint_key: hex::encode(checkpoint_sec1),
     }
 }

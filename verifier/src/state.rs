@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use confidant_attestation::digest::Blake3Digest;
 use confidant_attestation::leafcert::CertificateAuthority;
 use confidant_attestation::modelkey::ModelKey;
 use confidant_attestation::policy::PolicyError;
@@ -13,6 +14,9 @@ use confidant_service::logsafe::Untrusted;
 use confidant_service::ratelimit::{BucketConfig, Limiter, SystemClock};
 use confidant_service::secrets::{SecretError, load_secret};
 use confidant_service::{ApiError, JwtVerifier, Principal};
+use confidant_wire::admin::{
+    AuditCheckpoint, AuditEntries, ConsistencyProof, InclusionProof, PolicyVersion,
+};
 use confidant_wire::attest::{
     AttestRequest, AttestResponse, CredentialRequest, CredentialResponse,
 };
@@ -280,7 +284,7 @@ impl Verifier {
             &ek_public,
             &ak_public,
             policy.trust().tpm_ek_cas(),
-            i64::try_from(now_ms / 1000).unwrap_or(i64::MAX),
+            confidant_attestation::time::UnixTime::from_secs(now_ms / 1000),
             &mut rand::rngs::OsRng,
         )
         .map_err(CredentialRefusal::Challenge)?;
@@ -309,10 +313,7 @@ impl Verifier {
     /// `GET /v1/keys`: the result-signing key as a JWK Set and as a COSE_Key, and the audit
     /// checkpoint key.
     pub fn public_keys(&self) -> crate::public_keys::PublicKeys {
-        crate::public_keys::PublicKeys::new(
-            self.signer.verifier(),
-            &self.audit.checkpoint_public_key(),
-        )
+        crate::public_keys::document(self.signer.verifier(), &self.audit.checkpoint_public_key())
     }
 
     // --- admin ---------------------------------------------------------------------------------
@@ -334,7 +335,7 @@ impl Verifier {
         }
     }
 
-    pub fn replace_policy(&self, subject: &str, text: &str) -> Result<serde_json::Value, ApiError> {
+    pub fn replace_policy(&self, subject: &str, text: &str) -> Result<PolicyVersion, ApiError> {
         let active = self
             .policy
             .replace(text.to_owned())
@@ -345,30 +346,26 @@ impl Verifier {
             version = active.policy.version(),
             "policy replaced"
         );
-        Ok(serde_json::json!({
-            "id": active.policy.id(),
-            "version": active.policy.version(),
-        }))
+        Ok(PolicyVersion {
+            id: active.policy.id().to_owned(),
+            version: active.policy.version(),
+        })
     }
 
     pub fn policy_text(&self) -> String {
         self.policy.current().text.clone()
     }
 
-    pub fn revoke_measurement(
-        &self,
-        subject: &str,
-        m: &[u8],
-    ) -> Result<serde_json::Value, ApiError> {
+    pub fn revoke_measurement(&self, subject: &str, m: &[u8]) -> Result<PolicyVersion, ApiError> {
         let active = self
             .policy
             .revoke_measurement(m)
             .map_err(Self::policy_error)?;
         tracing::warn!(subject, measurement = %hex::encode(m), version = active.policy.version(), "measurement revoked");
-        Ok(serde_json::json!({
-            "id": active.policy.id(),
-            "version": active.policy.version(),
-        }))
+        Ok(PolicyVersion {
+            id: active.policy.id().to_owned(),
+            version: active.policy.version(),
+        })
     }
 
     pub fn import_key(
@@ -376,7 +373,7 @@ impl Verifier {
         subject: &str,
         key_id: &str,
         model_id: &str,
-        model_digest: [u8; 32],
+        model_digest: Blake3Digest,
         key: ModelKey,
     ) -> Result<KeyInfo, ApiError> {
         let info = self
@@ -401,7 +398,7 @@ impl Verifier {
         subject: &str,
         old_id: &str,
         new_id: &str,
-        model_digest: Option<[u8; 32]>,
+        model_digest: Option<Blake3Digest>,
         key: ModelKey,
     ) -> Result<KeyInfo, ApiError> {
         let old = self
@@ -412,11 +409,7 @@ impl Verifier {
             .ok_or_else(|| crate::error::key_store_error(KeyStoreError::NotFound))?;
         let digest = match model_digest {
             Some(d) => d,
-            None => {
-                let mut d = [0u8; 32];
-                hex::decode_to_slice(&old.model_digest, &mut d).map_err(ApiError::internal)?;
-                d
-            }
+            None => Blake3Digest::from_hex(&old.model_digest).map_err(ApiError::internal)?,
         };
         let info = self
             .keys
@@ -451,15 +444,15 @@ impl Verifier {
 
     // --- auditor -------------------------------------------------------------------------------
 
-    pub fn audit_entries(&self, from: u64, limit: u64) -> Result<serde_json::Value, ApiError> {
+    pub fn audit_entries(&self, from: u64, limit: u64) -> Result<AuditEntries, ApiError> {
         self.audit
-            .entries_json(from, limit)
+            .entries_reply(from, limit)
             .map_err(ApiError::internal)
     }
 
-    pub fn audit_checkpoint(&self) -> Result<serde_json::Value, ApiError> {
+    pub fn audit_checkpoint(&self) -> Result<AuditCheckpoint, ApiError> {
         self.audit
-            .checkpoint_json(now_unix())
+            .checkpoint_reply(now_unix())
             .map_err(|e| audit_unavailable(&e))
     }
 
@@ -467,16 +460,16 @@ impl Verifier {
         &self,
         index: u64,
         size: Option<u64>,
-    ) -> Result<serde_json::Value, ApiError> {
-        self.audit.inclusion_json(index, size).map_err(proof_error)
+    ) -> Result<InclusionProof, ApiError> {
+        self.audit.inclusion_reply(index, size).map_err(proof_error)
     }
 
     pub fn consistency_proof(
         &self,
         from: u64,
         to: Option<u64>,
-    ) -> Result<serde_json::Value, ApiError> {
-        self.audit.consistency_json(from, to).map_err(proof_error)
+    ) -> Result<ConsistencyProof, ApiError> {
+        self.audit.consistency_reply(from, to).map_err(proof_error)
     }
 
     /// The audit log (tests and tools).

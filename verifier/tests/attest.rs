@@ -24,9 +24,12 @@ fn sha256(b: &[u8]) -> [u8; 32] {
 
 async fn snp_evidence(s: &TestServer, enclave: &Enclave) -> ([u8; 32], Evidence) {
     let nonce = s.challenge().await;
+    (nonce, snp_evidence_for(enclave, nonce))
+}
+
+fn snp_evidence_for(enclave: &Enclave, nonce: [u8; 32]) -> Evidence {
     let binding = enclave.binding(&nonce, &MODEL_DIGEST);
-    let ev = sim().attest(binding.as_bytes(), &MEASUREMENT).unwrap();
-    (nonce, Evidence::SevSnp(ev))
+    Evidence::SevSnp(sim().attest(binding.as_bytes(), &MEASUREMENT).unwrap())
 }
 
 /// Re-signs a simulated report after editing it, with the development VCEK (what a malicious
@@ -70,12 +73,22 @@ async fn snp_accepted_flow_releases_key_only_to_enclave() {
     assert!(claims.dev);
     assert_eq!(claims.policy_version, 2);
     assert_eq!(claims.model_id, MODEL_ID);
-    assert_eq!(claims.model_digest, MODEL_DIGEST);
+    assert_eq!(
+        claims.model_digest,
+        confidant_attestation::digest::Blake3Digest::from_bytes(MODEL_DIGEST)
+    );
     assert_eq!(claims.tls_spki_sha256, sha256(&enclave.tls_spki));
 
-    // The leaf certifies the enclave's TLS key and carries result and evidence.
+    // The leaf certifies the enclave's TLS key and carries result and evidence, the evidence as
+    // the exact bytes sent, which the result and the audit log digest.
     let ext = confidant_attestation::certext::parse(&resp.certificate).unwrap();
     assert_eq!(ext.result, resp.result);
+    let sent = enclave.request(nonce, snp_evidence_for(&enclave, nonce), MODEL_ID);
+    assert_eq!(claims.evidence_digest, sha256(&ext.evidence));
+    assert_ne!(
+        sent.evidence, ext.evidence,
+        "a fresh report differs (sanity)"
+    );
     assert_eq!(ext.spki_sha256, sha256(&enclave.tls_spki));
     let ca_pem = s.client.get(routes::verifier::CA, None).await;
     assert_eq!(ca_pem.status, 200);
@@ -97,10 +110,11 @@ async fn snp_accepted_flow_releases_key_only_to_enclave() {
     let other_info = wrap_info(&[0; 32], &resp.wrapped_key.key_id);
     assert!(enclave.wrap.unwrap(&wrapped, &other_info).is_err());
 
-    // Logged as an accept naming the key and the result.
+    // Logged as an accept naming the key, the result and the evidence bytes received.
     let entries = s.audit_entries().await;
     let last = entries.last().unwrap();
     assert_eq!(last["decision"], "accept");
+    assert_eq!(last["evidence_digest"], hex::encode(sha256(&ext.evidence)));
     assert_eq!(last["key_id"], KEY_ID);
     assert_eq!(last["result_digest"], hex::encode(sha256(&resp.result)));
     assert_eq!(last["dev"], true);
@@ -169,6 +183,30 @@ async fn every_refusal_has_its_own_code() {
     let ev = Evidence::SevSnp(sim.attest(b.as_bytes(), &MEASUREMENT).unwrap());
     let r = s.attest(&enclave.request(nonce, ev, MODEL_ID)).await;
     check(&s, r, "binding_mismatch", &mut expected).await;
+
+    // A certificate name the policy does not list for the model: refused with its own reason,
+    // though everything else would pass.
+    let (nonce, ev) = snp_evidence(&s, &enclave).await;
+    let mut req = enclave.request(nonce, ev, MODEL_ID);
+    req.dns_names = vec!["localhost".to_owned(), "evil.example".to_owned()];
+    let r = s.attest(&req).await;
+    check(&s, r, "certificate_name_not_allowed", &mut expected).await;
+
+    // Evidence bytes that decode but are not canonical (an extra field): refused at the gate,
+    // and the log records the digest of exactly the bytes received.
+    let (nonce, ev) = snp_evidence(&s, &enclave).await;
+    let mut value: ciborium::value::Value = ciborium::from_reader(ev.to_cbor().as_slice()).unwrap();
+    if let ciborium::value::Value::Map(m) = &mut value {
+        m.push(("extra".into(), 1.into()));
+    }
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&value, &mut bytes).unwrap();
+    let r = s
+        .attest(&enclave.request_bytes(nonce, bytes.clone(), MODEL_ID))
+        .await;
+    check(&s, r, "evidence_malformed", &mut expected).await;
+    let last = s.audit_entries().await.pop().unwrap();
+    assert_eq!(last["evidence_digest"], hex::encode(sha256(&bytes)));
 
     // Tampered evidence: one byte of the signed report flipped.
     let nonce = s.challenge().await;
@@ -276,6 +314,7 @@ tpm_aks_spki_sha256 = ["{ak}"]
 [models."{MODEL_ID}"]
 digest = "{digest}"
 tpm_pcrs = [[{{ pcr = 16, sha256 = "{pcr16}" }}]]
+tls_names = ["localhost", "127.0.0.1"]
 "#,
         ak = hex::encode(sha256(&ak_spki)),
         digest = hex::encode(MODEL_DIGEST),

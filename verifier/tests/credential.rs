@@ -35,6 +35,7 @@ tpm_ek_ca_certs = [{ek_cas}]
 [models."{MODEL_ID}"]
 digest = "{digest}"
 tpm_pcrs = [[{{ pcr = 16, sha256 = "{pcr16}" }}]]
+tls_names = ["localhost", "127.0.0.1"]
 "#,
         digest = hex::encode(MODEL_DIGEST),
         pcr16 = hex::encode(pcr16),
@@ -162,11 +163,27 @@ async fn tpm_ak_trusted_through_ek_credential_activation() {
     // The secret is single-use: a replayed attest with it fails on the nonce.
     assert_eq!(s.attest(&req).await.code(), "nonce_replayed");
 
-    // A policy trusting another TPM's EK CA: the EK certificate is refused, logged.
+    // The activation went through this TPM's EK CA; if the policy in force no longer lists that
+    // CA by the time the quote arrives, the appraisal refuses: the verified quote names the CA
+    // that vouched for its AK, and the policy checks that very CA.
     let other_dir = tempfile::tempdir().unwrap();
     let other = manufacture_with_ek_ca(other_dir.path()).unwrap();
+    let nonce = s.challenge().await;
+    let r = post_credential(&s, &nonce, &ek.certificate, &ek.public, &ak_public).await;
+    let cred: CredentialResponse = serde_json::from_value(r.json()).unwrap();
+    let (ev, secret) = run(nonce, blob.clone(), Some(cred)).await.unwrap();
     s.put_policy(&policy(3, &pem_entries(&other), &pcrs[&16]))
         .await;
+    let mut req = enclave.request(nonce, ev, MODEL_ID);
+    req.activation_secret = secret;
+    let r = s.attest(&req).await;
+    assert_eq!(r.code(), "ek_ca_not_trusted");
+    assert_eq!(
+        s.last_audit_reason().await.as_deref(),
+        Some("ek_ca_not_trusted")
+    );
+
+    // A policy trusting another TPM's EK CA: the EK certificate is refused, logged.
     let nonce = s.challenge().await;
     let r = post_credential(&s, &nonce, &ek.certificate, &ek.public, &ak_public).await;
     assert_eq!(r.status, 403);

@@ -12,6 +12,8 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use confidant_attestation::digest::Blake3Digest;
+use confidant_attestation::names::SubjectName;
 use confidant_attestation::policy::Policy;
 use confidant_verifier::config::Config;
 use confidant_verifier::init::{
@@ -25,8 +27,9 @@ const MEASUREMENT: [u8; 48] = [0x3e; 48];
 fn model() -> InitModel {
     InitModel {
         id: "smollm2-135m-instruct".to_owned(),
-        digest: DIGEST,
+        digest: Blake3Digest::from_bytes(DIGEST),
         snp_measurements: vec![MEASUREMENT],
+        tls_names: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
     }
 }
 
@@ -134,7 +137,14 @@ async fn with_a_model_the_files_work_together() {
             .unwrap();
     assert_eq!(
         policy.model_digest("smollm2-135m-instruct").unwrap(),
-        DIGEST
+        Blake3Digest::from_bytes(DIGEST)
+    );
+    assert_eq!(
+        policy.model("smollm2-135m-instruct").unwrap().tls_names,
+        vec![
+            SubjectName::parse("localhost").unwrap(),
+            SubjectName::parse("127.0.0.1").unwrap()
+        ]
     );
     let text = std::fs::read_to_string(dir.path().join("policy.toml")).unwrap();
     assert!(
@@ -143,22 +153,28 @@ async fn with_a_model_the_files_work_together() {
     );
     assert!(!text.contains("SHA-256 of the plaintext"));
 
-    // The client settings name the files init wrote and the same model and measurement.
+    // The client settings name the files init wrote; the client's policy is the verifier's
+    // format with the same reference values.
     let client: toml::Table =
         toml::from_str(&std::fs::read_to_string(dir.path().join("client.toml")).unwrap()).unwrap();
-    for key in ["ca", "result_key", "dev_ark", "dev_ask"] {
+    for key in ["ca", "result_key", "dev_ark", "dev_ask", "policy"] {
         let rel = client[key].as_str().unwrap();
         assert!(dir.path().join(rel).is_file(), "{key} = {rel}");
     }
-    let client_policy = client["policy"].as_table().unwrap();
-    assert_eq!(client_policy["allow_dev"].as_bool(), Some(true));
+    let client_policy = Policy::from_toml(
+        &std::fs::read_to_string(dir.path().join(client["policy"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let verifier_model = policy.model("smollm2-135m-instruct").unwrap();
     assert_eq!(
-        client_policy["measurements"][0].as_str(),
-        Some(hex::encode(MEASUREMENT).as_str())
+        client_policy.model("smollm2-135m-instruct").unwrap(),
+        verifier_model
     );
+    assert_eq!(client_policy.trust(), policy.trust());
+    assert!(verifier_model.allow_dev);
     assert_eq!(
-        client_policy["models"][0]["digest"].as_str(),
-        Some(hex::encode(DIGEST).as_str())
+        verifier_model.snp.as_ref().unwrap().measurements,
+        std::collections::BTreeSet::from([MEASUREMENT])
     );
 
     // Tokens: the client's is for the enclave, the others for the verifier.

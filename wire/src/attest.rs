@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use confidant_attestation::evidence::Evidence;
+use confidant_attestation::digest::Blake3Digest;
 
 /// Content type of CBOR bodies.
 pub const CBOR_CONTENT_TYPE: &str = "application/cbor";
@@ -75,7 +75,12 @@ pub struct ChallengeResponse {
 pub struct AttestRequest {
     #[serde(with = "serde_bytes")]
     pub nonce: Vec<u8>,
-    pub evidence: Evidence,
+    /// The evidence, as the canonical CBOR byte string
+    /// (`confidant_attestation::evidence::Evidence::to_cbor`). Carried as bytes, never as a nested
+    /// structure: the verifier decodes it through the one evidence gate
+    /// (`ReceivedEvidence::decode`) and digests these exact bytes.
+    #[serde(with = "serde_bytes")]
+    pub evidence: Vec<u8>,
     /// DER SubjectPublicKeyInfo of the enclave's TLS key.
     #[serde(with = "serde_bytes")]
     pub tls_spki: Vec<u8>,
@@ -84,7 +89,9 @@ pub struct AttestRequest {
     pub wrap_pk: Vec<u8>,
     /// Which model the enclave asks the key for.
     pub model_id: String,
-    /// Host names and IP addresses the enclave's certificate should name.
+    /// Host names and IP addresses the enclave's certificate should name: each must be among the
+    /// model's `tls_names` in the verifier's policy, else the request is refused
+    /// (`certificate_name_not_allowed`).
     #[serde(default)]
     pub dns_names: Vec<String>,
     #[serde(default)]
@@ -192,10 +199,10 @@ pub struct SessionAttestationRequest {
 /// `POST /v1/attestation` reply: evidence with purpose `session` over this connection's exporter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionAttestationResponse {
-    /// CBOR [`Evidence`], base64 (standard alphabet, padded).
+    /// CBOR evidence, base64 (standard alphabet, padded).
     pub evidence: String,
-    /// The model digest the binding used, hex.
-    pub model_digest: String,
+    /// The model digest the binding used (BLAKE3-256, hex).
+    pub model_digest: Blake3Digest,
     /// How the enclave confined itself after unsealing (absent when it did not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lockdown: Option<LockdownStatus>,

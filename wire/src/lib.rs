@@ -7,10 +7,12 @@
 //!   evidence).
 //! - [`openai`]: the OpenAI-compatible request and reply types the enclave serves.
 //! - [`error`]: the JSON error body of every API.
+//! - [`admin`]: the verifier's admin, auditor and public-key replies.
 //!
 //! Pure data: serde types and constants, no I/O.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod attest;
 pub mod error;
 pub mod openai;

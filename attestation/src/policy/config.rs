@@ -6,10 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 
 use super::{BootImageRef, ModelPolicy, PcrSet, Policy, PolicyError, SnpRules, Trust};
+use crate::digest::Blake3Digest;
+use crate::names::SubjectName;
 use crate::snp::{Product, TcbVersion};
 
 /// Largest policy file accepted.
 pub const MAX_POLICY_TOML: usize = 1024 * 1024;
+/// Most names a model's `tls_names` may list (and a certificate may carry).
+pub const MAX_TLS_NAMES: usize = 16;
 /// Highest PCR index of a TPM 2.0 PC-client platform (PCRs 0..=23).
 const MAX_PCR: u8 = 23;
 /// Longest policy id and model id.
@@ -83,7 +87,13 @@ struct RawModel {
     #[serde(default)]
     allow_migration_agent: bool,
     #[serde(default)]
+    allow_masked_chip_id: bool,
+    #[serde(default)]
+    allow_masked_chip_key: bool,
+    #[serde(default)]
     allow_dev: bool,
+    #[serde(default)]
+    tls_names: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -190,12 +200,14 @@ fn validate(raw: RawPolicy) -> Result<Policy, PolicyError> {
 
 fn validate_model(id: &str, m: RawModel) -> Result<ModelPolicy, PolicyError> {
     let field = |name: &str| format!("models.\"{id}\".{name}");
-    let digest = hex_array::<32>(&field("digest"), &m.digest)?;
+    let digest = Blake3Digest::from_bytes(hex_array::<32>(&field("digest"), &m.digest)?);
 
     let snp_rules_set = m.min_tcb.is_some()
         || m.allowed_vmpl.is_some()
         || m.min_guest_svn != 0
-        || m.allow_migration_agent;
+        || m.allow_migration_agent
+        || m.allow_masked_chip_id
+        || m.allow_masked_chip_key;
     let snp = if m.snp_measurements.is_empty() {
         if snp_rules_set {
             // Rules without measurements are a half-written policy: refuse to load it.
@@ -237,6 +249,8 @@ fn validate_model(id: &str, m: RawModel) -> Result<ModelPolicy, PolicyError> {
             min_guest_svn: m.min_guest_svn,
             allowed_vmpl,
             allow_migration_agent: m.allow_migration_agent,
+            allow_masked_chip_id: m.allow_masked_chip_id,
+            allow_masked_chip_key: m.allow_masked_chip_key,
         })
     };
 
@@ -309,13 +323,37 @@ fn validate_model(id: &str, m: RawModel) -> Result<ModelPolicy, PolicyError> {
         tpm_boot.push(image);
     }
 
+    let tls_names = tls_names(&field("tls_names"), &m.tls_names)?;
+
     Ok(ModelPolicy {
         digest,
         snp,
         tpm_pcr_sets,
         tpm_boot,
         allow_dev: m.allow_dev,
+        tls_names,
     })
+}
+
+/// `tls_names`: IP addresses or DNS host names, each once, at most [`MAX_TLS_NAMES`].
+fn tls_names(field: &str, names: &[String]) -> Result<Vec<SubjectName>, PolicyError> {
+    if names.len() > MAX_TLS_NAMES {
+        return Err(PolicyError::invalid(field, "lists more than 16 names"));
+    }
+    let mut out: Vec<SubjectName> = Vec::with_capacity(names.len());
+    for text in names {
+        let name = SubjectName::parse(text).map_err(|_| {
+            PolicyError::invalid(
+                field,
+                "holds a name that is neither an IP address nor a DNS host name (no wildcards)",
+            )
+        })?;
+        if out.contains(&name) {
+            return Err(PolicyError::invalid(field, "lists a name twice"));
+        }
+        out.push(name);
+    }
+    Ok(out)
 }
 
 /// `trust.tpm_ek_ca_certs`: each entry is PEM text holding one or more `CERTIFICATE` blocks,

@@ -29,14 +29,24 @@ pub enum PolicyError {
     // --- appraisal -------------------------------------------------------------------------
     #[error("the policy has no entry for this model id")]
     UnknownModel,
+    #[error("the evidence is bound to another model digest than the policy's for this model")]
+    ModelDigestMismatch,
     #[error("the policy trusts no {tee} evidence for this model")]
     UntrustedTee { tee: TeeKind },
     #[error("the policy does not trust AMD {0} roots")]
     ProductNotTrusted(Product),
     #[error("evidence chained to a development root, which this model does not allow")]
     DevEvidenceNotAllowed,
+    #[error("evidence chained to a development root other than the one the policy pins")]
+    DevRootNotTrusted,
     #[error("the guest policy allows debugging (the host can read guest memory)")]
     DebugEnabled,
+    #[error("the report's chip id is masked (all zero), which this model does not allow")]
+    ChipIdMasked,
+    #[error(
+        "the report says the chip key is masked (MASK_CHIP_KEY), which this model does not allow"
+    )]
+    ChipKeyMasked,
     #[error("the measurement is revoked")]
     MeasurementRevoked,
     #[error("the measurement is not among the model's reference values")]
@@ -53,10 +63,14 @@ pub enum PolicyError {
     PcrsNotAllowed,
     #[error("the TPM attestation key is not listed in the policy")]
     AkNotAllowed,
+    #[error("the TPM attestation key was proven through an EK CA the policy does not list")]
+    EkCaNotTrusted,
     #[error("the model names VM boot images but the TPM evidence carries no event log")]
     NoEventLog,
     #[error("the VM boot image is not one the model allows: {reason}")]
     BootImageNotAllowed { reason: String },
+    #[error("the certificate name {name} is not among the model's tls_names")]
+    NameNotAllowed { name: String },
 }
 
 impl PolicyError {
@@ -71,10 +85,14 @@ impl PolicyError {
             PolicyError::DevRootMismatch => "dev_root_mismatch",
             PolicyError::DevRootInvalid(_) => "dev_root_invalid",
             PolicyError::UnknownModel => "unknown_model",
+            PolicyError::ModelDigestMismatch => "model_digest_mismatch",
             PolicyError::UntrustedTee { .. } => "untrusted_tee",
             PolicyError::ProductNotTrusted(_) => "product_not_trusted",
             PolicyError::DevEvidenceNotAllowed => "dev_evidence_not_allowed",
+            PolicyError::DevRootNotTrusted => "dev_root_not_trusted",
             PolicyError::DebugEnabled => "debug_enabled",
+            PolicyError::ChipIdMasked => "chip_id_masked",
+            PolicyError::ChipKeyMasked => "chip_key_masked",
             PolicyError::MeasurementRevoked => "measurement_revoked",
             PolicyError::MeasurementNotAllowed => "measurement_not_allowed",
             PolicyError::TcbBelowFloor { .. } => "tcb_below_floor",
@@ -83,8 +101,10 @@ impl PolicyError {
             PolicyError::GuestSvnTooLow { .. } => "guest_svn_too_low",
             PolicyError::PcrsNotAllowed => "pcrs_not_allowed",
             PolicyError::AkNotAllowed => "ak_not_allowed",
+            PolicyError::EkCaNotTrusted => "ek_ca_not_trusted",
             PolicyError::NoEventLog => "no_event_log",
             PolicyError::BootImageNotAllowed { .. } => "boot_image_not_allowed",
+            PolicyError::NameNotAllowed { .. } => "certificate_name_not_allowed",
         }
     }
 

@@ -1,78 +1,73 @@
-//! The facts appraisal looks at, taken from verified evidence in ONE place ([`AppraisalInput::from_verified`],
-//! the only code that reads SEV-SNP / TPM accessors), and the rules over them ([`check`]), a pure
-//! function of (policy, model, facts) so every rule is unit-tested on facts directly.
+//! The facts appraisal looks at, as each TEE module reports them
+//! ([`crate::verify::VerifiedTee::facts`]: the one seam between the per-TEE modules and the rules),
+//! and the rules over them: pure functions of (policy, model, facts), unit-tested on facts
+//! directly. The same functions serve the verifier, a client in `direct` mode, and — on the claims
+//! a signed result carries — a client in `passport` mode ([`super::passport`]).
 
 use std::collections::BTreeMap;
 
-use super::{ModelPolicy, Policy, PolicyError, TeeKind};
-use crate::snp::{Product, TcbComponent, TcbVersion};
-use crate::tpm::BootImageEvents;
-use crate::verify::{VerifiedEvidence, VerifiedKind};
+use super::{ModelPolicy, Policy, PolicyError, SnpRules, TeeKind};
+use crate::snp::{SnpRoot, TcbVersion};
+use crate::tpm::{AkAnchor, BootImageEvents};
 
-/// What the rules look at, independent of how the TEE encodes it.
+/// What the rules look at, per TEE.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct AppraisalInput {
-    pub tee: TeeKind,
-    /// SEV-SNP `MEASUREMENT` (48 bytes), or for TPM the PCR composite (see [`pcr_composite`]).
-    pub measurement: Vec<u8>,
-    /// SEV-SNP only: the AMD product (for AMD-rooted evidence) and `REPORTED_TCB`.
-    pub product: Option<Product>,
-    pub tcb: Option<TcbVersion>,
+pub(crate) enum Facts {
+    Snp(SnpFacts),
+    Tpm(TpmFacts),
+}
+
+/// SEV-SNP facts of a verified report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SnpFacts {
+    /// The root that verified the chain.
+    pub root: SnpRoot,
+    pub measurement: [u8; 48],
+    /// `REPORTED_TCB`.
+    pub tcb: TcbVersion,
     pub debug: bool,
     pub migrate_ma: bool,
     pub vmpl: u32,
     pub guest_svn: u32,
-    /// TPM only: the quoted SHA-256 PCRs and the attestation key's SPKI fingerprint.
-    pub pcrs: BTreeMap<u8, [u8; 32]>,
-    pub ak_spki_sha256: Option<[u8; 32]>,
-    /// TPM only: boot-image facts of the replayed event log, if the evidence carried one.
-    pub boot: Option<BootImageEvents>,
-    /// Evidence chained to a development root.
-    pub dev: bool,
+    /// `CHIP_ID` is all zero.
+    pub chip_id_masked: bool,
+    /// `MASK_CHIP_KEY` is set.
+    pub chip_key_masked: bool,
 }
 
-impl AppraisalInput {
-    /// The seam with the per-TEE modules: the only function that reads their verified values.
-    pub(crate) fn from_verified(ev: &VerifiedEvidence) -> Self {
-        match ev.kind() {
-            VerifiedKind::SevSnp(v) => {
-                let r = v.report();
-                AppraisalInput {
-                    tee: TeeKind::SevSnp,
-                    measurement: r.measurement.to_vec(),
-                    product: Some(v.product()),
-                    tcb: Some(r.reported_tcb),
-                    debug: r.policy.debug(),
-                    migrate_ma: r.policy.migrate_ma(),
-                    vmpl: r.vmpl,
-                    guest_svn: r.guest_svn,
-                    pcrs: BTreeMap::new(),
-                    ak_spki_sha256: None,
-                    boot: None,
-                    dev: v.is_dev(),
-                }
-            }
-            VerifiedKind::Tpm(q) => AppraisalInput {
-                tee: TeeKind::Tpm,
-                measurement: pcr_composite(q.pcrs()).to_vec(),
-                product: None,
-                tcb: None,
-                debug: false,
-                migrate_ma: false,
-                vmpl: 0,
-                guest_svn: 0,
-                pcrs: q.pcrs().clone(),
-                ak_spki_sha256: Some(q.ak_fingerprint()),
-                boot: q.boot().cloned(),
-                dev: false,
-            },
+/// TPM facts of a verified quote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TpmFacts {
+    /// The quoted SHA-256 PCRs: exactly the quote's selection.
+    pub pcrs: BTreeMap<u8, [u8; 32]>,
+    pub ak_spki_sha256: [u8; 32],
+    /// The anchor that vouched for the attestation key.
+    pub ak_anchor: AkAnchor,
+    /// Boot-image facts of the replayed event log, if the evidence carried one.
+    pub boot: Option<BootImageEvents>,
+}
+
+impl Facts {
+    pub(crate) fn tee(&self) -> TeeKind {
+        match self {
+            Facts::Snp(_) => TeeKind::SevSnp,
+            Facts::Tpm(_) => TeeKind::Tpm,
+        }
+    }
+
+    /// SEV-SNP `MEASUREMENT`, or the TPM PCR composite.
+    pub(crate) fn measurement(&self) -> Vec<u8> {
+        match self {
+            Facts::Snp(f) => f.measurement.to_vec(),
+            Facts::Tpm(f) => pcr_composite(&f.pcrs).to_vec(),
         }
     }
 }
 
 /// The TPM "measurement" carried in results and matched by `revoked_measurements`:
 /// SHA-256 over `index (1 byte) || value (32 bytes)` for every quoted SHA-256 PCR, by ascending
-/// index.
+/// index. Allowed PCR sets match a quote's selection exactly, so an accepted quote has exactly one
+/// composite per allowed set.
 pub fn pcr_composite(pcrs: &BTreeMap<u8, [u8; 32]>) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for (i, v) in pcrs {
@@ -84,74 +79,110 @@ pub fn pcr_composite(pcrs: &BTreeMap<u8, [u8; 32]>) -> [u8; 32] {
     out
 }
 
-/// The first component in which `tcb` is below `floor` (bootloader, tee, snp, microcode, fmc).
-/// A floor with `fmc` requires the TCB to carry one.
-pub(crate) fn tcb_below(tcb: &TcbVersion, floor: &TcbVersion) -> Option<TcbComponent> {
-    if tcb.bootloader < floor.bootloader {
-        Some(TcbComponent::Bootloader)
-    } else if tcb.tee < floor.tee {
-        Some(TcbComponent::Tee)
-    } else if tcb.snp < floor.snp {
-        Some(TcbComponent::Snp)
-    } else if tcb.microcode < floor.microcode {
-        Some(TcbComponent::Microcode)
-    } else if floor.fmc.is_some_and(|f| tcb.fmc.is_none_or(|v| v < f)) {
-        Some(TcbComponent::Fmc)
-    } else {
-        None
-    }
-}
-
 /// Every rule, in a fixed order (so a refusal always names the same first failed check). Pure.
 pub(crate) fn check(
     policy: &Policy,
     model: &ModelPolicy,
-    f: &AppraisalInput,
+    facts: &Facts,
 ) -> Result<(), PolicyError> {
-    match f.tee {
-        TeeKind::SevSnp => check_snp(policy, model, f),
-        TeeKind::Tpm => check_tpm(policy, model, f),
+    match facts {
+        Facts::Snp(f) => check_snp(policy, model, f),
+        Facts::Tpm(f) => check_tpm(policy, model, f),
     }
 }
 
-fn check_snp(policy: &Policy, model: &ModelPolicy, f: &AppraisalInput) -> Result<(), PolicyError> {
-    let rules = model.snp.as_ref().ok_or(PolicyError::UntrustedTee {
+/// The model's SEV-SNP rules, or the refusal for a model that allows no SEV-SNP evidence.
+pub(super) fn snp_rules(model: &ModelPolicy) -> Result<&SnpRules, PolicyError> {
+    model.snp.as_ref().ok_or(PolicyError::UntrustedTee {
         tee: TeeKind::SevSnp,
-    })?;
-    if f.dev {
-        // Development evidence needs both the model's consent and a pinned development root in
-        // this policy (anchors built elsewhere do not count).
-        if !model.allow_dev || policy.trust.dev_root_ark_sha256.is_none() {
-            return Err(PolicyError::DevEvidenceNotAllowed);
-        }
-    } else {
-        match f.product {
-            Some(p) if policy.trust.amd_products.contains(&p) => {}
-            Some(p) => return Err(PolicyError::ProductNotTrusted(p)),
-            None => {
-                return Err(PolicyError::UntrustedTee {
-                    tee: TeeKind::SevSnp,
-                });
+    })
+}
+
+/// The root that verified SEV-SNP evidence must be one this policy trusts: an AMD root of a listed
+/// product, or exactly the development root it pins, and then only for a model that allows
+/// development evidence.
+pub(super) fn root_rule(
+    policy: &Policy,
+    model: &ModelPolicy,
+    root: &SnpRoot,
+) -> Result<(), PolicyError> {
+    match root {
+        SnpRoot::Amd(p) if policy.trust.amd_products.contains(p) => Ok(()),
+        SnpRoot::Amd(p) => Err(PolicyError::ProductNotTrusted(*p)),
+        SnpRoot::Dev { ark_sha256 } => {
+            dev_rule(policy, model)?;
+            if policy.trust.dev_root_ark_sha256 == Some(*ark_sha256) {
+                Ok(())
+            } else {
+                Err(PolicyError::DevRootNotTrusted)
             }
         }
     }
-    if f.debug {
-        return Err(PolicyError::DebugEnabled);
+}
+
+/// Development evidence needs the model's consent and a development root pinned by this policy.
+pub(super) fn dev_rule(policy: &Policy, model: &ModelPolicy) -> Result<(), PolicyError> {
+    if !model.allow_dev {
+        return Err(PolicyError::DevEvidenceNotAllowed);
     }
-    if policy.revoked_measurements.contains(&f.measurement) {
+    if policy.trust.dev_root_ark_sha256.is_none() {
+        return Err(PolicyError::DevRootNotTrusted);
+    }
+    Ok(())
+}
+
+/// Reports whose chip key or chip id is masked say less about where they came from: refused
+/// unless the model allows it.
+pub(super) fn mask_rule(
+    rules: &SnpRules,
+    chip_id_masked: bool,
+    chip_key_masked: bool,
+) -> Result<(), PolicyError> {
+    if chip_key_masked && !rules.allow_masked_chip_key {
+        return Err(PolicyError::ChipKeyMasked);
+    }
+    if chip_id_masked && !rules.allow_masked_chip_id {
+        return Err(PolicyError::ChipIdMasked);
+    }
+    Ok(())
+}
+
+/// Revocation wins over the allow-list.
+pub(super) fn measurement_rule(
+    policy: &Policy,
+    measurement: &[u8],
+    allowed: bool,
+) -> Result<(), PolicyError> {
+    if policy.revoked_measurements.contains(measurement) {
         return Err(PolicyError::MeasurementRevoked);
     }
-    let allowed = <[u8; 48]>::try_from(f.measurement.as_slice())
-        .is_ok_and(|m| rules.measurements.contains(&m));
     if !allowed {
         return Err(PolicyError::MeasurementNotAllowed);
     }
-    let tcb = f.tcb.as_ref().ok_or(PolicyError::TcbBelowFloor {
-        component: TcbComponent::Bootloader,
-    })?;
-    if let Some(component) = tcb_below(tcb, &rules.min_tcb) {
-        return Err(PolicyError::TcbBelowFloor { component });
+    Ok(())
+}
+
+/// Component-wise floor.
+pub(super) fn tcb_rule(tcb: &TcbVersion, floor: &TcbVersion) -> Result<(), PolicyError> {
+    match tcb.first_below(floor) {
+        Some(component) => Err(PolicyError::TcbBelowFloor { component }),
+        None => Ok(()),
     }
+}
+
+fn check_snp(policy: &Policy, model: &ModelPolicy, f: &SnpFacts) -> Result<(), PolicyError> {
+    let rules = snp_rules(model)?;
+    root_rule(policy, model, &f.root)?;
+    if f.debug {
+        return Err(PolicyError::DebugEnabled);
+    }
+    mask_rule(rules, f.chip_id_masked, f.chip_key_masked)?;
+    measurement_rule(
+        policy,
+        &f.measurement,
+        rules.measurements.contains(&f.measurement),
+    )?;
+    tcb_rule(&f.tcb, &rules.min_tcb)?;
     if !rules.allowed_vmpl.contains(&f.vmpl) {
         return Err(PolicyError::VmplNotAllowed(f.vmpl));
     }
@@ -167,21 +198,26 @@ fn check_snp(policy: &Policy, model: &ModelPolicy, f: &AppraisalInput) -> Result
     Ok(())
 }
 
-fn check_tpm(policy: &Policy, model: &ModelPolicy, f: &AppraisalInput) -> Result<(), PolicyError> {
+fn check_tpm(policy: &Policy, model: &ModelPolicy, f: &TpmFacts) -> Result<(), PolicyError> {
     if model.tpm_pcr_sets.is_empty() {
         return Err(PolicyError::UntrustedTee { tee: TeeKind::Tpm });
     }
-    if f.dev && !model.allow_dev {
-        return Err(PolicyError::DevEvidenceNotAllowed);
+    // The anchor that vouched for the AK must be one this policy trusts, whatever anchors
+    // verification was given.
+    match f.ak_anchor {
+        AkAnchor::Enrolled => {
+            if !policy.trust.tpm_aks_spki_sha256.contains(&f.ak_spki_sha256) {
+                return Err(PolicyError::AkNotAllowed);
+            }
+        }
+        AkAnchor::EkCa { ca_sha256 } => {
+            if !policy.trust.trusts_ek_ca(&ca_sha256) {
+                return Err(PolicyError::EkCaNotTrusted);
+            }
+        }
     }
-    // The policy's AK list is enforced here too, whatever anchors verification was given.
-    let ak_ok = f
-        .ak_spki_sha256
-        .is_some_and(|fp| policy.trust.tpm_aks_spki_sha256.contains(&fp));
-    if !ak_ok {
-        return Err(PolicyError::AkNotAllowed);
-    }
-    if policy.revoked_measurements.contains(&f.measurement) {
+    let composite = pcr_composite(&f.pcrs);
+    if policy.revoked_measurements.contains(composite.as_slice()) {
         return Err(PolicyError::MeasurementRevoked);
     }
     // The boot-image check runs first: for a changed image it names the event that differs,

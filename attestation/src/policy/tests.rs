@@ -1,9 +1,11 @@
-//! Rules on facts (one mutation per case, asserting the variant) and policy loading.
+//! Rules on facts (one mutation per case, asserting the variant), the same rules on result claims
+//! (passport), and policy loading.
 
 use std::collections::BTreeMap;
 
-use super::facts::{AppraisalInput, check, tcb_below};
+use super::facts::{Facts, SnpFacts, TpmFacts, check};
 use super::*;
+use crate::result::ResultClaims;
 use crate::snp::TcbComponent;
 
 const M1: &str = "111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111";
@@ -34,11 +36,19 @@ min_guest_svn = 2
 allowed_vmpl = [0]
 allow_dev = true
 tpm_pcrs = [[{{ pcr = 0, sha256 = "{PCR0}" }}, {{ pcr = 7, sha256 = "{PCR7}" }}]]
+tls_names = ["localhost", "127.0.0.1"]
 
 [models."strict"]
 digest = "{DIGEST}"
 snp_measurements = ["{M1}"]
 min_tcb = {{ bootloader = 0, tee = 0, snp = 0, microcode = 0, fmc = 1 }}
+
+[models."masked"]
+digest = "{DIGEST}"
+snp_measurements = ["{M1}"]
+min_tcb = {{ bootloader = 0, tee = 0, snp = 0, microcode = 0 }}
+allow_masked_chip_id = true
+allow_masked_chip_key = true
 "#
     )
 }
@@ -61,61 +71,57 @@ fn b<const N: usize>(h: &str) -> [u8; N] {
     hex::decode(h).unwrap().try_into().unwrap()
 }
 
-fn snp_facts() -> AppraisalInput {
-    AppraisalInput {
-        tee: TeeKind::SevSnp,
-        measurement: hex::decode(M1).unwrap(),
-        product: Some(Product::Milan),
-        tcb: Some(tcb(3, 0, 8, 115)),
+fn snp() -> SnpFacts {
+    SnpFacts {
+        root: SnpRoot::Amd(Product::Milan),
+        measurement: b::<48>(M1),
+        tcb: tcb(3, 0, 8, 115),
         debug: false,
         migrate_ma: false,
         vmpl: 0,
         guest_svn: 2,
-        pcrs: BTreeMap::new(),
-        ak_spki_sha256: None,
-        boot: None,
-        dev: false,
+        chip_id_masked: false,
+        chip_key_masked: false,
     }
 }
 
-fn tpm_facts() -> AppraisalInput {
-    let pcrs = BTreeMap::from([(0, b::<32>(PCR0)), (7, b::<32>(PCR7)), (9, [9u8; 32])]);
-    AppraisalInput {
-        tee: TeeKind::Tpm,
-        measurement: pcr_composite(&pcrs).to_vec(),
-        product: None,
-        tcb: None,
-        debug: false,
-        migrate_ma: false,
-        vmpl: 0,
-        guest_svn: 0,
-        pcrs,
-        ak_spki_sha256: Some(b::<32>(AK)),
+fn tpm() -> TpmFacts {
+    TpmFacts {
+        pcrs: BTreeMap::from([(0, b::<32>(PCR0)), (7, b::<32>(PCR7))]),
+        ak_spki_sha256: b::<32>(AK),
+        ak_anchor: AkAnchor::Enrolled,
         boot: None,
-        dev: false,
     }
 }
 
-fn run(model: &str, f: &AppraisalInput) -> Result<(), PolicyError> {
+fn run(model: &str, f: &Facts) -> Result<(), PolicyError> {
     let p = policy();
     let m = p.model(model)?.clone();
     check(&p, &m, f)
 }
 
+fn run_snp(model: &str, f: SnpFacts) -> Result<(), PolicyError> {
+    run(model, &Facts::Snp(f))
+}
+
+fn run_tpm(model: &str, f: TpmFacts) -> Result<(), PolicyError> {
+    run(model, &Facts::Tpm(f))
+}
+
 #[test]
 fn baseline_facts_pass() {
-    run("m", &snp_facts()).unwrap();
-    run("m", &tpm_facts()).unwrap();
+    run_snp("m", snp()).unwrap();
+    run_tpm("m", tpm()).unwrap();
 }
 
 #[test]
 fn each_snp_rule_refuses_with_its_variant() {
-    type Mutation = fn(&mut AppraisalInput);
+    type Mutation = fn(&mut SnpFacts);
     let cases: Vec<(&str, Mutation, PolicyError)> = vec![
         ("debug", |f| f.debug = true, PolicyError::DebugEnabled),
         (
             "revoked",
-            |f| f.measurement = hex::decode(M2).unwrap(),
+            |f| f.measurement = b::<48>(M2),
             PolicyError::MeasurementRevoked,
         ),
         (
@@ -124,27 +130,32 @@ fn each_snp_rule_refuses_with_its_variant() {
             PolicyError::MeasurementNotAllowed,
         ),
         (
-            "short measurement",
-            |f| f.measurement.truncate(47),
-            PolicyError::MeasurementNotAllowed,
+            "chip id masked",
+            |f| f.chip_id_masked = true,
+            PolicyError::ChipIdMasked,
+        ),
+        (
+            "chip key masked",
+            |f| f.chip_key_masked = true,
+            PolicyError::ChipKeyMasked,
         ),
         (
             "bootloader",
-            |f| f.tcb = Some(tcb(2, 9, 9, 255)),
+            |f| f.tcb = tcb(2, 9, 9, 255),
             PolicyError::TcbBelowFloor {
                 component: TcbComponent::Bootloader,
             },
         ),
         (
             "snp",
-            |f| f.tcb = Some(tcb(3, 0, 7, 255)),
+            |f| f.tcb = tcb(3, 0, 7, 255),
             PolicyError::TcbBelowFloor {
                 component: TcbComponent::Snp,
             },
         ),
         (
             "microcode",
-            |f| f.tcb = Some(tcb(3, 0, 8, 114)),
+            |f| f.tcb = tcb(3, 0, 8, 114),
             PolicyError::TcbBelowFloor {
                 component: TcbComponent::Microcode,
             },
@@ -162,31 +173,44 @@ fn each_snp_rule_refuses_with_its_variant() {
         ),
         (
             "product",
-            |f| f.product = Some(Product::Turin),
+            |f| f.root = SnpRoot::Amd(Product::Turin),
             PolicyError::ProductNotTrusted(Product::Turin),
         ),
         (
-            "no product",
-            |f| f.product = None,
-            PolicyError::UntrustedTee {
-                tee: TeeKind::SevSnp,
+            "another development root",
+            |f| {
+                f.root = SnpRoot::Dev {
+                    ark_sha256: [0x78; 32],
+                }
             },
+            PolicyError::DevRootNotTrusted,
         ),
     ];
     for (name, mutate, want) in cases {
-        let mut f = snp_facts();
+        let mut f = snp();
         mutate(&mut f);
-        assert_eq!(run("m", &f), Err(want.clone()), "{name}");
+        assert_eq!(run_snp("m", f), Err(want.clone()), "{name}");
         assert!(!want.code().is_empty());
     }
 }
 
 #[test]
+fn masked_chip_id_and_key_pass_only_where_allowed() {
+    let masked = SnpFacts {
+        chip_id_masked: true,
+        chip_key_masked: true,
+        ..snp()
+    };
+    run_snp("masked", masked.clone()).unwrap();
+    assert_eq!(run_snp("m", masked), Err(PolicyError::ChipKeyMasked));
+}
+
+#[test]
 fn tcb_above_floor_in_other_components_does_not_compensate() {
-    let mut f = snp_facts();
-    f.tcb = Some(tcb(255, 255, 7, 255));
+    let mut f = snp();
+    f.tcb = tcb(255, 255, 7, 255);
     assert_eq!(
-        run("m", &f),
+        run_snp("m", f),
         Err(PolicyError::TcbBelowFloor {
             component: TcbComponent::Snp
         })
@@ -194,7 +218,7 @@ fn tcb_above_floor_in_other_components_does_not_compensate() {
 }
 
 #[test]
-fn tcb_below_agrees_with_meets() {
+fn first_below_agrees_with_meets() {
     let floors = [
         tcb(3, 0, 8, 115),
         TcbVersion {
@@ -210,7 +234,7 @@ fn tcb_below_agrees_with_meets() {
                     ..tcb(v, v / 2, v, v)
                 };
                 assert_eq!(
-                    tcb_below(&t, &floor).is_none(),
+                    t.first_below(&floor).is_none(),
                     t.meets(&floor),
                     "{t:?} vs {floor:?}"
                 );
@@ -221,68 +245,91 @@ fn tcb_below_agrees_with_meets() {
 
 #[test]
 fn fmc_floor_requires_fmc() {
-    let mut f = snp_facts();
+    let mut f = snp();
     assert_eq!(
-        run("strict", &f),
+        run_snp("strict", f.clone()),
         Err(PolicyError::TcbBelowFloor {
             component: TcbComponent::Fmc
         })
     );
-    f.tcb = Some(TcbVersion {
+    f.tcb = TcbVersion {
         fmc: Some(1),
         ..tcb(0, 0, 0, 0)
-    });
-    run("strict", &f).unwrap();
+    };
+    run_snp("strict", f).unwrap();
 }
 
 #[test]
 fn revocation_wins_over_the_allow_list() {
     // M2 is both allowed for "m" and revoked.
-    let mut f = snp_facts();
-    f.measurement = hex::decode(M2).unwrap();
-    assert_eq!(run("m", &f), Err(PolicyError::MeasurementRevoked));
+    let mut f = snp();
+    f.measurement = b::<48>(M2);
+    assert_eq!(run_snp("m", f), Err(PolicyError::MeasurementRevoked));
 }
 
 #[test]
 fn debug_is_refused_even_when_everything_else_passes() {
-    let mut f = snp_facts();
+    let mut f = snp();
     f.debug = true;
-    f.dev = true;
-    assert_eq!(run("m", &f), Err(PolicyError::DebugEnabled));
+    f.root = SnpRoot::Dev {
+        ark_sha256: b::<32>(DEV_PIN),
+    };
+    assert_eq!(run_snp("m", f), Err(PolicyError::DebugEnabled));
 }
 
 #[test]
-fn dev_evidence_needs_model_consent_and_a_pinned_root() {
-    let mut f = snp_facts();
-    f.dev = true;
-    f.product = Some(Product::Turin); // products only gate AMD-rooted evidence
-    run("m", &f).unwrap();
-    assert_eq!(run("strict", &f), Err(PolicyError::DevEvidenceNotAllowed));
+fn dev_evidence_needs_model_consent_and_exactly_the_pinned_root() {
+    let pinned = SnpFacts {
+        root: SnpRoot::Dev {
+            ark_sha256: b::<32>(DEV_PIN),
+        },
+        ..snp()
+    };
+    run_snp("m", pinned.clone()).unwrap();
+    assert_eq!(
+        run_snp("strict", pinned.clone()),
+        Err(PolicyError::DevEvidenceNotAllowed)
+    );
+    // Another development root than the pinned one: whatever anchors verification was given.
+    let other = SnpFacts {
+        root: SnpRoot::Dev {
+            ark_sha256: [0x78; 32],
+        },
+        ..snp()
+    };
+    assert_eq!(run_snp("m", other), Err(PolicyError::DevRootNotTrusted));
 
     let text = policy_text().replace(&format!("dev_root_ark_sha256 = \"{DEV_PIN}\"\n"), "");
     let p = Policy::from_toml(&text).unwrap();
     let m = p.model("m").unwrap().clone();
-    assert_eq!(check(&p, &m, &f), Err(PolicyError::DevEvidenceNotAllowed));
+    assert_eq!(
+        check(&p, &m, &Facts::Snp(pinned)),
+        Err(PolicyError::DevRootNotTrusted)
+    );
 }
 
 #[test]
 fn each_tpm_rule_refuses_with_its_variant() {
-    let mut f = tpm_facts();
+    let mut f = tpm();
     f.pcrs.insert(7, [0u8; 32]);
-    f.measurement = pcr_composite(&f.pcrs).to_vec();
-    assert_eq!(run("m", &f), Err(PolicyError::PcrsNotAllowed));
+    assert_eq!(run_tpm("m", f), Err(PolicyError::PcrsNotAllowed));
 
-    let mut f = tpm_facts();
+    let mut f = tpm();
     f.pcrs.remove(&7);
-    assert_eq!(run("m", &f), Err(PolicyError::PcrsNotAllowed));
+    assert_eq!(run_tpm("m", f), Err(PolicyError::PcrsNotAllowed));
 
-    let mut f = tpm_facts();
-    f.ak_spki_sha256 = Some([0u8; 32]);
-    assert_eq!(run("m", &f), Err(PolicyError::AkNotAllowed));
+    let mut f = tpm();
+    f.ak_spki_sha256 = [0u8; 32];
+    assert_eq!(run_tpm("m", f), Err(PolicyError::AkNotAllowed));
 
-    let f = tpm_facts();
+    let mut f = tpm();
+    f.ak_anchor = AkAnchor::EkCa {
+        ca_sha256: [0x11; 32],
+    };
+    assert_eq!(run_tpm("m", f), Err(PolicyError::EkCaNotTrusted));
+
     assert_eq!(
-        run("strict", &f),
+        run_tpm("strict", tpm()),
         Err(PolicyError::UntrustedTee { tee: TeeKind::Tpm })
     );
 
@@ -290,12 +337,68 @@ fn each_tpm_rule_refuses_with_its_variant() {
         "revoked_measurements = [",
         &format!(
             "revoked_measurements = [\"{}\", ",
-            hex::encode(pcr_composite(&f.pcrs))
+            hex::encode(pcr_composite(&tpm().pcrs))
         ),
     );
     let p = Policy::from_toml(&text).unwrap();
     let m = p.model("m").unwrap().clone();
-    assert_eq!(check(&p, &m, &f), Err(PolicyError::MeasurementRevoked));
+    assert_eq!(
+        check(&p, &m, &Facts::Tpm(tpm())),
+        Err(PolicyError::MeasurementRevoked)
+    );
+}
+
+/// Regression: allowed PCR sets matched any quote that contained them, so an attester could quote
+/// extra PCRs (whose values nobody constrained) and still pass; and the extra PCR changed the PCR
+/// composite, so a revoked state quoted with one more PCR no longer matched its revocation.
+#[test]
+fn an_allowed_pcr_set_matches_only_the_exact_selection() {
+    run_tpm("m", tpm()).unwrap(); // positive control
+    let mut extra = tpm();
+    extra.pcrs.insert(9, [9u8; 32]);
+    assert_eq!(
+        run_tpm("m", extra.clone()),
+        Err(PolicyError::PcrsNotAllowed)
+    );
+
+    // Revoke the allowed state: quoting it with an extra PCR does not get around the revocation.
+    let text = policy_text().replace(
+        "revoked_measurements = [",
+        &format!(
+            "revoked_measurements = [\"{}\", ",
+            hex::encode(pcr_composite(&tpm().pcrs))
+        ),
+    );
+    let p = Policy::from_toml(&text).unwrap();
+    let m = p.model("m").unwrap().clone();
+    assert_eq!(
+        check(&p, &m, &Facts::Tpm(tpm())),
+        Err(PolicyError::MeasurementRevoked)
+    );
+    assert!(check(&p, &m, &Facts::Tpm(extra)).is_err());
+}
+
+#[test]
+fn an_ek_ca_anchor_passes_only_for_a_ca_the_policy_lists() {
+    let ca_der = b"not parsed here".to_vec();
+    let ca_sha256 = b::<32>(&hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        &ca_der,
+    )));
+    let mut p = policy();
+    p.trust.tpm_ek_ca_certs_der.push(ca_der);
+    let m = p.model("m").unwrap().clone();
+    let mut f = tpm();
+    f.ak_spki_sha256 = [0x99; 32]; // not enrolled: the EK CA vouches for it
+    f.ak_anchor = AkAnchor::EkCa { ca_sha256 };
+    check(&p, &m, &Facts::Tpm(f.clone())).unwrap();
+    f.ak_anchor = AkAnchor::EkCa {
+        ca_sha256: [0x12; 32],
+    };
+    assert_eq!(
+        check(&p, &m, &Facts::Tpm(f)),
+        Err(PolicyError::EkCaNotTrusted)
+    );
 }
 
 #[test]
@@ -306,7 +409,7 @@ fn snp_evidence_for_a_tpm_only_model_is_untrusted() {
     let p = Policy::from_toml(&text).unwrap();
     let m = p.model("x").unwrap().clone();
     assert_eq!(
-        check(&p, &m, &snp_facts()),
+        check(&p, &m, &Facts::Snp(snp())),
         Err(PolicyError::UntrustedTee {
             tee: TeeKind::SevSnp
         })
@@ -327,13 +430,13 @@ fn empty_policy_denies_everything() {
     let p = Policy::from_toml(&text).unwrap();
     let m = p.model("m").unwrap().clone();
     assert_eq!(
-        check(&p, &m, &snp_facts()),
+        check(&p, &m, &Facts::Snp(snp())),
         Err(PolicyError::UntrustedTee {
             tee: TeeKind::SevSnp
         })
     );
     assert_eq!(
-        check(&p, &m, &tpm_facts()),
+        check(&p, &m, &Facts::Tpm(tpm())),
         Err(PolicyError::UntrustedTee { tee: TeeKind::Tpm })
     );
 }
@@ -436,6 +539,24 @@ fn loading_rejects_bad_policies() {
         ),
         (base.replace("id = \"test\"\n", ""), "policy_parse"),
         (
+            base.replace("\"127.0.0.1\"]", "\"*.example\"]"),
+            "policy_invalid",
+        ),
+        (
+            base.replace("\"127.0.0.1\"]", "\"localhost\"]"),
+            "policy_invalid",
+        ),
+        (
+            base.replace("allow_masked_chip_id = true", "allow_masked_chip_id = 1"),
+            "policy_parse",
+        ),
+        (
+            format!(
+                "id = \"x\"\nversion = 1\n[models.m]\ndigest = \"{DIGEST}\"\nallow_masked_chip_id = true\n"
+            ),
+            "policy_invalid",
+        ),
+        (
             format!(
                 "id = \"x\"\nversion = 1\n[models.m]\ndigest = \"{DIGEST}\"\nmin_guest_svn = 3\n"
             ),
@@ -465,7 +586,20 @@ fn loaded_values_are_typed() {
     assert_eq!(snp.min_tcb, tcb(3, 0, 8, 115));
     assert_eq!(snp.allowed_vmpl, std::collections::BTreeSet::from([0]));
     assert_eq!(m.tpm_pcr_sets.len(), 1);
-    assert_eq!(p.model_digest("m").unwrap(), b::<32>(DIGEST));
+    assert_eq!(
+        p.model_digest("m").unwrap(),
+        crate::digest::Blake3Digest::from_bytes(b::<32>(DIGEST))
+    );
+    assert_eq!(
+        m.tls_names,
+        vec![
+            SubjectName::Dns("localhost".into()),
+            SubjectName::Ip("127.0.0.1".parse().unwrap())
+        ]
+    );
+    let masked = p.model("masked").unwrap().snp.as_ref().unwrap();
+    assert!(masked.allow_masked_chip_id && masked.allow_masked_chip_key);
+    assert!(!snp.allow_masked_chip_id && !snp.allow_masked_chip_key);
     // allowed_vmpl defaults to [0].
     let s = p.model("strict").unwrap().snp.as_ref().unwrap();
     assert_eq!(s.allowed_vmpl, std::collections::BTreeSet::from([0]));
@@ -516,10 +650,14 @@ fn error_codes_are_distinct_snake_case() {
         PolicyError::DevRootMismatch,
         PolicyError::DevRootInvalid(crate::snp::SnpError::BadSignature),
         PolicyError::UnknownModel,
+        PolicyError::ModelDigestMismatch,
         PolicyError::UntrustedTee { tee: TeeKind::Tpm },
         PolicyError::ProductNotTrusted(Product::Milan),
         PolicyError::DevEvidenceNotAllowed,
+        PolicyError::DevRootNotTrusted,
         PolicyError::DebugEnabled,
+        PolicyError::ChipIdMasked,
+        PolicyError::ChipKeyMasked,
         PolicyError::MeasurementRevoked,
         PolicyError::MeasurementNotAllowed,
         PolicyError::TcbBelowFloor {
@@ -530,9 +668,13 @@ fn error_codes_are_distinct_snake_case() {
         PolicyError::GuestSvnTooLow { found: 0, min: 1 },
         PolicyError::PcrsNotAllowed,
         PolicyError::AkNotAllowed,
+        PolicyError::EkCaNotTrusted,
         PolicyError::NoEventLog,
         PolicyError::BootImageNotAllowed {
             reason: String::new(),
+        },
+        PolicyError::NameNotAllowed {
+            name: String::new(),
         },
     ];
     let codes: std::collections::BTreeSet<_> = all.iter().map(PolicyError::code).collect();
@@ -592,20 +734,18 @@ fn real_boot() -> crate::tpm::BootImageEvents {
         .unwrap()
 }
 
-fn boot_facts() -> AppraisalInput {
-    let pcrs = BTreeMap::from([(4, b::<32>(REAL_PCR4)), (9, b::<32>(REAL_PCR9))]);
-    AppraisalInput {
-        measurement: pcr_composite(&pcrs).to_vec(),
-        pcrs,
+fn boot_facts() -> TpmFacts {
+    TpmFacts {
+        pcrs: BTreeMap::from([(4, b::<32>(REAL_PCR4)), (9, b::<32>(REAL_PCR9))]),
         boot: Some(real_boot()),
-        ..tpm_facts()
+        ..tpm()
     }
 }
 
-fn run_boot(model: &str, f: &AppraisalInput) -> Result<(), PolicyError> {
+fn run_boot(model: &str, f: &TpmFacts) -> Result<(), PolicyError> {
     let p = Policy::from_toml(&boot_policy_text()).unwrap();
     let m = p.model(model)?.clone();
-    check(&p, &m, f)
+    check(&p, &m, &Facts::Tpm(f.clone()))
 }
 
 #[test]
@@ -682,7 +822,8 @@ fn tpm_boot_accepts_the_real_boot() {
     // A model without tpm_boot does not look at the log.
     run_boot(
         "pcrs-only",
-        &AppraisalInput {
+        &TpmFacts {
+            pcrs: BTreeMap::from([(4, b::<32>(REAL_PCR4))]),
             boot: None,
             ..boot_facts()
         },
@@ -693,7 +834,7 @@ fn tpm_boot_accepts_the_real_boot() {
 #[test]
 fn tpm_boot_refuses_evidence_without_an_event_log() {
     run_boot("vm", &boot_facts()).unwrap(); // positive control
-    let f = AppraisalInput {
+    let f = TpmFacts {
         boot: None,
         ..boot_facts()
     };
@@ -737,4 +878,88 @@ fn tpm_boot_does_not_replace_the_pcr_sets() {
     let mut f = boot_facts();
     f.pcrs.insert(9, [0; 32]);
     assert_eq!(run_boot("vm", &f), Err(PolicyError::PcrsNotAllowed));
+}
+
+// --- passport: the same rules on a signed result's claims -------------------------------------------
+
+fn claims() -> ResultClaims {
+    ResultClaims {
+        iss: "v".into(),
+        aud: "c".into(),
+        iat: 1,
+        exp: 2,
+        status: Status::Affirming,
+        tee: TeeKind::SevSnp,
+        measurement: hex::decode(M1).unwrap(),
+        tcb: Some(tcb(3, 0, 8, 115)),
+        policy_id: "test".into(),
+        policy_version: 7,
+        model_id: "m".into(),
+        model_digest: crate::digest::Blake3Digest::from_bytes(b::<32>(DIGEST)),
+        tls_spki_sha256: [0; 32],
+        evidence_digest: [0; 32],
+        dev: false,
+        nonce: None,
+        tpm_ak_spki_sha256: None,
+        mask_chip_id: false,
+        mask_chip_key: false,
+    }
+}
+
+#[test]
+fn result_claims_are_checked_by_the_same_rules() {
+    let p = policy();
+    p.check_result(&claims()).unwrap(); // positive control
+    type Mutation = fn(&mut ResultClaims);
+    let cases: Vec<(Mutation, PolicyError)> = vec![
+        (|c| c.model_id = "other".into(), PolicyError::UnknownModel),
+        (
+            |c| c.model_digest = crate::digest::Blake3Digest::from_bytes([0; 32]),
+            PolicyError::ModelDigestMismatch,
+        ),
+        (
+            |c| c.measurement = hex::decode(M2).unwrap(),
+            PolicyError::MeasurementRevoked,
+        ),
+        (
+            |c| c.measurement[0] ^= 1,
+            PolicyError::MeasurementNotAllowed,
+        ),
+        (
+            |c| c.tcb = Some(tcb(3, 0, 7, 115)),
+            PolicyError::TcbBelowFloor {
+                component: TcbComponent::Snp,
+            },
+        ),
+        (|c| c.mask_chip_id = true, PolicyError::ChipIdMasked),
+        (|c| c.mask_chip_key = true, PolicyError::ChipKeyMasked),
+    ];
+    for (mutate, want) in cases {
+        let mut c = claims();
+        mutate(&mut c);
+        assert_eq!(p.check_result(&c), Err(want));
+    }
+    // Development results need the model's consent and a pinned development root.
+    let mut dev = claims();
+    dev.dev = true;
+    p.check_result(&dev).unwrap();
+    dev.model_id = "strict".into();
+    assert_eq!(
+        p.check_result(&dev),
+        Err(PolicyError::DevEvidenceNotAllowed)
+    );
+}
+
+#[test]
+fn a_tpm_result_must_be_the_composite_of_an_allowed_set() {
+    let p = policy();
+    let mut c = claims();
+    c.tee = TeeKind::Tpm;
+    c.tcb = None;
+    c.measurement = pcr_composite(&tpm().pcrs).to_vec();
+    p.check_result(&c).unwrap();
+    let mut extra = tpm().pcrs;
+    extra.insert(9, [9; 32]);
+    c.measurement = pcr_composite(&extra).to_vec();
+    assert_eq!(p.check_result(&c), Err(PolicyError::MeasurementNotAllowed));
 }

@@ -21,6 +21,8 @@
 //! | evidence_digest | -70009 (private) | bstr .size 32 |
 //! | dev | -70010 (private) | bool |
 //! | tpm_ak_spki_sha256 | -70011 (private) | bstr .size 32, TPM only: the attestation key the verifier accepted |
+//! | mask_chip_id | -70012 (private) | `true`, SEV-SNP only, present only when the report's `CHIP_ID` is masked (all zero) and the policy allowed it |
+//! | mask_chip_key | -70013 (private) | `true`, SEV-SNP only, present only when the report has `MASK_CHIP_KEY` set and the policy allowed it |
 //!
 //! Private keys sit below -65536 (the CWT registry's private-use range), so they never collide
 //! with registered claims. The profile claim versions the whole set: decoding rejects any other
@@ -31,6 +33,8 @@ use coset::cwt::{ClaimName, ClaimsSet, Timestamp};
 use coset::iana;
 
 use super::ResultError;
+use crate::binding::KeyRelease;
+use crate::digest::Blake3Digest;
 use crate::policy::{Appraisal, Status, TeeKind};
 use crate::snp::TcbVersion;
 
@@ -51,6 +55,8 @@ pub mod keys {
     pub const EVIDENCE_DIGEST: i64 = -70009;
     pub const DEV: i64 = -70010;
     pub const TPM_AK_SPKI_SHA256: i64 = -70011;
+    pub const MASK_CHIP_ID: i64 = -70012;
+    pub const MASK_CHIP_KEY: i64 = -70013;
 }
 
 /// The claims of an attestation result, typed. `iat`/`exp` are seconds since the Unix epoch.
@@ -67,7 +73,7 @@ pub struct ResultClaims {
     pub policy_id: String,
     pub policy_version: u64,
     pub model_id: String,
-    pub model_digest: [u8; 32],
+    pub model_digest: Blake3Digest,
     pub tls_spki_sha256: [u8; 32],
     pub evidence_digest: [u8; 32],
     pub dev: bool,
@@ -76,19 +82,26 @@ pub struct ResultClaims {
     /// verifier accepted (enrolled, or proven by credential activation against a trusted EK). A
     /// relying party checks session evidence from this enclave against exactly this key.
     pub tpm_ak_spki_sha256: Option<[u8; 32]>,
+    /// SEV-SNP: the report's `CHIP_ID` was masked (all zero) and the policy allowed it.
+    pub mask_chip_id: bool,
+    /// SEV-SNP: the report had `MASK_CHIP_KEY` set and the policy allowed it.
+    pub mask_chip_key: bool,
 }
 
 impl ResultClaims {
-    /// The claims for an appraisal: valid from `now` for `ttl` seconds, naming the TLS key the
-    /// evidence was bound to. `nonce` starts as `None`; set it for results answering a client nonce.
+    /// The claims for a key-release appraisal: valid from `now` for `ttl` seconds, naming the TLS
+    /// key the evidence was bound to. `nonce` starts as `None`; set it for results answering a
+    /// client nonce.
     pub fn from_appraisal(
-        appraisal: &Appraisal,
+        appraisal: &Appraisal<KeyRelease>,
         iss: &str,
         aud: &str,
         now: u64,
         ttl: u64,
-        tls_spki_sha256: [u8; 32],
     ) -> Self {
+        let spki = ring::digest::digest(&ring::digest::SHA256, appraisal.tls_spki_der());
+        let mut tls_spki_sha256 = [0u8; 32];
+        tls_spki_sha256.copy_from_slice(spki.as_ref());
         ResultClaims {
             iss: iss.to_string(),
             aud: aud.to_string(),
@@ -106,10 +119,9 @@ impl ResultClaims {
             evidence_digest: *appraisal.evidence_digest(),
             dev: appraisal.is_dev(),
             nonce: None,
-            tpm_ak_spki_sha256: match appraisal.bound().verified().kind() {
-                crate::verify::VerifiedKind::Tpm(q) => Some(q.ak_fingerprint()),
-                crate::verify::VerifiedKind::SevSnp(_) => None,
-            },
+            tpm_ak_spki_sha256: appraisal.tpm_ak_spki_sha256(),
+            mask_chip_id: appraisal.chip_id_masked(),
+            mask_chip_key: appraisal.chip_key_masked(),
         }
     }
 
@@ -147,7 +159,10 @@ impl ResultClaims {
             (keys::POLICY_ID, Value::Text(self.policy_id.clone())),
             (keys::POLICY_VERSION, Value::from(self.policy_version)),
             (keys::MODEL_ID, Value::Text(self.model_id.clone())),
-            (keys::MODEL_DIGEST, Value::Bytes(self.model_digest.to_vec())),
+            (
+                keys::MODEL_DIGEST,
+                Value::Bytes(self.model_digest.as_bytes().to_vec()),
+            ),
             (
                 keys::TLS_SPKI_SHA256,
                 Value::Bytes(self.tls_spki_sha256.to_vec()),
@@ -161,10 +176,18 @@ impl ResultClaims {
         let ak = self
             .tpm_ak_spki_sha256
             .map(|fp| (keys::TPM_AK_SPKI_SHA256, Value::Bytes(fp.to_vec())));
+        let masks = [
+            (self.mask_chip_id, keys::MASK_CHIP_ID),
+            (self.mask_chip_key, keys::MASK_CHIP_KEY),
+        ]
+        .into_iter()
+        .filter(|(set, _)| *set)
+        .map(|(_, k)| (k, Value::Bool(true)));
         rest.extend(
             private
                 .into_iter()
                 .chain(ak)
+                .chain(masks)
                 .map(|(k, v)| (ClaimName::PrivateUse(k), v)),
         );
         Ok(ClaimsSet {
@@ -214,9 +237,10 @@ impl ResultClaims {
                     set_once(&mut d.policy_version, uint(value)?)?
                 }
                 ClaimName::PrivateUse(keys::MODEL_ID) => set_once(&mut d.model_id, text(value)?)?,
-                ClaimName::PrivateUse(keys::MODEL_DIGEST) => {
-                    set_once(&mut d.model_digest, bytes_n::<32>(value)?)?
-                }
+                ClaimName::PrivateUse(keys::MODEL_DIGEST) => set_once(
+                    &mut d.model_digest,
+                    Blake3Digest::from_bytes(bytes_n::<32>(value)?),
+                )?,
                 ClaimName::PrivateUse(keys::TLS_SPKI_SHA256) => {
                     set_once(&mut d.tls_spki_sha256, bytes_n::<32>(value)?)?
                 }
@@ -230,6 +254,12 @@ impl ResultClaims {
                     Value::Bool(b) => set_once(&mut d.dev, b)?,
                     _ => return Err(m("dev is not a bool")),
                 },
+                ClaimName::PrivateUse(keys::MASK_CHIP_ID) => {
+                    set_once(&mut d.mask_chip_id, only_true(value)?)?
+                }
+                ClaimName::PrivateUse(keys::MASK_CHIP_KEY) => {
+                    set_once(&mut d.mask_chip_key, only_true(value)?)?
+                }
                 _ => return Err(m("unknown claim")),
             }
         }
@@ -254,9 +284,14 @@ impl ResultClaims {
             dev: req(d.dev, "dev")?,
             nonce: d.nonce,
             tpm_ak_spki_sha256: d.tpm_ak_spki_sha256,
+            mask_chip_id: d.mask_chip_id.is_some(),
+            mask_chip_key: d.mask_chip_key.is_some(),
         };
         if claims.tpm_ak_spki_sha256.is_some() != (claims.tee == TeeKind::Tpm) {
             return Err(m("tpm_ak_spki_sha256 is present exactly for TPM results"));
+        }
+        if (claims.mask_chip_id || claims.mask_chip_key) && claims.tee != TeeKind::SevSnp {
+            return Err(m("chip masks are SEV-SNP claims"));
         }
         Ok((claims, nbf))
     }
@@ -278,10 +313,22 @@ struct Decoded {
     policy_id: Option<String>,
     policy_version: Option<u64>,
     model_id: Option<String>,
-    model_digest: Option<[u8; 32]>,
+    model_digest: Option<Blake3Digest>,
     tls_spki_sha256: Option<[u8; 32]>,
     evidence_digest: Option<[u8; 32]>,
     dev: Option<bool>,
+    mask_chip_id: Option<()>,
+    mask_chip_key: Option<()>,
+}
+
+/// A flag claim: present means `true`; an explicit `false` is refused (one encoding per value).
+fn only_true(v: Value) -> Result<(), ResultError> {
+    match v {
+        Value::Bool(true) => Ok(()),
+        _ => Err(ResultError::Malformed(
+            "a mask claim is present only as true",
+        )),
+    }
 }
 
 fn assigned(name: iana::CwtClaimName) -> ClaimName {

@@ -23,6 +23,9 @@ pub use crate::policy::{Status, TeeKind};
 pub use claims::{PROFILE, ResultClaims};
 pub use keys::{Jwk, ResultSigner, ResultVerifier};
 
+use crate::binding::KeyRelease;
+use crate::policy::Appraisal;
+
 /// Largest encoded result accepted (a result is a few hundred bytes).
 pub const MAX_RESULT_BYTES: usize = 16 * 1024;
 /// How far `iat` / `nbf` may lie in the verifier's future.
@@ -100,7 +103,65 @@ impl VerifiedResult {
     }
 }
 
+/// A result signed for one key-release appraisal, borrowing it: what certificate issuance
+/// ([`crate::leafcert::CertificateAuthority::issue`]) and key release
+/// ([`crate::keywrap::release`]) take, so the certificate, the result and the wrapped key all
+/// describe the same appraisal. Only [`ResultSigner::sign_appraisal`] makes one.
+#[derive(Debug)]
+pub struct SignedResult<'a> {
+    appraisal: &'a Appraisal<KeyRelease>,
+    claims: ResultClaims,
+    bytes: Vec<u8>,
+    digest: [u8; 32],
+}
+
+impl<'a> SignedResult<'a> {
+    /// The appraisal the result was signed for.
+    pub fn appraisal(&self) -> &'a Appraisal<KeyRelease> {
+        self.appraisal
+    }
+
+    /// The signed claims.
+    pub fn claims(&self) -> &ResultClaims {
+        &self.claims
+    }
+
+    /// The tagged COSE_Sign1 bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// SHA-256 of [`SignedResult::bytes`].
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+}
+
 impl ResultSigner {
+    /// Signs the result of a key-release appraisal: its claims
+    /// ([`ResultClaims::from_appraisal`]), valid from `now` for `ttl` seconds.
+    pub fn sign_appraisal<'a>(
+        &self,
+        appraisal: &'a Appraisal<KeyRelease>,
+        iss: &str,
+        aud: &str,
+        now: u64,
+        ttl: u64,
+        rng: &dyn SecureRandom,
+    ) -> Result<SignedResult<'a>, ResultError> {
+        let claims = ResultClaims::from_appraisal(appraisal, iss, aud, now, ttl);
+        let bytes = self.sign(&claims, rng)?;
+        let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(d.as_ref());
+        Ok(SignedResult {
+            appraisal,
+            claims,
+            bytes,
+            digest,
+        })
+    }
+
     /// Signs `claims` as a tagged COSE_Sign1 CWT. Refuses claims that expire before they are
     /// issued.
     pub fn sign(

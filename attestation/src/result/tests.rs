@@ -36,12 +36,14 @@ fn claims() -> ResultClaims {
         policy_id: "prod".to_string(),
         policy_version: 7,
         model_id: "smollm2-135m-instruct".to_string(),
-        model_digest: [1; 32],
+        model_digest: crate::digest::Blake3Digest::from_bytes([1; 32]),
         tls_spki_sha256: [2; 32],
         evidence_digest: [3; 32],
         dev: false,
         nonce: Some([4; 32]),
         tpm_ak_spki_sha256: None,
+        mask_chip_id: false,
+        mask_chip_key: false,
     }
 }
 
@@ -83,6 +85,15 @@ fn roundtrip() {
                 fmc: Some(1),
                 ..claims().tcb.unwrap()
             }),
+            ..claims()
+        },
+        ResultClaims {
+            mask_chip_id: true,
+            mask_chip_key: true,
+            ..claims()
+        },
+        ResultClaims {
+            mask_chip_key: true,
             ..claims()
         },
         ResultClaims {
@@ -438,4 +449,33 @@ fn the_tpm_attestation_key_claim_is_present_exactly_for_tpm_results() {
             Err(ResultError::Malformed(_))
         ));
     }
+}
+
+#[test]
+fn chip_masks_are_flags_of_snp_results_only() {
+    let s = signer();
+    // Absent means false; present must be `true`, and only on an SNP result.
+    let tpm_masked = ResultClaims {
+        tee: TeeKind::Tpm,
+        tcb: None,
+        measurement: vec![9; 32],
+        tpm_ak_spki_sha256: Some([5; 32]),
+        mask_chip_id: true,
+        ..claims()
+    };
+    let forged = sign_raw(&s, es256_header(&s), payload_of(&tpm_masked));
+    assert!(matches!(
+        s.verifier().verify(&forged, AUD, NOW),
+        Err(ResultError::Malformed(_))
+    ));
+    let mut set = claims().to_claims_set().unwrap();
+    set.rest.push((
+        coset::cwt::ClaimName::PrivateUse(super::claims::keys::MASK_CHIP_ID),
+        coset::cbor::value::Value::Bool(false),
+    ));
+    let forged = sign_raw(&s, es256_header(&s), set.to_vec().unwrap());
+    assert!(matches!(
+        s.verifier().verify(&forged, AUD, NOW),
+        Err(ResultError::Malformed(_))
+    ));
 }

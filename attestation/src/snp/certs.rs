@@ -6,8 +6,9 @@
 //! chip's hardware ID, as extensions under AMD's arc 1.3.6.1.4.1.3704.1 (pub. 57230 table
 //! "VCEK Certificate Extensions").
 //!
-//! Certificates are parsed with `x509-parser`; signatures are checked with `ring` over the exact
-//! TBS bytes received.
+//! Certificates are first checked to be strict DER with the outer signature algorithm equal to the
+//! signed one ([`crate::der_strict`]), then parsed with `x509-parser`; signatures are checked with
+//! `ring` over the exact TBS bytes received.
 
 use ring::signature::{self, UnparsedPublicKey};
 use x509_parser::asn1_rs::Tag;
@@ -81,8 +82,11 @@ impl std::fmt::Display for CertRole {
     }
 }
 
-/// Parses one DER certificate; trailing bytes are an error.
+/// Parses one certificate: strict DER only ([`crate::der_strict::check_certificate`]), nothing
+/// after it.
 pub(crate) fn parse(der: &[u8], which: CertRole) -> Result<X509Certificate<'_>, SnpError> {
+    crate::der_strict::check_certificate(der)
+        .map_err(|error| SnpError::CertEncoding { which, error })?;
     match X509Certificate::from_der(der) {
         Ok(([], cert)) => Ok(cert),
         _ => Err(SnpError::CertParse { which }),
@@ -96,17 +100,12 @@ fn oid_param_is(alg: &AlgorithmIdentifier<'_>, expected: &[u8]) -> bool {
 }
 
 /// Checks that `cert` says it is signed with RSASSA-PSS / SHA-384 / MGF1-SHA-384 / salt 48 /
-/// trailer 1 (the only parameters `ring`'s `RSA_PSS_2048_8192_SHA384` verifies), in both the outer
-/// `signatureAlgorithm` and the TBS `signature` field (RFC 5280 4.1.1.2: they must be equal).
+/// trailer 1 (the only parameters `ring`'s `RSA_PSS_2048_8192_SHA384` verifies). [`parse`] has
+/// already required the outer `signatureAlgorithm` to be byte-identical to the TBS `signature`
+/// field (RFC 5280 4.1.1.2).
 fn check_pss_sha384(cert: &X509Certificate<'_>, which: CertRole) -> Result<(), SnpError> {
     let bad = SnpError::CertAlgorithm { which };
     let outer = &cert.signature_algorithm;
-    let inner = &cert.tbs_certificate.signature;
-    if outer.algorithm != inner.algorithm
-        || outer.parameters.as_ref().map(|p| p.data) != inner.parameters.as_ref().map(|p| p.data)
-    {
-        return Err(bad);
-    }
     if outer.algorithm.as_bytes() != oid::RSASSA_PSS {
         return Err(bad);
     }

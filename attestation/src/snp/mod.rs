@@ -10,6 +10,9 @@
 
 use serde::Serialize;
 
+use crate::der_strict::DerError;
+use crate::time::{UnixTime, Validity};
+
 pub mod certs;
 pub mod launch;
 pub mod report;
@@ -19,7 +22,7 @@ mod verify;
 
 pub use certs::{CertRole, VekExtensions, signer_public_key, vek_extensions};
 pub use report::{Cpuid, FirmwareVersion, GuestPolicy, REPORT_LEN, SigningKey, SnpReport};
-pub use roots::SnpTrustRoots;
+pub use roots::{SnpRoot, SnpTrustRoots};
 pub use tcb::{TcbComponent, TcbLayout, TcbVersion};
 pub use verify::{SignerEndorsement, verify_report, verify_signer_chain};
 
@@ -65,6 +68,18 @@ pub enum SnpError {
     UnknownCpuid { family: u8, model: u8 },
     #[error("{which} certificate is not valid DER X.509")]
     CertParse { which: CertRole },
+    #[error("{which} certificate is not strict DER: {error}")]
+    CertEncoding { which: CertRole, error: DerError },
+    #[error(
+        "{which} certificate is valid from {} to {}, not at {at}",
+        validity.not_before,
+        validity.not_after
+    )]
+    CertNotValidAt {
+        which: CertRole,
+        validity: Validity,
+        at: UnixTime,
+    },
     #[error("{which} certificate has an unexpected key type or signature algorithm")]
     CertAlgorithm { which: CertRole },
     #[error("{which} certificate is not a CA certificate")]
@@ -79,7 +94,9 @@ pub enum SnpError {
     ChainSignature { which: CertRole },
     #[error("the certificate chain does not lead to a trusted ARK")]
     UntrustedRoot,
-    #[error("the intermediate certificate is neither the trusted ASK nor the trusted ASVK")]
+    #[error(
+        "the supplied intermediate certificate is not byte-identical to the pinned ASK or ASVK"
+    )]
     UntrustedIntermediate,
     #[error("report or signing certificate is for {report}, the chain is {chain}'s")]
     ProductMismatch { report: Product, chain: Product },
@@ -95,15 +112,18 @@ pub enum SnpError {
     BadSignature,
 }
 
-/// A report whose signature, endorsement chain and certificate binding checked out. Only
-/// [`verify_report`] makes one.
-#[derive(Debug, Clone)]
+/// A report whose signature, endorsement chain (valid at the verification time) and certificate
+/// binding checked out. Only [`verify_report`] makes one; not `Clone`, so it does not outlive the
+/// verification it came from.
+#[derive(Debug)]
 pub struct VerifiedSnpReport {
     // Boxed: the report is ~0.7 KiB and this value travels inside enums.
     report: Box<SnpReport>,
     product: Product,
     signing_key: SigningKey,
-    dev: bool,
+    root: SnpRoot,
+    validity: Validity,
+    chip_id_masked: bool,
 }
 
 impl VerifiedSnpReport {
@@ -112,9 +132,30 @@ impl VerifiedSnpReport {
         &self.report
     }
 
+    /// The root that verified the report's chain.
+    pub fn root(&self) -> SnpRoot {
+        self.root
+    }
+
     /// True when the report chained to a development root (simulated attester).
     pub fn is_dev(&self) -> bool {
-        self.dev
+        self.root.is_dev()
+    }
+
+    /// When every certificate of the chain (VCEK/VLEK, ASK/ASVK, ARK) is valid.
+    pub fn validity(&self) -> Validity {
+        self.validity
+    }
+
+    /// `CHIP_ID` is all zero: the platform masks the chip id (MASK_CHIP_ID, or a VLEK report),
+    /// so the report does not say which chip produced it.
+    pub fn chip_id_masked(&self) -> bool {
+        self.chip_id_masked
+    }
+
+    /// `MASK_CHIP_KEY` is set in the report's key information.
+    pub fn chip_key_masked(&self) -> bool {
+        self.report.mask_chip_key
     }
 
     /// The product generation, from the report's CPUID (v3+) or the AMD root that verified.
@@ -149,7 +190,10 @@ impl VerifiedSnpReport {
             },
             vmpl: r.vmpl,
             guest_svn: r.guest_svn,
-            dev: self.dev,
+            root: self.root,
+            chip_id_masked: self.chip_id_masked,
+            mask_chip_key: r.mask_chip_key,
+            dev: self.is_dev(),
         }
     }
 }
@@ -169,6 +213,12 @@ pub struct SnpClaims {
     pub policy: PolicyClaims,
     pub vmpl: u32,
     pub guest_svn: u32,
+    /// The root that verified the chain.
+    pub root: SnpRoot,
+    /// `CHIP_ID` is all zero (masked).
+    pub chip_id_masked: bool,
+    /// `MASK_CHIP_KEY` is set.
+    pub mask_chip_key: bool,
     pub dev: bool,
 }
 
@@ -183,4 +233,53 @@ pub struct PolicyClaims {
     pub single_socket: bool,
     /// Minimum firmware ABI, `major.minor`.
     pub abi: String,
+}
+
+/// The SEV-SNP module behind [`crate::verify::Tee`].
+pub(crate) struct SnpTee;
+
+impl crate::verify::Tee for SnpTee {
+    type Evidence = crate::evidence::SnpEvidence;
+    type Verified = VerifiedSnpReport;
+
+    fn verify(
+        evidence: &Self::Evidence,
+        anchors: &crate::verify::TrustAnchors,
+        now: UnixTime,
+    ) -> Result<VerifiedSnpReport, crate::verify::VerifyError> {
+        Ok(verify_report(evidence, &anchors.snp, now)?)
+    }
+}
+
+impl crate::verify::VerifiedTee for VerifiedSnpReport {
+    fn report_data(&self) -> &[u8] {
+        &self.report.report_data
+    }
+
+    fn carries(&self, value: &[u8; 64]) -> bool {
+        crate::binding::carried_in_full(value, &self.report.report_data)
+    }
+
+    fn validity(&self) -> Validity {
+        self.validity
+    }
+
+    fn facts(&self) -> crate::policy::facts::Facts {
+        let r = &self.report;
+        crate::policy::facts::Facts::Snp(crate::policy::facts::SnpFacts {
+            root: self.root,
+            measurement: r.measurement,
+            tcb: r.reported_tcb,
+            debug: r.policy.debug(),
+            migrate_ma: r.policy.migrate_ma(),
+            vmpl: r.vmpl,
+            guest_svn: r.guest_svn,
+            chip_id_masked: self.chip_id_masked,
+            chip_key_masked: r.mask_chip_key,
+        })
+    }
+
+    fn claims(&self) -> crate::verify::EvidenceClaims {
+        crate::verify::EvidenceClaims::SevSnp(VerifiedSnpReport::claims(self))
+    }
 }

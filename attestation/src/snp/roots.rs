@@ -6,11 +6,15 @@
 //!   `https://kdsintf.amd.com/vlek/v1/{Milan,Genoa,Turin}/cert_chain` (see `roots/README.md`).
 //!
 //! Every root is checked when it is added: the ARK is self-signed and signs its ASK (and ASVK) with
-//! RSA-PSS SHA-384, and both are CA certificates. Verification then only compares against these
-//! checked values.
+//! RSA-PSS SHA-384, and both are CA certificates in strict DER. Verification then only compares
+//! against these checked values: a supplied ARK, ASK or ASVK must be byte-identical to a pinned
+//! one, and each pinned certificate's validity period is checked at the verification time.
+
+use serde::Serialize;
 
 use super::certs::{self, CertRole};
 use super::{Product, SnpError};
+use crate::time::Validity;
 
 const MILAN_ASVK: &[u8] = include_bytes!("roots/milan_asvk.pem");
 const GENOA_ASVK: &[u8] = include_bytes!("roots/genoa_asvk.pem");
@@ -19,31 +23,54 @@ const TURIN_ASVK: &[u8] = include_bytes!("roots/turin_asvk.pem");
 /// A product with its pinned ARK, ASK and ASVK (PEM).
 type PinnedPems = (Product, &'static [u8], &'static [u8], &'static [u8]);
 
-/// Where a trusted root comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RootOrigin {
-    /// AMD's production root for one product.
+/// Which root verified SEV-SNP evidence: exactly one of the roots the verifier trusted. Recorded
+/// on the verified report, so a policy checks that very root (a product's AMD root, or the one
+/// development root it pins), not merely "some trusted root".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnpRoot {
+    /// AMD's production ARK of one product.
     Amd(Product),
-    /// A development root (simulated attester); evidence chaining to it is marked `dev`.
-    Dev,
+    /// A development ARK (simulated attester), by the SHA-256 of its DER. Evidence chaining to it
+    /// is marked `dev`.
+    Dev {
+        #[serde(serialize_with = "crate::audit::entry::hex32::serialize")]
+        ark_sha256: [u8; 32],
+    },
+}
+
+impl SnpRoot {
+    /// The AMD product, for an AMD root.
+    pub fn product(&self) -> Option<Product> {
+        match self {
+            SnpRoot::Amd(p) => Some(*p),
+            SnpRoot::Dev { .. } => None,
+        }
+    }
+
+    /// True for a development root.
+    pub fn is_dev(&self) -> bool {
+        matches!(self, SnpRoot::Dev { .. })
+    }
 }
 
 /// A checked intermediate (ASK or ASVK).
 #[derive(Clone)]
 pub(crate) struct TrustedIntermediate {
-    /// DER `SubjectPublicKeyInfo`: the key identity a supplied intermediate must match.
-    pub(crate) spki: Vec<u8>,
+    /// The certificate, DER: a supplied intermediate must equal these bytes.
+    pub(crate) der: Vec<u8>,
     /// PKCS#1 RSA public key, as `ring` takes it.
     pub(crate) rsa_key: Vec<u8>,
+    pub(crate) validity: Validity,
 }
 
 /// One checked ARK with its intermediates.
 #[derive(Clone)]
 pub(crate) struct TrustedRoot {
-    pub(crate) origin: RootOrigin,
+    pub(crate) origin: SnpRoot,
     /// The ARK, DER: a supplied ARK must equal these bytes.
     pub(crate) ark: Vec<u8>,
-    pub(crate) ark_rsa_key: Vec<u8>,
+    pub(crate) ark_validity: Validity,
     /// VCEK signer.
     pub(crate) ask: TrustedIntermediate,
     /// VLEK signer, when known.
@@ -52,7 +79,7 @@ pub(crate) struct TrustedRoot {
 
 impl TrustedRoot {
     fn new(
-        origin: RootOrigin,
+        origin: SnpRoot,
         ark_der: &[u8],
         ask_der: &[u8],
         asvk_der: Option<&[u8]>,
@@ -66,17 +93,18 @@ impl TrustedRoot {
         Ok(TrustedRoot {
             origin,
             ark: ark_der.to_vec(),
-            ark_rsa_key: ark_key.to_vec(),
+            ark_validity: Validity::of_certificate(&ark),
             ask,
             asvk,
         })
     }
 
     pub(crate) fn product(&self) -> Option<Product> {
-        match self.origin {
-            RootOrigin::Amd(p) => Some(p),
-            RootOrigin::Dev => None,
-        }
+        self.origin.product()
+    }
+
+    pub(crate) fn is_dev(&self) -> bool {
+        self.origin.is_dev()
     }
 }
 
@@ -85,8 +113,9 @@ fn intermediate(der: &[u8], ark_key: &[u8]) -> Result<TrustedIntermediate, SnpEr
     certs::require_ca(&cert, CertRole::Intermediate)?;
     certs::verify_signed_by(&cert, ark_key, CertRole::Intermediate)?;
     Ok(TrustedIntermediate {
-        spki: cert.public_key().raw.to_vec(),
+        der: der.to_vec(),
         rsa_key: certs::rsa_public_key(&cert, CertRole::Intermediate)?.to_vec(),
+        validity: Validity::of_certificate(&cert),
     })
 }
 
@@ -106,6 +135,13 @@ impl std::fmt::Debug for SnpTrustRoots {
             }))
             .finish()
     }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 fn pem_der(pem_bytes: &[u8]) -> Option<Vec<u8>> {
@@ -135,7 +171,7 @@ impl SnpTrustRoots {
                 let (ark, ask, asvk) = (pem_der(ark)?, pem_der(ask)?, pem_der(asvk)?);
                 // Pinned constants: a failure here is a packaging bug, caught by the unit tests;
                 // the root is then simply not trusted.
-                TrustedRoot::new(RootOrigin::Amd(*product), &ark, &ask, Some(&asvk)).ok()
+                TrustedRoot::new(SnpRoot::Amd(*product), &ark, &ask, Some(&asvk)).ok()
             })
             .collect();
         SnpTrustRoots { roots }
@@ -144,20 +180,24 @@ impl SnpTrustRoots {
     /// Keeps only AMD roots of the listed products (development roots are kept).
     pub fn only(mut self, products: &[Product]) -> Self {
         self.roots.retain(|r| match r.origin {
-            RootOrigin::Amd(p) => products.contains(&p),
-            RootOrigin::Dev => true,
+            SnpRoot::Amd(p) => products.contains(&p),
+            SnpRoot::Dev { .. } => true,
         });
         self
     }
 
-    /// Adds a development root (ARK and ASK, DER). Evidence chaining to it verifies with
-    /// `is_dev() == true`; its product is taken from the report's CPUID (version 3+ reports only).
-    pub fn add_dev_root(&mut self, ark_der: &[u8], ask_der: &[u8]) -> Result<(), SnpError> {
-        let root = TrustedRoot::new(RootOrigin::Dev, ark_der, ask_der, None)?;
+    /// Adds a development root (ARK and ASK, DER) and returns its identity. Evidence chaining to
+    /// it verifies with that [`SnpRoot::Dev`] root; its product is taken from the report's CPUID
+    /// (version 3+ reports only).
+    pub fn add_dev_root(&mut self, ark_der: &[u8], ask_der: &[u8]) -> Result<SnpRoot, SnpError> {
+        let origin = SnpRoot::Dev {
+            ark_sha256: sha256(ark_der),
+        };
+        let root = TrustedRoot::new(origin, ark_der, ask_der, None)?;
         if !self.roots.iter().any(|r| r.ark == root.ark) {
             self.roots.push(root);
         }
-        Ok(())
+        Ok(origin)
     }
 
     /// The AMD products trusted.
@@ -167,10 +207,7 @@ impl SnpTrustRoots {
 
     /// Number of development roots trusted.
     pub fn dev_root_count(&self) -> usize {
-        self.roots
-            .iter()
-            .filter(|r| r.origin == RootOrigin::Dev)
-            .count()
+        self.roots.iter().filter(|r| r.is_dev()).count()
     }
 
     /// True when nothing is trusted.
@@ -206,7 +243,10 @@ mod tests {
         let ark = pem_der(milan::ARK).unwrap();
         let ask = pem_der(milan::ASK).unwrap();
         let genoa_asvk = pem_der(GENOA_ASVK).unwrap();
-        let e = TrustedRoot::new(RootOrigin::Dev, &ark, &ask, Some(&genoa_asvk)).err();
+        let dev = SnpRoot::Dev {
+            ark_sha256: sha256(&ark),
+        };
+        let e = TrustedRoot::new(dev, &ark, &ask, Some(&genoa_asvk)).err();
         assert_eq!(
             e,
             Some(SnpError::ChainSignature {

@@ -124,19 +124,29 @@ impl TcbVersion {
         }
     }
 
-    /// Component-wise floor: true when every component is at least the floor's. A floor `fmc`
-    /// requires this version to have an `fmc` at least as high; a floor without `fmc` ignores it.
+    /// Component-wise floor: true when every component is at least the floor's (see
+    /// [`TcbVersion::first_below`]).
     pub fn meets(&self, floor: &TcbVersion) -> bool {
-        let fmc_ok = match (floor.fmc, self.fmc) {
-            (None, _) => true,
-            (Some(f), Some(v)) => v >= f,
-            (Some(_), None) => false,
-        };
-        self.bootloader >= floor.bootloader
-            && self.tee >= floor.tee
-            && self.snp >= floor.snp
-            && self.microcode >= floor.microcode
-            && fmc_ok
+        self.first_below(floor).is_none()
+    }
+
+    /// The first component (bootloader, tee, snp, microcode, fmc) in which `self` is below
+    /// `floor`: the one TCB comparison every check uses. A floor `fmc` requires this version to
+    /// have an `fmc` at least as high; a floor without `fmc` ignores it.
+    pub fn first_below(&self, floor: &TcbVersion) -> Option<TcbComponent> {
+        if self.bootloader < floor.bootloader {
+            Some(TcbComponent::Bootloader)
+        } else if self.tee < floor.tee {
+            Some(TcbComponent::Tee)
+        } else if self.snp < floor.snp {
+            Some(TcbComponent::Snp)
+        } else if self.microcode < floor.microcode {
+            Some(TcbComponent::Microcode)
+        } else if floor.fmc.is_some_and(|f| self.fmc.is_none_or(|v| v < f)) {
+            Some(TcbComponent::Fmc)
+        } else {
+            None
+        }
     }
 
     /// The first component where `self` differs from `other`, if any.
@@ -214,5 +224,14 @@ mod tests {
         assert!(!tcb(9, 9, 9, 9, None).meets(&floor_fmc), "fmc required");
         assert!(!tcb(9, 9, 9, 9, Some(1)).meets(&floor_fmc));
         assert!(tcb(0, 0, 0, 0, Some(2)).meets(&floor_fmc));
+        assert_eq!(
+            tcb(9, 9, 7, 255, None).first_below(&floor),
+            Some(TcbComponent::Snp)
+        );
+        assert_eq!(
+            tcb(9, 9, 9, 9, Some(1)).first_below(&floor_fmc),
+            Some(TcbComponent::Fmc)
+        );
+        assert_eq!(tcb(3, 0, 8, 115, None).first_below(&floor), None);
     }
 }

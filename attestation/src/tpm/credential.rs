@@ -214,7 +214,37 @@ pub struct PendingActivation {
     pub ak_fingerprint: [u8; 32],
     /// SHA-256 of the EK certificate's DER.
     pub ek_cert_fingerprint: [u8; 32],
+    /// SHA-256 of the DER of the policy EK CA that issued the EK certificate.
+    pub ek_ca_fingerprint: [u8; 32],
     secret: Zeroizing<[u8; SECRET_LEN]>,
+}
+
+/// An attestation key that credential activation proved to live in a TPM whose EK certificate
+/// chains to a trusted EK CA. Only [`PendingActivation::accept`] makes one; it pins the exact
+/// `TPMT_PUBLIC` the quote presented and names the CA
+/// ([`super::TpmTrustAnchors::add_activated`]).
+#[derive(Debug)]
+pub struct ActivatedAk {
+    ak_fingerprint: [u8; 32],
+    tpmt_public_sha256: [u8; 32],
+    ek_ca_sha256: [u8; 32],
+}
+
+impl ActivatedAk {
+    /// SHA-256 of the AK's DER SubjectPublicKeyInfo.
+    pub fn ak_fingerprint(&self) -> [u8; 32] {
+        self.ak_fingerprint
+    }
+
+    /// SHA-256 of the AK's marshalled `TPMT_PUBLIC`.
+    pub fn tpmt_public_sha256(&self) -> [u8; 32] {
+        self.tpmt_public_sha256
+    }
+
+    /// SHA-256 of the DER of the EK CA the activation went through.
+    pub fn ek_ca_sha256(&self) -> [u8; 32] {
+        self.ek_ca_sha256
+    }
 }
 
 impl std::fmt::Debug for PendingActivation {
@@ -230,17 +260,26 @@ impl std::fmt::Debug for PendingActivation {
 }
 
 impl PendingActivation {
-    /// True when `ak_public` (the AK the quote presents, marshalled `TPMT_PUBLIC`) is the AK the
-    /// credential was made for and `secret` is the one the TPM recovered (constant time).
-    pub fn accepts(&self, ak_public: &[u8], secret: &[u8]) -> bool {
+    /// The activated AK, when `ak_public` (the AK the quote presents, marshalled `TPMT_PUBLIC`) is
+    /// the AK the credential was made for and `secret` is the one the TPM recovered (compared in
+    /// constant time); `None` otherwise.
+    pub fn accept(&self, ak_public: &[u8], secret: &[u8]) -> Option<ActivatedAk> {
         let same_ak = object_name(ak_public).is_ok_and(|name| secrets_equal(&name, &self.ak_name));
         let same_secret = secrets_equal(secret, self.secret.as_ref());
-        same_ak & same_secret
+        if !(same_ak & same_secret) {
+            return None;
+        }
+        let public = TpmtPublic::parse(ak_public).ok()?;
+        Some(ActivatedAk {
+            ak_fingerprint: public.fingerprint(),
+            tpmt_public_sha256: super::public::sha256(ak_public),
+            ek_ca_sha256: self.ek_ca_fingerprint,
+        })
     }
 }
 
 /// The verifier's side of credential activation, pure: checks that `ek_cert_der` chains to one
-/// of `ek_ca_certs_der` at `now_unix`, that `ek_public` (marshalled `TPMT_PUBLIC`) is the
+/// of `ek_ca_certs_der` at `now`, that `ek_public` (marshalled `TPMT_PUBLIC`) is the
 /// certified key, and that `ak_public` is a restricted fixedTPM signing key; then makes a
 /// credential for a fresh random secret wrapped for the AK's Name under that EK.
 ///
@@ -250,10 +289,10 @@ pub fn challenge_ak<R: RngCore + CryptoRng + ?Sized>(
     ek_public: &[u8],
     ak_public: &[u8],
     ek_ca_certs_der: &[Vec<u8>],
-    now_unix: i64,
+    now: crate::time::UnixTime,
     rng: &mut R,
 ) -> Result<(Credential, PendingActivation), AkChallengeError> {
-    let cert = super::ekcert::verify_ek_certificate(ek_cert_der, ek_ca_certs_der, now_unix)?;
+    let cert = super::ekcert::verify_ek_certificate(ek_cert_der, ek_ca_certs_der, now)?;
     let ek = TpmtPublic::parse(ek_public).map_err(AkChallengeError::Ek)?;
     cert.matches(&ek)?;
     let ak = TpmtPublic::parse(ak_public).map_err(AkChallengeError::Ak)?;
@@ -270,6 +309,7 @@ pub fn challenge_ak<R: RngCore + CryptoRng + ?Sized>(
             ak_name,
             ak_fingerprint: ak.fingerprint(),
             ek_cert_fingerprint: cert.fingerprint(),
+            ek_ca_fingerprint: cert.anchor_fingerprint(),
             secret,
         },
     ))

@@ -1,7 +1,8 @@
 //! Endorsement key certificates (TCG EK Credential Profile): an untrusted DER certificate read
-//! from the TPM's NV index (`0x01c00002` for the RSA-2048 EK) is accepted only if it chains to a
-//! CA certificate the policy names, every certificate on the way is valid at the time the caller
-//! passes in (this crate reads no clock), and each issuer is a CA.
+//! from the TPM's NV index (`0x01c00002` for the RSA-2048 EK) is accepted only if it is strict DER
+//! with its outer signature algorithm equal to the signed one ([`crate::der_strict`]), chains to a
+//! CA certificate the policy names (each also strict DER), every certificate on the way is valid
+//! at the time the caller passes in (this crate reads no clock), and each issuer is a CA.
 //!
 //! Every policy CA certificate is a trust anchor; when an anchor's own issuer is also listed, the
 //! path continues through it (so listing an intermediate and its root checks both). Signatures are
@@ -13,6 +14,7 @@ use x509_parser::prelude::{ASN1Time, FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey as X509PublicKey;
 
 use super::public::{PublicKey, TpmtPublic};
+use crate::time::UnixTime;
 
 /// Longest path from the EK certificate to an anchor that is followed.
 const MAX_DEPTH: usize = 4;
@@ -102,6 +104,7 @@ fn parse<'a>(der: &'a [u8], what: &'static str) -> Result<X509Certificate<'a>, E
     if der.len() > MAX_CERT {
         return Err(EkCertError::Malformed(what));
     }
+    crate::der_strict::check_certificate(der).map_err(|_| EkCertError::Malformed(what))?;
     match X509Certificate::from_der(der) {
         Ok(([], cert)) => Ok(cert),
         _ => Err(EkCertError::Malformed(what)),
@@ -117,18 +120,20 @@ fn check_alg(cert: &X509Certificate<'_>, what: &'static str) -> Result<(), EkCer
     Ok(())
 }
 
-/// Verifies `ek_cert_der` against the policy's EK CA certificates `ca_certs_der` at
-/// `now_unix` (seconds since the Unix epoch), and returns the certified key.
+/// Verifies `ek_cert_der` against the policy's EK CA certificates `ca_certs_der` at `now`, and
+/// returns the certified key.
 pub fn verify_ek_certificate(
     ek_cert_der: &[u8],
     ca_certs_der: &[Vec<u8>],
-    now_unix: i64,
+    now: UnixTime,
 ) -> Result<VerifiedEkCert, EkCertError> {
     if ca_certs_der.is_empty() {
         return Err(EkCertError::NoCa);
     }
-    let now =
-        ASN1Time::from_timestamp(now_unix).map_err(|_| EkCertError::Expired("EK certificate"))?;
+    let now = i64::try_from(now.as_secs())
+        .ok()
+        .and_then(|t| ASN1Time::from_timestamp(t).ok())
+        .ok_or(EkCertError::Expired("EK certificate"))?;
     let ek = parse(ek_cert_der, "EK certificate")?;
     check_alg(&ek, "EK certificate")?;
     if !ek.validity().is_valid_at(now) {

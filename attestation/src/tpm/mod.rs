@@ -83,31 +83,64 @@ pub enum TpmError {
     EventLogReplay { pcr: u8, detail: EventLogError },
 }
 
+/// Why an attestation key is trusted: the anchor that vouched for it. Recorded on the verified
+/// quote, so the policy checks that very anchor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case", tag = "by")]
+pub enum AkAnchor {
+    /// Enrolled by the SHA-256 of its DER SubjectPublicKeyInfo (a policy's `tpm_aks_spki_sha256`,
+    /// a PEM or `TPMT_PUBLIC` given to [`TpmTrustAnchors`]).
+    Enrolled,
+    /// Proven by credential activation to live in a TPM whose EK certificate chains to the EK CA
+    /// with this SHA-256 of its DER ([`credential::ActivatedAk`]).
+    EkCa {
+        #[serde(serialize_with = "crate::audit::entry::hex32::serialize")]
+        ca_sha256: [u8; 32],
+    },
+}
+
+/// One trusted attestation key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TrustedAk {
+    /// SHA-256 of the pinned `TPMT_PUBLIC`, when enrolled that way.
+    pinned_public: Option<[u8; 32]>,
+    anchor: AkAnchor,
+}
+
 /// Attestation keys the verifier trusts, identified by SHA-256 of their DER SubjectPublicKeyInfo.
 /// The default trusts nothing.
 ///
 /// A key enrolled by its SPKI (PEM or DER) is trusted with whatever `TPMT_PUBLIC` the evidence
 /// presents for it, so the enroller vouches that it is a restricted TPM key (for example because
-/// `tpm2_createak` made it, or credential activation against a trusted EK proved it). A key
-/// enrolled by its `TPMT_PUBLIC` pins those exact bytes, attributes included.
+/// `tpm2_createak` made it). A key enrolled by its `TPMT_PUBLIC`, or proven by credential
+/// activation, pins those exact bytes, attributes included.
 #[derive(Debug, Clone, Default)]
 pub struct TpmTrustAnchors {
-    /// SPKI fingerprint → SHA-256 of the pinned `TPMT_PUBLIC`, if enrolled that way.
-    aks: BTreeMap<[u8; 32], Option<[u8; 32]>>,
+    aks: BTreeMap<[u8; 32], TrustedAk>,
 }
 
 impl TpmTrustAnchors {
+    fn enroll(&mut self, fingerprint: [u8; 32], pinned_public: Option<[u8; 32]>) {
+        self.aks.insert(
+            fingerprint,
+            TrustedAk {
+                pinned_public,
+                anchor: AkAnchor::Enrolled,
+            },
+        );
+    }
+
     /// Enrolls an AK by its DER `SubjectPublicKeyInfo` bytes.
     pub fn enroll_ak_spki_der(&mut self, der: &[u8]) -> [u8; 32] {
         let fp = public::spki_fingerprint(der);
-        self.aks.entry(fp).or_insert(None);
+        self.enroll(fp, None);
         fp
     }
 
     /// Enrolls an AK by the SHA-256 of its DER `SubjectPublicKeyInfo` (how policies list AKs).
     /// The evidence must then carry an AK whose SPKI hashes to this value.
     pub fn enroll_ak_spki_sha256(&mut self, fingerprint: [u8; 32]) {
-        self.aks.entry(fingerprint).or_insert(None);
+        self.enroll(fingerprint, None);
     }
 
     /// Enrolls an AK from a `PUBLIC KEY` PEM block (as `tpm2_createak -f pem` writes it).
@@ -120,8 +153,22 @@ impl TpmTrustAnchors {
     pub fn enroll_ak_public(&mut self, tpmt_public: &[u8]) -> Result<[u8; 32], TpmError> {
         let public = TpmtPublic::parse(tpmt_public)?;
         let fp = public.fingerprint();
-        self.aks.insert(fp, Some(public::sha256(tpmt_public)));
+        self.enroll(fp, Some(public::sha256(tpmt_public)));
         Ok(fp)
+    }
+
+    /// Trusts the AK that credential activation proved, pinned to its exact `TPMT_PUBLIC`, as
+    /// vouched for by the EK CA the activation went through.
+    pub fn add_activated(&mut self, ak: &credential::ActivatedAk) {
+        self.aks.insert(
+            ak.ak_fingerprint(),
+            TrustedAk {
+                pinned_public: Some(ak.tpmt_public_sha256()),
+                anchor: AkAnchor::EkCa {
+                    ca_sha256: ak.ek_ca_sha256(),
+                },
+            },
+        );
     }
 
     /// True when no key is enrolled.
@@ -134,24 +181,29 @@ impl TpmTrustAnchors {
         self.aks.keys()
     }
 
-    /// Whether `public` (whose marshalled form is `tpmt_public`) is enrolled.
-    pub(crate) fn trusts(&self, public: &TpmtPublic, tpmt_public: &[u8]) -> Option<[u8; 32]> {
+    /// Whether `public` (whose marshalled form is `tpmt_public`) is trusted, and by what.
+    pub(crate) fn trusts(
+        &self,
+        public: &TpmtPublic,
+        tpmt_public: &[u8],
+    ) -> Option<([u8; 32], AkAnchor)> {
         let fp = public.fingerprint();
-        match self.aks.get(&fp)? {
-            None => Some(fp),
-            Some(pinned) if *pinned == public::sha256(tpmt_public) => Some(fp),
-            Some(_) => None,
+        let ak = self.aks.get(&fp)?;
+        match ak.pinned_public {
+            Some(pinned) if pinned != public::sha256(tpmt_public) => None,
+            _ => Some((fp, ak.anchor)),
         }
     }
 }
 
 /// A quote whose structure, key, signature and PCR digest checked out. Only [`verify_quote`] makes
-/// one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// one; not `Clone`, so it does not outlive the verification it came from.
+#[derive(Debug, PartialEq, Eq)]
 pub struct VerifiedTpmQuote {
     qualifying_data: Vec<u8>,
     pcrs: BTreeMap<u8, [u8; 32]>,
     ak_fingerprint: [u8; 32],
+    ak_anchor: AkAnchor,
     clock_info: TpmsClockInfo,
     firmware_version: u64,
     /// Boot-image facts from the evidence's event log, present only when the evidence carried a
@@ -173,6 +225,11 @@ impl VerifiedTpmQuote {
     /// SHA-256 of the attestation key's DER SubjectPublicKeyInfo.
     pub fn ak_fingerprint(&self) -> [u8; 32] {
         self.ak_fingerprint
+    }
+
+    /// The anchor that vouched for the attestation key.
+    pub fn ak_anchor(&self) -> AkAnchor {
+        self.ak_anchor
     }
 
     /// `TPMS_CLOCK_INFO` at the time of the quote.
@@ -200,6 +257,7 @@ impl VerifiedTpmQuote {
                 .collect(),
             qualifying_data: hex::encode(&self.qualifying_data),
             ak_fingerprint: hex::encode(self.ak_fingerprint),
+            ak_anchor: self.ak_anchor,
             firmware_version: self.firmware_version,
             clock: self.clock_info.clock,
             reset_count: self.clock_info.reset_count,
@@ -219,6 +277,8 @@ pub struct TpmClaims {
     pub qualifying_data: String,
     /// SHA-256 of the AK's DER SubjectPublicKeyInfo, hex.
     pub ak_fingerprint: String,
+    /// Why the AK is trusted.
+    pub ak_anchor: AkAnchor,
     pub firmware_version: u64,
     pub clock: u64,
     pub reset_count: u32,
@@ -227,4 +287,48 @@ pub struct TpmClaims {
     /// Boot-image facts from the replayed event log, when the evidence carried one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boot: Option<BootImageClaims>,
+}
+
+/// The TPM module behind [`crate::verify::Tee`].
+pub(crate) struct TpmTee;
+
+impl crate::verify::Tee for TpmTee {
+    type Evidence = crate::evidence::TpmEvidence;
+    type Verified = VerifiedTpmQuote;
+
+    /// A quote carries no certificate, so it does not depend on the time.
+    fn verify(
+        evidence: &Self::Evidence,
+        anchors: &crate::verify::TrustAnchors,
+        _now: crate::time::UnixTime,
+    ) -> Result<VerifiedTpmQuote, crate::verify::VerifyError> {
+        Ok(verify_quote(evidence, &anchors.tpm)?)
+    }
+}
+
+impl crate::verify::VerifiedTee for VerifiedTpmQuote {
+    fn report_data(&self) -> &[u8] {
+        &self.qualifying_data
+    }
+
+    fn carries(&self, value: &[u8; 64]) -> bool {
+        crate::binding::carried_as_prefix(value, &self.qualifying_data)
+    }
+
+    fn validity(&self) -> crate::time::Validity {
+        crate::time::Validity::ALWAYS
+    }
+
+    fn facts(&self) -> crate::policy::facts::Facts {
+        crate::policy::facts::Facts::Tpm(crate::policy::facts::TpmFacts {
+            pcrs: self.pcrs.clone(),
+            ak_spki_sha256: self.ak_fingerprint,
+            ak_anchor: self.ak_anchor,
+            boot: self.boot.clone(),
+        })
+    }
+
+    fn claims(&self) -> crate::verify::EvidenceClaims {
+        crate::verify::EvidenceClaims::Tpm(VerifiedTpmQuote::claims(self))
+    }
 }

@@ -23,7 +23,7 @@ pub fn verify_quote(
     let ak = TpmtPublic::parse(&ev.ak_public)?;
 
     // 2. The key: enrolled, and one the TPM only signs its own structures with.
-    let ak_fingerprint = anchors
+    let (ak_fingerprint, ak_anchor) = anchors
         .trusts(&ak, &ev.ak_public)
         .ok_or(TpmError::UntrustedAk)?;
     if !ak.is_restricted_signing() {
@@ -72,6 +72,7 @@ pub fn verify_quote(
         qualifying_data: attest.extra_data,
         pcrs,
         ak_fingerprint,
+        ak_anchor,
         clock_info: attest.clock_info,
         firmware_version: attest.firmware_version,
         boot,

@@ -5,6 +5,7 @@
 
 use confidant_attestation::evidence::SnpEvidence;
 use confidant_attestation::snp::{self, SnpError, SnpTrustRoots};
+use confidant_attestation::time::UnixTime;
 use confidant_testkit::read_testdata;
 use serde_bytes::ByteBuf;
 
@@ -158,7 +159,15 @@ pub struct DevPki {
 }
 
 pub fn dev_pki() -> DevPki {
-    let dir = confidant_testkit::dev_pki();
+    dev_pki_in(&confidant_testkit::dev_pki())
+}
+
+/// A second development PKI, with its own root.
+pub fn other_dev_pki() -> DevPki {
+    dev_pki_in(&confidant_testkit::other_dev_pki())
+}
+
+fn dev_pki_in(dir: &std::path::Path) -> DevPki {
     let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
     let rng = ring::rand::SystemRandom::new();
     let key = ring::signature::EcdsaKeyPair::from_pkcs8(
@@ -244,6 +253,18 @@ impl Rng {
     }
 }
 
+/// A time inside the signing certificate's validity (a day after it starts), so the real
+/// evidence (whose VLEK expired in 2025) and the development PKI (made when the tests first run)
+/// each verify at a time their certificates were valid. Tests of the validity check itself pass
+/// explicit times to [`snp::verify_report`].
+pub fn signer_time(ev: &SnpEvidence) -> UnixTime {
+    use x509_parser::prelude::FromDer;
+    let start = x509_parser::certificate::X509Certificate::from_der(&ev.signer_cert)
+        .map(|(_, c)| c.validity().not_before.timestamp())
+        .unwrap_or(1_748_736_000);
+    UnixTime::from_secs(u64::try_from(start).unwrap_or(0) + 86_400)
+}
+
 pub fn verify(ev: &SnpEvidence, roots: &SnpTrustRoots) -> Result<snp::VerifiedSnpReport, SnpError> {
-    snp::verify_report(ev, roots)
+    snp::verify_report(ev, roots, signer_time(ev))
 }

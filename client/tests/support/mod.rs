@@ -5,37 +5,40 @@
 // Test scaffolding: a failure to build a fixture is a test failure.
 #![allow(clippy::unwrap_used)]
 
+pub mod forge;
 pub mod server;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use rcgen::PublicKeyData;
 use ring::rand::SystemRandom;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use zeroize::Zeroizing;
 
-use confidant_attestation::binding::{Binding, BindingInput, Purpose};
-use confidant_attestation::evidence::Evidence;
-use confidant_attestation::leafcert::{CertificateAuthority, LeafRequest};
-use confidant_attestation::result::{ResultClaims, ResultSigner, Status, TeeKind};
+use confidant_attestation::binding::{Binding, KeyRelease, Session};
+use confidant_attestation::digest::Blake3Digest;
+use confidant_attestation::evidence::{Evidence, ReceivedEvidence};
+use confidant_attestation::leafcert::CertificateAuthority;
+use confidant_attestation::names::SubjectName;
+use confidant_attestation::policy::Policy;
+use confidant_attestation::result::{ResultSigner, Status};
 use confidant_attestation::snp::SnpTrustRoots;
-use confidant_attestation::verify::{TrustAnchors, evidence_digest};
+use confidant_attestation::time::UnixTime;
+use confidant_attestation::verify::{TrustAnchors, verify_evidence};
 use confidant_attester::snp_sim::SimulatedSnp;
-use confidant_client::{Client, ClientBuilder, ClientPolicy, DEFAULT_RESULT_AUDIENCE, Mode};
+use confidant_client::{Client, ClientBuilder, DEFAULT_RESULT_AUDIENCE, Mode};
+use confidant_testkit::policy::DevSnpPolicy;
 use confidant_wire::attest::SessionAttestationResponse;
 
 pub use server::TestServer;
 
 pub const MODEL_ID: &str = "test-model";
-pub const MODEL_DIGEST: [u8; 32] = [0x4d; 32];
+pub const MODEL_DIGEST: Blake3Digest = Blake3Digest::from_bytes([0x4d; 32]);
 pub const MEASUREMENT: [u8; 48] = [0x6d; 48];
 
 pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    confidant_testkit::now_secs()
 }
 
 /// How `POST /v1/attestation` answers.
@@ -62,11 +65,14 @@ pub struct Knobs {
     pub result_for_other_key: bool,
     /// `exp` of the result, relative to now (negative: expired).
     pub result_ttl: i64,
+    /// A status other than `Affirming` makes the verifier lie (its policy engine only affirms).
     pub status: Status,
+    /// The model the verifier appraised the enclave for (its own policy allows it).
     pub model_id: String,
+    /// The enclave's launch measurement (the verifier's own policy allows it).
     pub measurement: [u8; 48],
-    /// Embed evidence other than the one the result names (direct mode).
-    pub swap_certificate_evidence: bool,
+    /// The result says the report had `MASK_CHIP_KEY` set (a verifier whose policy allowed it).
+    pub result_chip_key_masked: bool,
     pub session: SessionMode,
 }
 
@@ -79,7 +85,7 @@ impl Default for Knobs {
             status: Status::Affirming,
             model_id: MODEL_ID.to_string(),
             measurement: MEASUREMENT,
-            swap_certificate_evidence: false,
+            result_chip_key_masked: false,
             session: SessionMode::Honest,
         }
     }
@@ -88,16 +94,39 @@ impl Default for Knobs {
 /// The pinned material a client uses, and the means to build servers.
 pub struct World {
     pub ca: CertificateAuthority,
+    /// The CA's key, for certificates only a lying verifier would issue ([`forge`]).
+    ca_key: Zeroizing<Vec<u8>>,
     pub signer: ResultSigner,
     pub snp: Arc<SimulatedSnp>,
     pub dev_anchors: TrustAnchors,
 }
 
-fn ca(name: &str) -> CertificateAuthority {
+fn ca(name: &str) -> (CertificateAuthority, Zeroizing<Vec<u8>>) {
     let rng = SystemRandom::new();
     let key = CertificateAuthority::generate_key(&rng).unwrap();
     let t = now();
-    CertificateAuthority::new(&key, name, t - 3600, t + 86_400, &rng).unwrap()
+    let ca = CertificateAuthority::new(&key, name, t - 3600, t + 86_400, &rng).unwrap();
+    (ca, key)
+}
+
+/// The development policy for the test model on `measurements` (dev evidence allowed: the
+/// simulator is dev), changed by `edit`.
+pub fn dev_policy(measurements: &[[u8; 48]], edit: impl FnOnce(&mut DevSnpPolicy)) -> Policy {
+    Policy::from_toml(&dev_policy_toml(measurements, edit)).unwrap()
+}
+
+/// The TOML of [`dev_policy`].
+pub fn dev_policy_toml(measurements: &[[u8; 48]], edit: impl FnOnce(&mut DevSnpPolicy)) -> String {
+    let mut p = DevSnpPolicy::new(
+        "test-policy",
+        1,
+        MODEL_ID,
+        *MODEL_DIGEST.as_bytes(),
+        measurements[0],
+    );
+    p.measurements = measurements.to_vec();
+    edit(&mut p);
+    p.toml()
 }
 
 impl World {
@@ -111,8 +140,10 @@ impl World {
                 &std::fs::read(dir.join("ask.der")).unwrap(),
             )
             .unwrap();
+        let (ca, ca_key) = ca("Confidant test verifier CA");
         World {
-            ca: ca("Confidant test verifier CA"),
+            ca,
+            ca_key,
             signer: ResultSigner::from_pkcs8(
                 &ResultSigner::generate_pkcs8(&SystemRandom::new()).unwrap(),
                 &SystemRandom::new(),
@@ -126,12 +157,20 @@ impl World {
         }
     }
 
-    /// The policy that accepts the honest server (dev evidence allowed: the simulator is dev).
-    pub fn policy(&self) -> ClientPolicy {
-        ClientPolicy::new()
-            .allow_model(MODEL_ID, MODEL_DIGEST)
-            .allow_measurement(MEASUREMENT.to_vec())
-            .allow_dev(true)
+    /// The client policy that accepts the honest server: the development policy for the test
+    /// model on [`MEASUREMENT`].
+    pub fn policy(&self) -> Policy {
+        self.policy_with(|_| {})
+    }
+
+    /// The TOML of [`World::policy`].
+    pub fn policy_toml(&self) -> String {
+        dev_policy_toml(&[MEASUREMENT], |_| {})
+    }
+
+    /// The client policy, changed by `edit`.
+    pub fn policy_with(&self, edit: impl FnOnce(&mut DevSnpPolicy)) -> Policy {
+        dev_policy(&[MEASUREMENT], edit)
     }
 
     /// A builder pinning this world's CA and key, with its dev anchors and default policy.
@@ -151,76 +190,98 @@ impl World {
             .unwrap()
     }
 
-    fn evidence(&self, binding: &Binding, measurement: &[u8; 48]) -> Evidence {
-        Evidence::SevSnp(self.snp.attest(binding.as_bytes(), measurement).unwrap())
-    }
-
-    /// Starts an enclave stand-in shaped by `knobs`.
+    /// Starts an enclave stand-in shaped by `knobs`. Its certificate comes from the real
+    /// pipeline — simulated key-release evidence, verified, bound, appraised by the verifier's
+    /// policy (which allows the knobs' model and measurement), signed and issued — unless a knob
+    /// asks for something the pipeline cannot produce (a non-affirming status, a result naming
+    /// another key, a foreign CA): then a lying CA forges it ([`forge`]).
     pub async fn server(&self, knobs: Knobs) -> TestServer {
+        let rng = SystemRandom::new();
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let spki = key.subject_public_key_info();
-        let spki_sha256 = sha256(&spki);
 
-        // Key-release evidence, as the enclave would have sent the verifier.
-        let release = Binding::compute(&BindingInput {
-            purpose: Purpose::KeyRelease,
-            nonce: &[1; 32],
-            tls_spki_der: &spki,
-            channel: &[2; 32],
-            model_digest: &MODEL_DIGEST,
-        });
-        let evidence = self.evidence(&release, &knobs.measurement);
-        let t = now();
-        let claims = ResultClaims {
-            iss: "confidant-test-verifier".into(),
-            aud: DEFAULT_RESULT_AUDIENCE.into(),
-            iat: t.saturating_add_signed(knobs.result_ttl.min(0) - 60),
-            exp: t.saturating_add_signed(knobs.result_ttl),
-            status: knobs.status,
-            tee: TeeKind::SevSnp,
-            measurement: knobs.measurement.to_vec(),
-            tcb: Some(self.snp.reported_tcb()),
-            policy_id: "test-policy".into(),
-            policy_version: 1,
-            model_id: knobs.model_id.clone(),
+        // Key-release evidence, as the enclave would have sent the verifier, and its appraisal.
+        let release = Binding::compute(KeyRelease {
+            nonce: [1; 32],
+            tls_spki_der: spki.clone(),
+            wrap_pk: [2; 32],
             model_digest: MODEL_DIGEST,
-            tls_spki_sha256: if knobs.result_for_other_key {
-                sha256(b"another key")
-            } else {
-                spki_sha256
-            },
-            evidence_digest: evidence_digest(&evidence),
-            dev: true,
-            nonce: None,
-            tpm_ak_spki_sha256: None,
-        };
-        let result = self.signer.sign(&claims, &SystemRandom::new()).unwrap();
-        let embedded = if knobs.swap_certificate_evidence {
-            self.evidence(&release, &knobs.measurement)
-        } else {
-            evidence
-        };
-        let foreign;
-        let issuer = if knobs.foreign_ca {
-            foreign = ca("Impostor CA");
-            &foreign
-        } else {
-            &self.ca
-        };
-        let leaf = issuer
-            .issue_leaf(
-                &LeafRequest {
-                    spki_der: &spki,
-                    dns_names: &["localhost".to_string()],
-                    ip_addresses: &["127.0.0.1".parse().unwrap()],
-                    not_before: t - 60,
-                    not_after: t + 3600,
-                    result: &result,
-                    evidence: &embedded.to_cbor(),
-                },
-                &SystemRandom::new(),
+        });
+        let evidence = Evidence::SevSnp(
+            self.snp
+                .attest(release.as_bytes(), &knobs.measurement)
+                .unwrap(),
+        );
+        let t = now();
+        let received = ReceivedEvidence::decode(&evidence.to_cbor()).unwrap();
+        let verified =
+            verify_evidence(received, &self.dev_anchors, UnixTime::from_secs(t)).unwrap();
+        let bound = verified.bind(release).unwrap();
+        let mut verifier_policy = DevSnpPolicy::new(
+            "test-policy",
+            1,
+            &knobs.model_id,
+            *MODEL_DIGEST.as_bytes(),
+            knobs.measurement,
+        );
+        verifier_policy.tls_names = vec!["localhost".into(), "127.0.0.1".into()];
+        let appraisal = Policy::from_toml(&verifier_policy.toml())
+            .unwrap()
+            .appraise(bound, &knobs.model_id)
+            .unwrap();
+        let iat = t.saturating_add_signed(knobs.result_ttl.min(0) - 60);
+        let exp = t.saturating_add_signed(knobs.result_ttl);
+        let signed = self
+            .signer
+            .sign_appraisal(
+                &appraisal,
+                "confidant-test-verifier",
+                DEFAULT_RESULT_AUDIENCE,
+                iat,
+                exp - iat,
+                &rng,
             )
             .unwrap();
+        let names = [
+            SubjectName::Dns("localhost".into()),
+            SubjectName::Ip("127.0.0.1".parse().unwrap()),
+        ];
+        // An expired result comes in a certificate that is still valid (issuance would end the
+        // certificate with the result), so the client's own expiry check is what refuses it.
+        let lies = knobs.foreign_ca
+            || knobs.result_for_other_key
+            || knobs.status != Status::Affirming
+            || knobs.result_chip_key_masked
+            || knobs.result_ttl < 0;
+        let (leaf, issuer_der) = if lies {
+            let mut claims = signed.claims().clone();
+            claims.status = knobs.status;
+            claims.mask_chip_key = knobs.result_chip_key_masked;
+            if knobs.result_for_other_key {
+                claims.tls_spki_sha256 = sha256(b"another key");
+            }
+            let result = self.signer.sign(&claims, &rng).unwrap();
+            let foreign;
+            let (ca, ca_key) = if knobs.foreign_ca {
+                foreign = ca("Impostor CA");
+                (&foreign.0, &foreign.1)
+            } else {
+                (&self.ca, &self.ca_key)
+            };
+            let leaf = forge::leaf(
+                ca.cert_der(),
+                ca_key,
+                &spki,
+                t - 60,
+                t + 3600,
+                &result,
+                appraisal.evidence_bytes(),
+            );
+            (leaf, ca.cert_der().to_vec())
+        } else {
+            let leaf = self.ca.issue(&signed, &names, iat, exp, &rng).unwrap();
+            (leaf, self.ca.cert_der().to_vec())
+        };
 
         let snp = Arc::clone(&self.snp);
         let mode = knobs.session;
@@ -239,25 +300,21 @@ impl World {
                 SessionMode::OtherNonce => (&other_nonce, exporter),
                 SessionMode::Honest | SessionMode::OtherMeasurement => (nonce, exporter),
             };
-            let binding = Binding::compute(&BindingInput {
-                purpose: Purpose::Session,
-                nonce,
-                tls_spki_der: &session_spki,
-                channel: exporter,
-                model_digest: &MODEL_DIGEST,
+            let binding = Binding::compute(Session {
+                nonce: *nonce,
+                tls_spki_der: session_spki.clone(),
+                exporter: *exporter,
+                model_digest: MODEL_DIGEST,
             });
             let ev = Evidence::SevSnp(snp.attest(binding.as_bytes(), &session_measurement).ok()?);
             Some(SessionAttestationResponse {
                 evidence: base64::engine::general_purpose::STANDARD.encode(ev.to_cbor()),
-                model_digest: hex::encode(MODEL_DIGEST),
+                model_digest: MODEL_DIGEST,
                 lockdown: None,
             })
         });
         TestServer::start(server::ServerSpec {
-            chain: vec![
-                CertificateDer::from(leaf),
-                CertificateDer::from(issuer.cert_der().to_vec()),
-            ],
+            chain: vec![CertificateDer::from(leaf), CertificateDer::from(issuer_der)],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
             session,
         })

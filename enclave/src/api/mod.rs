@@ -185,7 +185,7 @@ async fn models(
             object: "model".into(),
             created: s.loaded_at,
             owned_by: "confidant".into(),
-            digest: Some(hex::encode(s.model.digest)),
+            digest: Some(s.model.digest.to_hex()),
         }],
     }))
 }

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use confidant_attestation::binding::{Binding, BindingInput, Purpose};
+use confidant_attestation::binding::{Binding, Session};
 use confidant_service::{ApiError, ConnectionInfo};
 use confidant_wire::attest::{SessionAttestationRequest, SessionAttestationResponse};
 
@@ -55,12 +55,11 @@ pub(super) async fn attestation(
         )
     })?;
     let digest = s.model.digest;
-    let binding = Binding::compute(&BindingInput {
-        purpose: Purpose::Session,
-        nonce: &nonce,
-        tls_spki_der: &s.tls_spki,
-        channel: &conn.exporter,
-        model_digest: &digest,
+    let binding = Binding::compute(Session {
+        nonce,
+        tls_spki_der: s.tls_spki.to_vec(),
+        exporter: conn.exporter,
+        model_digest: digest,
     });
     let (tee, gate) = (s.tee.clone(), s.tee_gate.clone());
     let evidence = tokio::task::spawn_blocking(move || {
@@ -84,7 +83,7 @@ pub(super) async fn attestation(
     tracing::info!(conn_id = conn.conn_id, "session evidence issued");
     Ok(axum::Json(SessionAttestationResponse {
         evidence: STANDARD.encode(evidence.to_cbor()),
-        model_digest: hex::encode(digest),
+        model_digest: digest,
         lockdown: s.lockdown.clone(),
     }))
 }

@@ -28,7 +28,7 @@ pub const AUDIENCE: &str = "confidant-enclave";
 pub struct SealedModel {
     pub path: PathBuf,
     pub key: [u8; 32],
-    pub digest: [u8; 32],
+    pub digest: confidant_attestation::digest::Blake3Digest,
 }
 
 pub fn sealed_model() -> &'static SealedModel {
@@ -135,7 +135,7 @@ impl TestVerifier {
             "enclave-test",
             v,
             MODEL_ID,
-            sealed_model().digest,
+            *sealed_model().digest.as_bytes(),
             *measurement,
         );
         policy.min_tcb = TcbFloor::new(t.bootloader, t.tee, t.snp, t.microcode);
@@ -167,9 +167,10 @@ tpm_aks_spki_sha256 = ["{ak}"]
 [models."{MODEL_ID}"]
 digest = "{digest}"
 tpm_pcrs = [[{set}]]
+tls_names = ["localhost", "127.0.0.1"]
 "#,
             ak = hex::encode(ak_spki_sha256),
-            digest = hex::encode(sealed_model().digest),
+            digest = sealed_model().digest.to_hex(),
             set = set.join(", "),
         );
         self.verifier()
@@ -180,7 +181,10 @@ tpm_pcrs = [[{set}]]
     /// Audit entries (JSON objects), oldest first.
     pub fn audit_log(&self) -> Vec<serde_json::Value> {
         let v = self.verifier().audit_entries(0, 1000).unwrap();
-        v["entries"].as_array().unwrap().clone()
+        v.entries
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect()
     }
 
     /// Imports the test model key.
@@ -199,12 +203,7 @@ tpm_pcrs = [[{set}]]
     /// Reason codes of the audit log, oldest first (`None` for accepted).
     pub fn audit_reasons(&self) -> Vec<Option<String>> {
         let v = self.verifier().audit_entries(0, 1000).unwrap();
-        v["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["reason"].as_str().map(str::to_owned))
-            .collect()
+        v.entries.into_iter().map(|e| e.reason).collect()
     }
 
     pub async fn stop(&mut self) {
@@ -288,15 +287,21 @@ pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bo
 }
 
 pub async fn wait_serving(e: &Enclave) -> SocketAddr {
-    eventually("enclave serving", Duration::from_secs(180), || {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while e.phase() != Phase::Serving {
         assert!(
             !matches!(e.phase(), Phase::Failed | Phase::Stopped),
             "enclave ended: {:?}",
             e.phase()
         );
-        e.phase() == Phase::Serving
-    })
-    .await;
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the enclave to serve (phase {:?}, last failure {:?})",
+            e.phase(),
+            e.last_failure()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     e.local_addr().unwrap()
 }
 
@@ -310,4 +315,9 @@ pub fn sse_events(body: &str) -> Vec<String> {
                 .to_owned()
         })
         .collect()
+}
+
+/// Now, for verification (certificate validity periods are checked at the time passed in).
+pub fn now() -> confidant_attestation::time::UnixTime {
+    confidant_attestation::time::UnixTime::from_secs(confidant_testkit::now_secs())
 }

@@ -1,17 +1,24 @@
 //! Seeds our own encoders write: evidence, attestation results, RA-TLS certificates, sealed
 //! models, audit logs and checkpoints, wire bodies, policies.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use confidant_attestation::audit::{
     AuditEvent, Checkpoint, CheckpointSigner, Decision, LogState, encode_record, leaf_hash,
 };
-use confidant_attestation::evidence::{Evidence, SnpEvidence};
-use confidant_attestation::leafcert::{CertificateAuthority, LeafRequest};
+use confidant_attestation::binding::{Binding, KeyRelease};
+use confidant_attestation::digest::Blake3Digest;
+use confidant_attestation::evidence::{Evidence, ReceivedEvidence, SnpEvidence};
+use confidant_attestation::leafcert::CertificateAuthority;
 use confidant_attestation::modelkey::ModelKey;
+use confidant_attestation::names::SubjectName;
+use confidant_attestation::policy::Policy;
 use confidant_attestation::result::{ResultClaims, ResultSigner, Status, TeeKind};
+use confidant_attestation::snp::SnpTrustRoots;
+use confidant_attestation::time::UnixTime;
+use confidant_attestation::verify::{TrustAnchors, verify_evidence};
+use confidant_attester::snp_sim::SimulatedSnp;
 use confidant_fuzz::frame::join;
 use confidant_sealed::{encode_bundle, seal_with_chunk_size};
+use confidant_testkit::policy::DevSnpPolicy;
 use confidant_testkit::read_testdata;
 use confidant_wire::attest::{AttestRequest, AttestResponse, WrappedKeyWire};
 use ring::rand::SystemRandom;
@@ -80,12 +87,14 @@ fn claims(tee: TeeKind) -> ResultClaims {
         policy_id: "policy".into(),
         policy_version: 3,
         model_id: "smollm2-135m-instruct".into(),
-        model_digest: [2; 32],
+        model_digest: Blake3Digest::from_bytes([2; 32]),
         tls_spki_sha256: [3; 32],
         evidence_digest: [4; 32],
         dev: true,
         nonce: Some([5; 32]),
         tpm_ak_spki_sha256: (tee == TeeKind::Tpm).then_some([6; 32]),
+        mask_chip_id: false,
+        mask_chip_key: false,
     }
 }
 
@@ -118,33 +127,75 @@ pub fn results() -> Result<Vec<Seed>, SeedError> {
 }
 
 /// A leaf certificate as the verifier's CA issues it (result and evidence extensions), the CA's
-/// own certificate, and a real VCEK.
+/// own certificate, and a real VCEK. The leaf comes out of the real pipeline (simulated SEV-SNP
+/// evidence bound to a key release → verified → appraised under a development policy → signed →
+/// issued), since the CA issues only for a signed key-release appraisal.
 pub fn certificates() -> Result<Vec<Seed>, SeedError> {
+    const MEASUREMENT: [u8; 48] = [0xab; 48];
+    const MODEL_ID: &str = "smollm2-135m-instruct";
     let rng = SystemRandom::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(ctx("the clock"))?
+        .as_secs();
     let ca_key = CertificateAuthority::generate_key(&rng).map_err(ctx("CA key"))?;
     let ca = CertificateAuthority::new(&ca_key, "fuzz seed CA", 0, 4_102_444_800, &rng)
         .map_err(ctx("CA"))?;
     let (_, ca_cert) =
         x509_parser::parse_x509_certificate(ca.cert_der()).map_err(ctx("parsing the CA"))?;
     let spki = ca_cert.tbs_certificate.subject_pki.raw.to_vec();
+
+    let pki = confidant_testkit::dev_pki();
+    let sim = SimulatedSnp::from_dir(&pki).map_err(ctx("simulated SEV-SNP"))?;
+    let digest = Blake3Digest::from_bytes([2; 32]);
+    let release = Binding::compute(KeyRelease {
+        nonce: [1; 32],
+        tls_spki_der: spki,
+        wrap_pk: [3; 32],
+        model_digest: digest,
+    });
+    let evidence = Evidence::SevSnp(
+        sim.attest(release.as_bytes(), &MEASUREMENT)
+            .map_err(ctx("simulated evidence"))?,
+    );
+    let mut roots = SnpTrustRoots::empty();
+    roots
+        .add_dev_root(
+            &read_file(&pki.join("ark.der"))?,
+            &read_file(&pki.join("ask.der"))?,
+        )
+        .map_err(ctx("development root"))?;
+    let anchors = TrustAnchors {
+        snp: roots,
+        ..TrustAnchors::default()
+    };
+    let received = ReceivedEvidence::decode(&evidence.to_cbor()).map_err(ctx("decoding"))?;
+    let bound = verify_evidence(received, &anchors, UnixTime::from_secs(now))
+        .map_err(ctx("verifying"))?
+        .bind(release)
+        .map_err(ctx("binding"))?;
+    let policy = DevSnpPolicy::new("fuzz-seed", 1, MODEL_ID, *digest.as_bytes(), MEASUREMENT);
+    let appraisal = Policy::from_toml(&policy.toml())
+        .map_err(ctx("policy"))?
+        .appraise(bound, MODEL_ID)
+        .map_err(ctx("appraisal"))?;
     let signer = signer(&rng)?;
     let result = signer
-        .sign(&claims(TeeKind::SevSnp), &rng)
-        .map_err(ctx("signing"))?;
-    let evidence = snp_evidence("virtee-milan", false).to_cbor();
-    let leaf = ca
-        .issue_leaf(
-            &LeafRequest {
-                spki_der: &spki,
-                dns_names: &["localhost".to_owned()],
-                ip_addresses: &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-                not_before: 1_767_225_000,
-                not_after: 1_767_229_200,
-                result: &result,
-                evidence: &evidence,
-            },
+        .sign_appraisal(
+            &appraisal,
+            "confidant-verifier",
+            "confidant-client",
+            now,
+            3600,
             &rng,
         )
+        .map_err(ctx("signing"))?;
+    let names = [
+        SubjectName::parse("localhost").map_err(ctx("name"))?,
+        SubjectName::parse("127.0.0.1").map_err(ctx("name"))?,
+    ];
+    let leaf = ca
+        .issue(&result, &names, now - 60, now + 3600, &rng)
         .map_err(ctx("issuing a leaf"))?;
     Ok(vec![
         ("leaf".to_owned(), leaf),
@@ -154,6 +205,10 @@ pub fn certificates() -> Result<Vec<Seed>, SeedError> {
             read_testdata("snp/virtee-milan/vcek.der"),
         ),
     ])
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, SeedError> {
+    std::fs::read(path).map_err(ctx("reading the development PKI"))
 }
 
 /// Small bundles sealed under the fuzzing key (one and several chunks), and a bundle alone.
@@ -263,7 +318,7 @@ pub fn wire_cbor() -> Result<Vec<Seed>, SeedError> {
     for (name, evidence) in all_evidence()? {
         let req = AttestRequest {
             nonce: vec![7; 32],
-            evidence,
+            evidence: evidence.to_cbor(),
             tls_spki: vec![0x30; 91],
             wrap_pk: vec![9; 32],
             model_id: "smollm2-135m-instruct".into(),

@@ -1,7 +1,9 @@
 //! The documents `init` writes besides the configuration: the development policy
-//! (`policy.toml`, format `docs/policy.example.toml`) and the client settings (`client.toml`,
-//! read by `confidant attest | chat | proxy --config`). Both are serialized from typed values,
-//! never pasted together, and the policy is parsed back before anything is written.
+//! (`policy.toml`, format `docs/policy.example.toml`), the client settings (`client.toml`, read by
+//! `confidant attest | chat | proxy --config`) and the client's own policy (`client-policy.toml`:
+//! the same format and the same reference values, evaluated by the same code). All are serialized
+//! from typed values, never pasted together, and the policies are parsed back before anything is
+//! written.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,6 +38,7 @@ struct ModelDoc {
     snp_measurements: Vec<String>,
     min_tcb: TcbDoc,
     allow_dev: bool,
+    tls_names: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +60,15 @@ const POLICY_HEADER: &str = "\
 #                     `confidant measure sim --binary $(command -v confidant-enclave)`
 #   min_tcb           component-wise floor on the reported TCB (0 here: raise it for hardware)
 #   allow_dev         accept evidence from the development root (scripts/dev-pki.sh)
+#   tls_names         the names an enclave serving the model may have in its certificate
+";
+
+const CLIENT_POLICY_HEADER: &str = "\
+# The client's policy written by `confidant-verifier init` (format: docs/policy.example.toml,
+# the verifier's format, evaluated by the same code). `confidant` reads it through `policy` in
+# client.toml: in `passport` mode it checks the verifier's signed result against it, in `direct`
+# mode the enclave's session evidence. It starts as a copy of the verifier's policy.toml; a client
+# that trusts less edits its own copy.
 ";
 
 const NO_MODEL_TEMPLATE: &str = "
@@ -66,6 +78,7 @@ const NO_MODEL_TEMPLATE: &str = "
 # snp_measurements = [\"<96 hex digits: launch measurement>\"]
 # min_tcb = { bootloader = 0, tee = 0, snp = 0, microcode = 0 }
 # allow_dev = true
+# tls_names = [\"localhost\", \"127.0.0.1\"]
 ";
 
 /// The development policy: AMD production roots for every product, the development root pinned
@@ -75,10 +88,26 @@ pub(super) fn policy_toml(
     dev_ark_sha256: Option<&[u8; 32]>,
     model: Option<&InitModel>,
 ) -> Result<String, InitError> {
+    policy_with_header(POLICY_HEADER, dev_ark_sha256, model)
+}
+
+/// The client's copy of the development policy ([`policy_toml`] with its own header).
+pub(super) fn client_policy_toml(
+    dev_ark_sha256: Option<&[u8; 32]>,
+    model: &InitModel,
+) -> Result<String, InitError> {
+    policy_with_header(CLIENT_POLICY_HEADER, dev_ark_sha256, Some(model))
+}
+
+fn policy_with_header(
+    header: &str,
+    dev_ark_sha256: Option<&[u8; 32]>,
+    model: Option<&InitModel>,
+) -> Result<String, InitError> {
     let models = model
         .map(|m| {
             let doc = ModelDoc {
-                digest: hex::encode(m.digest),
+                digest: m.digest.to_hex(),
                 snp_measurements: m.snp_measurements.iter().map(hex::encode).collect(),
                 min_tcb: TcbDoc {
                     bootloader: 0,
@@ -87,6 +116,7 @@ pub(super) fn policy_toml(
                     microcode: 0,
                 },
                 allow_dev: dev_ark_sha256.is_some(),
+                tls_names: m.tls_names.clone(),
             };
             (m.id.clone(), doc)
         })
@@ -109,7 +139,7 @@ pub(super) fn policy_toml(
     } else {
         ""
     };
-    let text = format!("{POLICY_HEADER}\n{body}{tail}");
+    let text = format!("{header}\n{body}{tail}");
     Policy::from_toml(&text).map_err(|e| InitError::Document(e.to_string()))?;
     Ok(text)
 }
@@ -123,34 +153,21 @@ struct ClientDoc {
     dev_ark: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dev_ask: Option<String>,
-    policy: ClientPolicyDoc,
-}
-
-#[derive(Debug, Serialize)]
-struct ClientPolicyDoc {
-    allow_dev: bool,
-    measurements: Vec<String>,
-    models: Vec<AllowedModelDoc>,
-}
-
-#[derive(Debug, Serialize)]
-struct AllowedModelDoc {
-    id: String,
-    digest: String,
+    policy: &'static str,
 }
 
 const CLIENT_HEADER: &str = "\
 # Client settings written by `confidant-verifier init`, for
 #   confidant attest | chat | proxy … --config client.toml --token-file tokens/client.jwt
 # Relative paths are relative to this file. `ca` is the CA that certifies attested enclaves,
-# `result_key` the verifier's result-signing key (this file holds what GET /v1/keys serves), and
-# [policy] what this client accepts: these models and launch measurements, and development
-# (simulated) evidence only when `allow_dev` is true.
+# `result_key` the verifier's result-signing key (this file holds what GET /v1/keys serves),
+# `policy` what this client accepts (the verifier's policy format: models, reference values,
+# roots; development evidence only where it pins the development root and allows it), and
+# `dev_ark`/`dev_ask` the development root that policy pins.
 ";
 
 /// The client settings for `model`, trusting the development roots `dev` (ARK, ASK) if given.
 pub(super) fn client_toml(
-    model: &InitModel,
     dev: Option<&(std::path::PathBuf, std::path::PathBuf)>,
 ) -> Result<String, InitError> {
     let path = |p: &Path| p.display().to_string();
@@ -159,14 +176,7 @@ pub(super) fn client_toml(
         result_key: super::PUBLIC_KEYS_FILE,
         dev_ark: dev.map(|(ark, _)| path(ark)),
         dev_ask: dev.map(|(_, ask)| path(ask)),
-        policy: ClientPolicyDoc {
-            allow_dev: dev.is_some(),
-            measurements: model.snp_measurements.iter().map(hex::encode).collect(),
-            models: vec![AllowedModelDoc {
-                id: model.id.clone(),
-                digest: hex::encode(model.digest),
-            }],
-        },
+        policy: super::CLIENT_POLICY_FILE,
     };
     let body = toml::to_string(&doc).map_err(|e| InitError::Document(e.to_string()))?;
     Ok(format!("{CLIENT_HEADER}\n{body}"))

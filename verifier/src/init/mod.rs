@@ -11,7 +11,8 @@
 //! | `ca.pem` | the verifier CA certificate that issues enclave leaves; clients pin it |
 //! | `policy.toml` | a development policy: trusts the dev SNP root if `--dev-pki` was given, and allows `--model` if given |
 //! | `public-keys.json` | the verifier's public keys, as `GET /v1/keys` serves them (result-signing key, audit checkpoint key) |
-//! | `client.toml` | (with `--model`) client settings for `confidant … --config`: CA, result key, dev roots, client policy |
+//! | `client.toml` | (with `--model`) client settings for `confidant … --config`: CA, result key, dev roots, the client policy file |
+//! | `client-policy.toml` | (with `--model`) the client's policy: a copy of `policy.toml` (same format, same engine) |
 //! | `secrets/tls-key.pem` | TLS private key |
 //! | `secrets/ca-key.p8` | CA private key (PKCS#8 DER, P-256) |
 //! | `secrets/result-key.p8` | result signing key (PKCS#8 DER, P-256) |
@@ -27,14 +28,13 @@ mod stage;
 
 use std::path::{Path, PathBuf};
 
+use confidant_attestation::digest::Blake3Digest;
 use confidant_attestation::leafcert::CertificateAuthority;
 use confidant_attestation::result::ResultSigner;
 use confidant_service::jwt::{JwtIssuer, TokenClaims};
 use confidant_service::secrets::write_secret_file;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-
-use crate::public_keys::PublicKeys;
 
 /// Default issuer of development tokens.
 pub const DEV_ISSUER: &str = "confidant-dev-issuer";
@@ -61,6 +61,8 @@ pub const CA_FILE: &str = "ca.pem";
 pub const PUBLIC_KEYS_FILE: &str = "public-keys.json";
 /// The client settings (with `--model`).
 pub const CLIENT_FILE: &str = "client.toml";
+/// The client's policy (with `--model`).
+pub const CLIENT_POLICY_FILE: &str = "client-policy.toml";
 
 /// Why `init` failed. Nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +98,8 @@ pub enum InitError {
     Crypto(String),
     #[error("listen address {0:?} is not IP:PORT")]
     Listen(String),
+    #[error("enclave certificate name {0:?} is neither an IP address nor a DNS host name")]
+    EnclaveName(String),
 }
 
 /// The model the development policy (and the client policy) allow.
@@ -104,10 +108,16 @@ pub struct InitModel {
     /// The model id (what the enclave asks a key for).
     pub id: String,
     /// BLAKE3-256 of the plaintext bundle (the sealed header's model digest).
-    pub digest: [u8; 32],
+    pub digest: Blake3Digest,
     /// SEV-SNP launch measurements allowed to run it (simulated TEE: `confidant measure sim`).
     pub snp_measurements: Vec<[u8; 48]>,
+    /// The names an enclave serving it may have in its certificate (`tls_names`).
+    pub tls_names: Vec<String>,
 }
+
+/// The enclave certificate names a development model allows when none are given: where the
+/// development enclave listens.
+pub const DEV_ENCLAVE_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
 
 /// Options of `init`.
 #[derive(Debug, Clone)]
@@ -201,6 +211,13 @@ fn check_inputs(opts: &InitOptions) -> Result<Checked, InitError> {
         }
         if m.snp_measurements.is_empty() {
             return Err(InitError::NoMeasurement);
+        }
+        if let Some(bad) = m
+            .tls_names
+            .iter()
+            .find(|n| confidant_attestation::names::SubjectName::parse(n).is_err())
+        {
+            return Err(InitError::EnclaveName(bad.clone()));
         }
     }
     let dev = match &opts.dev_pki {
@@ -316,7 +333,7 @@ fn write_all(
         &rng,
     )
     .map_err(|e| crypto(&e))?;
-    let public = PublicKeys::new(
+    let public = crate::public_keys::document(
         result_signer.verifier(),
         checkpoint_pair.public_key().as_ref(),
     );
@@ -347,8 +364,10 @@ fn write_all(
     let policy = files::policy_toml(checked.dev_ark_sha256.as_ref(), opts.model.as_ref())?;
     write_public(&dir.join("policy.toml"), policy.as_bytes())?;
     if let Some(model) = &opts.model {
-        let client = files::client_toml(model, checked.dev.as_ref())?;
+        let client = files::client_toml(checked.dev.as_ref())?;
         write_public(&dir.join(CLIENT_FILE), client.as_bytes())?;
+        let client_policy = files::client_policy_toml(checked.dev_ark_sha256.as_ref(), model)?;
+        write_public(&dir.join(CLIENT_POLICY_FILE), client_policy.as_bytes())?;
     }
 
     let dev_lines = match &checked.dev {

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
-use confidant_attestation::binding::{Binding, BindingInput, Purpose};
+use confidant_attestation::binding::{Binding, KeyRelease};
+use confidant_attestation::digest::Blake3Digest;
 use confidant_attestation::evidence::Evidence;
 use confidant_attestation::keywrap::WrapKeyPair;
 use confidant_attester::snp_sim::SimulatedSnp;
@@ -228,17 +229,26 @@ impl Enclave {
         }
     }
 
-    pub fn binding(&self, nonce: &[u8; 32], digest: &[u8; 32]) -> Binding {
-        Binding::compute(&BindingInput {
-            purpose: Purpose::KeyRelease,
-            nonce,
-            tls_spki_der: &self.tls_spki,
-            channel: self.wrap.public_key(),
-            model_digest: digest,
+    pub fn binding(&self, nonce: &[u8; 32], digest: &[u8; 32]) -> Binding<KeyRelease> {
+        Binding::compute(KeyRelease {
+            nonce: *nonce,
+            tls_spki_der: self.tls_spki.clone(),
+            wrap_pk: *self.wrap.public_key(),
+            model_digest: Blake3Digest::from_bytes(*digest),
         })
     }
 
     pub fn request(&self, nonce: [u8; 32], evidence: Evidence, model_id: &str) -> AttestRequest {
+        self.request_bytes(nonce, evidence.to_cbor(), model_id)
+    }
+
+    /// A request whose evidence is exactly `evidence` (bytes as sent, canonical or not).
+    pub fn request_bytes(
+        &self,
+        nonce: [u8; 32],
+        evidence: Vec<u8>,
+        model_id: &str,
+    ) -> AttestRequest {
         AttestRequest {
             nonce: nonce.to_vec(),
             evidence,

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use confidant_attestation::audit::checkpoint::CHECKPOINT_ORIGIN;
 use confidant_attestation::audit::{AuditVerifyError, CheckpointError, export_jsonl, parse_log};
+use confidant_wire::admin::{AuditCheckpoint, PublicKeys};
 use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY};
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -243,9 +244,8 @@ fn describe(e: &AuditVerifyError, checkpoints: &[CheckpointSource]) -> Failure {
 /// Also accepts the JSON body of `GET /v1/audit/checkpoint`.
 fn split_checkpoints(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
     if bytes.first() == Some(&b'{') {
-        let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-        let text = v.get("checkpoint")?.as_str()?;
-        return Some(vec![text.as_bytes().to_vec()]);
+        let reply: AuditCheckpoint = serde_json::from_slice(bytes).ok()?;
+        return Some(vec![reply.checkpoint.into_bytes()]);
     }
     let origin = format!("{CHECKPOINT_ORIGIN}\n");
     let origin = origin.as_bytes();
@@ -292,12 +292,13 @@ fn read_public_key(path: &Path) -> Result<Vec<u8>> {
             .into_contents();
         spki_point(&der).with_context(bad)?
     } else if let Some(json) = text.filter(|t| t.starts_with('{')) {
-        let v: serde_json::Value = serde_json::from_str(json).with_context(bad)?;
-        let hex_key = v
-            .get("audit_checkpoint_key")
-            .and_then(|k| k.as_str())
-            .with_context(|| format!("{}: JSON without `audit_checkpoint_key`", path.display()))?;
-        hex::decode(hex_key).with_context(bad)?
+        let keys: PublicKeys = serde_json::from_str(json).with_context(|| {
+            format!(
+                "{}: JSON that is not the `GET /v1/keys` document",
+                path.display()
+            )
+        })?;
+        hex::decode(keys.audit_checkpoint_key).with_context(bad)?
     } else if let Some(t) =
         text.filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
     {

@@ -6,16 +6,14 @@
 //! result_key = "public-keys.json"   # verifier result-signing key: GET /v1/keys body, JWK, COSE_Key or SPKI
 //! mode = "passport"                 # or "direct"
 //! fresh = true                      # session evidence per connection (default)
-//! dev_ark = "dev-ark.der"           # development roots (simulated SNP); needs policy.allow_dev
+//! policy = "client-policy.toml"     # the verifier's policy format (docs/policy.example.toml)
+//! dev_ark = "dev-ark.der"           # the development root the policy pins (simulated SNP)
 //! dev_ask = "dev-ask.der"
-//! tpm_aks = ["ak.pem"]              # trusted TPM attestation keys
 //! connect_timeout_secs = 30
-//! [policy]                          # see confidant_client::policy
-//! measurements = ["…"]
-//! [[policy.models]]
-//! id = "…"
-//! digest = "…"                      # model digest: BLAKE3-256 of the bundle, hex
 //! ```
+//! The trust anchors evidence is verified against are the policy's: AMD's pinned roots for the
+//! products it lists, the development root it pins (whose ARK and ASK `dev_ark`/`dev_ask` give),
+//! the TPM attestation keys it lists.
 //! The bearer token is read from `CONFIDANT_TOKEN` or `--token-file`, never from a flag value.
 
 use std::path::{Path, PathBuf};
@@ -25,9 +23,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
-use confidant_attestation::snp::SnpTrustRoots;
-use confidant_attestation::verify::TrustAnchors;
-use confidant_client::{BearerToken, ClientBuilder, ClientPolicy, Mode, ResultVerifier};
+use confidant_client::{BearerToken, ClientBuilder, Mode, Policy, ResultVerifier};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ModeArg {
@@ -48,24 +44,26 @@ pub struct ClientArgs {
     /// `confidant-verifier init`), a JWK, COSE_Key, or SPKI PEM/DER.
     #[arg(long, env = "CONFIDANT_RESULT_KEY")]
     result_key: Option<PathBuf>,
-    /// Client policy (TOML: models, measurements, tcb_floor, allow_dev).
+    /// Client policy: the verifier's policy format (docs/policy.example.toml), checked with the
+    /// verifier's code. Its `[trust]` decides which roots and TPM keys evidence may chain to.
     #[arg(long, env = "CONFIDANT_POLICY")]
     policy: Option<PathBuf>,
-    /// `passport` trusts the verifier's signed result; `direct` also verifies the raw evidence.
+    /// `passport`: the verifier's signed result, checked against the policy, vouches for the
+    /// platform; session evidence must show the platform it names. `direct`: the session
+    /// evidence itself passes the whole policy, and the client alone checks its binding to this
+    /// TLS session, key and model (needs session evidence: refuses --no-fresh).
     #[arg(long, env = "CONFIDANT_MODE", value_enum)]
     mode: Option<ModeArg>,
-    /// Skip per-connection session evidence (binds the key but not the TLS session).
+    /// Skip per-connection session evidence (`passport` only): the key is then bound by the
+    /// verifier's result alone, and the TLS session not at all.
     #[arg(long)]
     no_fresh: bool,
-    /// Development ARK (DER or PEM) to trust for simulated SNP evidence.
+    /// Development ARK (DER or PEM): the one the policy pins in `trust.dev_root_ark_sha256`.
     #[arg(long, env = "CONFIDANT_DEV_ARK", requires = "dev_ask")]
     dev_ark: Option<PathBuf>,
     /// Development ASK (DER or PEM) matching --dev-ark.
     #[arg(long, env = "CONFIDANT_DEV_ASK", requires = "dev_ark")]
     dev_ask: Option<PathBuf>,
-    /// Trusted TPM attestation key (PEM); repeatable.
-    #[arg(long = "tpm-ak")]
-    tpm_aks: Vec<PathBuf>,
     /// File holding the bearer token (alternatively set CONFIDANT_TOKEN).
     #[arg(long, env = "CONFIDANT_TOKEN_FILE")]
     token_file: Option<PathBuf>,
@@ -83,10 +81,8 @@ struct FileConfig {
     fresh: Option<bool>,
     dev_ark: Option<PathBuf>,
     dev_ask: Option<PathBuf>,
-    #[serde(default)]
-    tpm_aks: Vec<PathBuf>,
     connect_timeout_secs: Option<u64>,
-    policy: Option<ClientPolicy>,
+    policy: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -131,17 +127,14 @@ impl ClientArgs {
             .clone()
             .or_else(|| from_file(&file.result_key))
             .context("no result key: pass --result-key, CONFIDANT_RESULT_KEY or `result_key`")?;
-        let policy = match &self.policy {
-            Some(path) => {
-                let text = String::from_utf8(read(path)?).context("policy is not UTF-8")?;
-                ClientPolicy::from_toml(&text)
-                    .with_context(|| format!("parsing policy {}", path.display()))?
-            }
-            None => file
-                .policy
-                .clone()
-                .context("no policy: pass --policy, CONFIDANT_POLICY or [policy] in the config")?,
-        };
+        let policy_path = self
+            .policy
+            .clone()
+            .or_else(|| from_file(&file.policy))
+            .context("no policy: pass --policy, CONFIDANT_POLICY or `policy` in the config")?;
+        let text = String::from_utf8(read(&policy_path)?).context("policy is not UTF-8")?;
+        let policy = Policy::from_toml(&text)
+            .with_context(|| format!("parsing policy {}", policy_path.display()))?;
         let mode = match self.mode {
             Some(ModeArg::Passport) => Mode::Passport,
             Some(ModeArg::Direct) => Mode::Direct,
@@ -149,32 +142,20 @@ impl ClientArgs {
         };
         let fresh = !self.no_fresh && file.fresh.unwrap_or(true);
 
-        let mut anchors = TrustAnchors {
-            snp: SnpTrustRoots::amd(),
-            ..TrustAnchors::default()
-        };
         let dev = match (&self.dev_ark, &self.dev_ask) {
             (Some(ark), Some(ask)) => Some((ark.clone(), ask.clone())),
             _ => from_file(&file.dev_ark).zip(from_file(&file.dev_ask)),
         };
-        if let Some((ark, ask)) = dev {
-            anchors
-                .snp
-                .add_dev_root(&der_or_pem(&ark)?, &der_or_pem(&ask)?)
-                .context("development root")?;
-        }
-        let aks: Vec<PathBuf> = if self.tpm_aks.is_empty() {
-            file.tpm_aks.iter().map(|p| base.join(p)).collect()
-        } else {
-            self.tpm_aks.clone()
+        let dev = match dev {
+            Some((ark, ask)) => Some((der_or_pem(&ark)?, der_or_pem(&ask)?)),
+            None => None,
         };
-        for ak in aks {
-            let text = String::from_utf8(read(&ak)?).context("TPM AK is not PEM")?;
-            anchors
-                .tpm
-                .enroll_ak_pem(&text)
-                .with_context(|| format!("TPM AK {}", ak.display()))?;
-        }
+        let anchors = policy
+            .trust_anchors(
+                dev.as_ref().map(|(ark, _)| ark.as_slice()),
+                dev.as_ref().map(|(_, ask)| ask.as_slice()),
+            )
+            .context("the policy's trust anchors")?;
 
         let mut builder = ClientBuilder::new(url)
             .verifier_ca(&read(&ca_path)?)

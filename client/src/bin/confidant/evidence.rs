@@ -4,11 +4,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use confidant_attestation::evidence::{Evidence, SnpEvidence};
+use confidant_attestation::evidence::{Evidence, ReceivedEvidence, SnpEvidence};
 use confidant_attestation::policy::Policy;
 use confidant_attestation::snp::SnpTrustRoots;
+use confidant_attestation::time::UnixTime;
 use confidant_attestation::tpm::{TpmTrustAnchors, tools as tpm_tools};
 use confidant_attestation::verify::{TrustAnchors, verify_evidence};
+
+use crate::at::parse_at;
 
 #[derive(Debug, Subcommand)]
 pub enum EvidenceCommand {
@@ -63,6 +66,10 @@ pub struct VerifyArgs {
     /// Model id whose reference values the policy appraisal uses.
     #[arg(long)]
     model_id: Option<String>,
+    /// Check certificate validity periods as of this time instead of now: Unix seconds, or UTC
+    /// as `YYYY-MM-DDTHH:MM:SSZ`.
+    #[arg(long, value_parser = parse_at)]
+    at: Option<UnixTime>,
 }
 
 pub fn run(cmd: EvidenceCommand) -> Result<()> {
@@ -80,7 +87,15 @@ fn verify(args: VerifyArgs) -> Result<()> {
         bail!("give either --snp-report with --vcek, or the --tpm-* files");
     };
 
-    let verified = verify_evidence(&evidence, &anchors).context("evidence verification failed")?;
+    // The files go through the same decoding gate as evidence received over the network.
+    let received =
+        ReceivedEvidence::decode(&evidence.to_cbor()).context("evidence does not decode")?;
+    let at = match args.at {
+        Some(at) => at,
+        None => crate::at::now()?,
+    };
+    let verified =
+        verify_evidence(received, &anchors, at).context("evidence verification failed")?;
     let claims = serde_json::to_value(verified.claims()).context("serialising claims")?;
 
     let bound = match &args.nonce {
@@ -95,7 +110,7 @@ fn verify(args: VerifyArgs) -> Result<()> {
         None => None,
     };
 
-    let mut out = serde_json::json!({ "verified": true, "claims": claims });
+    let mut out = serde_json::json!({ "verified": true, "at": at.as_secs(), "claims": claims });
     if let Some(policy_path) = &args.policy {
         let model_id = args.model_id.as_deref().unwrap_or_default();
         let Some(bound) = bound else {
@@ -106,13 +121,20 @@ fn verify(args: VerifyArgs) -> Result<()> {
         let text = read_text(policy_path)?;
         let policy = Policy::from_toml(&text).context("policy is invalid")?;
         let appraisal = policy
-            .appraise(bound, model_id)
+            .appraise_raw(bound, model_id)
             .context("policy appraisal failed")?;
         out["appraisal"] = serde_json::json!({
             "policy_id": appraisal.policy_id(),
             "policy_version": appraisal.policy_version(),
             "model_id": model_id,
             "status": "affirming",
+            "measurement": hex::encode(appraisal.measurement()),
+            "dev": appraisal.is_dev(),
+            "chip_id_masked": appraisal.chip_id_masked(),
+            "chip_key_masked": appraisal.chip_key_masked(),
+            // Evidence bound to a raw --nonce names no model digest: the policy's digest for
+            // the model was not compared with anything.
+            "model_digest_checked": appraisal.model_digest_checked(),
         });
     }
     println!("{}", serde_json::to_string_pretty(&out)?);

@@ -11,6 +11,7 @@
 //! - `confidant vm build --out DIR …`, `confidant vm measure DIR`: a measured-boot VM image and its PCRs.
 #![forbid(unsafe_code)]
 
+mod at;
 mod attest;
 mod audit;
 mod chat;
@@ -108,7 +109,7 @@ fn describe(e: &anyhow::Error) -> String {
 /// What to do about the refusals a first run meets.
 fn hint(e: &anyhow::Error) -> Option<&'static str> {
     use confidant_attestation::snp::SnpError;
-    use confidant_client::AttestError;
+    use confidant_client::{AttestError, PolicyError};
     e.chain().find_map(|cause| {
         if let Some(SnpError::UntrustedRoot) = cause.downcast_ref::<SnpError>() {
             return Some(
@@ -118,17 +119,22 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
                  `confidant-verifier init --model` names them)",
             );
         }
-        match cause.downcast_ref::<AttestError>() {
-            Some(AttestError::DevNotAllowed) => Some(
+        let policy = match cause.downcast_ref::<AttestError>() {
+            Some(AttestError::Policy(e) | AttestError::SessionPolicy(e)) => e,
+            _ => return None,
+        };
+        match policy {
+            PolicyError::DevEvidenceNotAllowed | PolicyError::DevRootNotTrusted => Some(
                 "the enclave runs on development (simulated) evidence: only for development, \
-                 set allow_dev = true in the client policy",
+                 pin the development root (trust.dev_root_ark_sha256) and set allow_dev = true \
+                 for the model in the client policy",
             ),
-            Some(AttestError::ModelNotAllowed { .. } | AttestError::MeasurementNotAllowed(_)) => {
-                Some(
-                    "the client policy (--policy, or [policy] in --config) must list the \
-                     enclave's model id and digest and its launch measurement",
-                )
-            }
+            PolicyError::UnknownModel
+            | PolicyError::ModelDigestMismatch
+            | PolicyError::MeasurementNotAllowed => Some(
+                "the client policy (--policy, or `policy` in --config) must list the enclave's \
+                 model id and digest and its launch measurement",
+            ),
             _ => None,
         }
     })

@@ -16,6 +16,8 @@ use base64::engine::general_purpose::STANDARD;
 use clap::{Args, Subcommand};
 use confidant_attestation::modelkey::{MODEL_KEY_LEN, ModelKey};
 use confidant_sealed::{self as sealed, DEFAULT_CHUNK_SIZE, SealedHeader, encode_bundle};
+use confidant_wire::admin::KeyInfo;
+use confidant_wire::error::ErrorBody;
 use confidant_wire::routes;
 use http_body_util::{BodyExt, Full, Limited};
 use zeroize::Zeroizing;
@@ -111,7 +113,7 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
         ModelCommand::Seal(args) => seal(args)?,
         ModelCommand::Inspect(args) if args.digest => {
             let (header, _) = read_header(&args.file)?;
-            println!("{}", hex::encode(header.model_digest));
+            println!("{}", header.model_digest.to_hex());
             return Ok(());
         }
         ModelCommand::Inspect(args) => inspect(&args.file)?,
@@ -196,7 +198,7 @@ fn seal(args: SealArgs) -> Result<serde_json::Value> {
     );
     Ok(serde_json::json!({
         "key_id": header.key_id,
-        "model_digest": hex::encode(header.model_digest),
+        "model_digest": header.model_digest.to_hex(),
         "model_digest_alg": sealed::MODEL_DIGEST_ALG,
         "manifest_digest": hex::encode(header.manifest_digest),
         "plaintext_len": header.plaintext_len,
@@ -329,7 +331,7 @@ fn inspect(path: &Path) -> Result<serde_json::Value> {
     Ok(serde_json::json!({
         "version": header.version,
         "key_id": header.key_id,
-        "model_digest": hex::encode(header.model_digest),
+        "model_digest": header.model_digest.to_hex(),
         "model_digest_alg": sealed::MODEL_DIGEST_ALG,
         "manifest_digest": hex::encode(header.manifest_digest),
         "chunk_size": header.chunk_size,
@@ -379,24 +381,19 @@ fn register(args: RegisterArgs) -> Result<serde_json::Value> {
         .await
         .map_err(|_| anyhow::anyhow!("verifier did not answer within {TIMEOUT:?}"))?
     })?;
-    let reply_json: Option<serde_json::Value> = serde_json::from_slice(&reply).ok();
     if status != hyper::StatusCode::CREATED {
-        let (code, message) = reply_json
-            .as_ref()
-            .and_then(|v| v.get("error"))
-            .map(|e| {
-                (
-                    e.get("code").and_then(|c| c.as_str()).unwrap_or("unknown"),
-                    e.get("message").and_then(|m| m.as_str()).unwrap_or(""),
-                )
-            })
-            .unwrap_or(("unknown", ""));
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&reply) {
+            Ok(body) => (body.error.code, body.error.message),
+            Err(_) => ("unknown".to_owned(), String::new()),
+        };
         bail!("verifier refused the key import: HTTP {status}: {code}: {message}");
     }
+    let info: KeyInfo =
+        serde_json::from_slice(&reply).context("the verifier's reply is not a key description")?;
     Ok(serde_json::json!({
         "registered": true,
         "verifier": args.verifier,
-        "key": reply_json.unwrap_or(serde_json::Value::Null),
+        "key": info,
     }))
 }
 
